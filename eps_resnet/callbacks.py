@@ -1,0 +1,83 @@
+"""tensorpack callbacks that apply :mod:`eps_resnet.schedules` to graph variables.
+
+Both rebuild their state when a run resumes: the value in force is recomputed from the schedule
+(and, for the adaptive rule, from the ``discarded_cnt`` history in the run's stats.json), so a
+resumed run follows exactly the schedule an uninterrupted one would have.
+"""
+from __future__ import annotations
+
+import os
+
+from tensorpack.callbacks import Callback
+from tensorpack.callbacks.param import GraphVarParam
+from tensorpack.utils import logger
+
+from .schedules import AdaptiveRestart, Points, stat_history, value_at
+
+
+class _VariableSetter(Callback):
+    _chief_only = False
+
+    def __init__(self, var_name: str):
+        self.param = GraphVarParam(var_name)
+        self.var_name = var_name
+
+    def _setup_graph(self):
+        self.param.setup_graph()
+
+    def _set(self, value: float | None, why: str = ""):
+        if value is None:
+            return
+        old = self.param.get_value()
+        if old != value:
+            logger.info(f"[{self.var_name}] after epoch {self.epoch_num}: {old:g} -> {value:g}{why}")
+            self.param.set_value(value)
+
+
+class EpochScheduleSetter(_VariableSetter):
+    """Sets a scalar variable from ``(epoch, value)`` points (e.g. the ε schedule)."""
+
+    def __init__(self, var_name: str, points: Points):
+        super().__init__(var_name)
+        self.points = list(points)
+
+    def _before_train(self):
+        self._set(value_at(self.points, self.epoch_num))
+
+    def _trigger_epoch(self):
+        self._set(value_at(self.points, self.epoch_num))
+
+
+class LearningRateSetter(_VariableSetter):
+    """The learning rate from a base schedule, restarted faster when ``stat`` rises
+    (:class:`~eps_resnet.schedules.AdaptiveRestart`; without ``fast`` a plain schedule)."""
+
+    def __init__(self, base: Points, fast: Points | None = None, stat: str = "discarded_cnt",
+                 var_name: str = "learning_rate"):
+        super().__init__(var_name)
+        self.base, self.fast, self.stat = base, fast, stat
+
+    def _before_train(self):
+        self.rule = AdaptiveRestart(self.base, self.fast)
+        done = self.epoch_num  # epochs already trained (> 0 when resuming)
+        stats_file = os.path.join(logger.get_logger_dir() or ".", "stats.json")
+        self.history = stat_history(stats_file, self.stat, done + 1) if self.rule.adaptive else []
+        value = None
+        for epoch in range(done + 1):
+            new = self.rule.after_epoch(epoch, self.history[:epoch])
+            value = value if new is None else new
+        if done and self.rule.restarts:
+            logger.info(f"[learning_rate] resumed after epoch {done}; adaptive restarts at epochs "
+                        f"{self.rule.restarts}")
+        self._set(value)
+
+    def _trigger_epoch(self):
+        if self.rule.adaptive:
+            self.history.append(float(self.trainer.monitors.get_latest(self.stat)))
+        restarts = len(self.rule.restarts)
+        value = self.rule.after_epoch(self.epoch_num, self.history)
+        why = ""
+        if len(self.rule.restarts) > restarts:
+            why = (f" (adaptive restart: {self.stat} "
+                   f"{self.history[-self.rule.last_k - 1]:.2f} -> {self.history[-1]:.2f})")
+        self._set(value, why)

@@ -1,0 +1,75 @@
+"""The ``eps-resnet`` command line: one subcommand per stage of the pipeline."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import compat  # noqa: F401  (before anything imports TensorFlow)
+from .data import DATASETS
+from .settings import LR_MODES, PRECISIONS, VARIANTS, SettingsError, TrainSettings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, naming the flag, as argparse does, but without the usage block.
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a ResNet / ε-ResNet (resumes an existing run folder)",
+                       description="Train a baseline ResNet or an ε-ResNet with tensorpack. Running "
+                       "the same command on the same --out resumes from its newest checkpoint.")
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--depth", required=True, type=int,
+                   help="CIFAR family: 6n+2 (110 = ResNet-110); ImageNet: 18, 34, 50, 101, 152")
+    p.add_argument("--variant", required=True, metavar="VARIANT", help=f"one of {', '.join(VARIANTS)}")
+    p.add_argument("--epsilon", type=float, help="ε of the gate (required for --variant epsilon)")
+    p.add_argument("--epsilon-start-epoch", type=int, default=0, metavar="K",
+                   help="keep ε = 0 (gates open) until K epochs finished; default 0: ε from the start")
+    p.add_argument("--epochs", type=int, help="default: the paper's (CIFAR 200, ε-ResNet 1000; "
+                   "SVHN 200; ImageNet 110)")
+    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
+    p.add_argument("--batch", type=int, help="total batch, split across GPUs (default: the paper's)")
+    p.add_argument("--gpus", type=int, help="GPUs to train on (default: all visible; 0: CPU)")
+    p.add_argument("--data-dir", help="folder written by `eps-resnet prepare`")
+    p.add_argument("--data-workers", type=int, help="dataflow processes (default: cores - 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr-schedule", metavar="MODE",
+                   help=f"one of {', '.join(LR_MODES)} (default: adaptive for ε-ResNet on CIFAR/SVHN)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="TensorFlow intra/inter-op threads (default 0: every core)")
+    p.add_argument("--precision", default="fp32", metavar="P", help=f"one of {', '.join(PRECISIONS)}")
+    p.add_argument("--family", help="synthetic data only: cifar or imagenet network layout")
+    p.add_argument("--image-size", type=int, help="synthetic data only: image side in pixels")
+    p.add_argument("--classes", type=int, help="synthetic data only: number of classes")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created or resumed)")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    from .train import train
+
+    fields = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    train(TrainSettings(**fields))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="eps-resnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as e:
+        print(f"eps-resnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

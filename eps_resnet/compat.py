@@ -1,0 +1,51 @@
+"""The one place for the TensorFlow / tensorpack compatibility switches.
+
+Import this module before anything imports TensorFlow (``eps_resnet/__init__.py`` does).
+
+* TensorFlow >= 2.16 ships Keras 3, which dropped ``tf.compat.v1.layers``; tensorpack's
+  Conv2D/BatchNorm/FullyConnected wrap those layers.  ``tf-keras`` (Keras 2) brings them back,
+  but only if ``TF_USE_LEGACY_KERAS=1`` is set before TensorFlow is first imported.
+* tensorpack 0.11 predates numpy 2; a few of its code paths use the removed aliases
+  ``np.float`` / ``np.object``.  Restoring them here keeps those paths working.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+    # Too late to switch Keras: tensorpack's layers would fail later with a confusing error.
+    raise ImportError(
+        "eps_resnet must be imported before tensorflow (it sets TF_USE_LEGACY_KERAS=1); "
+        "or export TF_USE_LEGACY_KERAS=1 yourself")
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+# TensorFlow's C++ start-up chatter (cuInit on CPU-only hosts, oneDNN notices) drowns the logs.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+for _alias, _type in (("float", float), ("int", int), ("object", object), ("bool", bool)):
+    if _alias not in np.__dict__:
+        setattr(np, _alias, _type)
+
+
+def import_tf():
+    """Import TensorFlow in v1 graph mode and return ``tf.compat.v1``."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    tfv1 = tf.compat.v1
+    tfv1.disable_eager_execution()
+    return tfv1
+
+
+def visible_gpus() -> list[str]:
+    """Names of the GPUs TensorFlow can use in this process (respects CUDA_VISIBLE_DEVICES)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1") or not (
+            os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")):
+        # No NVIDIA driver: answer without starting TensorFlow (and its cuInit error message).
+        return []
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_physical_devices("GPU")]

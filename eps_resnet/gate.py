@@ -1,0 +1,73 @@
+"""The strict-identity gate of ε-ResNet (the paper's sparsity-promoting function).
+
+For a residual branch output F (the whole batch x H x W x C tensor) the paper defines
+
+    s  = max_i ( relu(F_i - ε) + relu(-F_i - ε) )
+    T  = relu(-L * relu(-L * s + 1) + 1)
+    S(F) = T * F
+
+so ``S(F) = 0`` when every |F_i| < ε and ``S(F) = F`` otherwise: one decision per block per batch.
+
+This module computes the same function in a cheaper form (measured in
+``benchmarks/train_throughput.py``; the literal formula is kept in ``tests/test_gate.py`` as the
+reference):
+
+* ``relu(F - ε) + relu(-F - ε) == relu(|F| - ε)`` element-wise, and relu is monotone, so
+  ``s = relu(max|F| - ε)``: a single reduction instead of four full-size temporaries.
+* T is a saturated step whose derivative with respect to F vanishes outside a band of width 1/L,
+  so the decision is computed from ``stop_gradient(F)``; the gradient of ``T * F`` with respect to
+  F, which is T, is untouched.
+* T is exactly 0 or 1 except for ``0 < s < 1/L``; in those two cases the block output is selected
+  with ``tf.cond`` (``shortcut + F`` or ``shortcut``) instead of a full-size multiply by T.  Only the
+  band case multiplies, so the output equals ``shortcut + T * F`` for every input.
+"""
+from __future__ import annotations
+
+from .compat import import_tf
+
+tf = import_tf()
+
+#: The slope of the gate's ReLUs; the original implementation uses 1e6.
+GATE_L = 1e6
+
+
+def gate_value(branch, epsilon, L: float = GATE_L):
+    """The scalar T of the gate for a branch output (0: discarded, 1: open), float32.
+
+    The decision is always made in float32 from the branch's values, whatever precision the
+    branch is computed in.
+    """
+    with tf.name_scope("gate"):
+        f = tf.stop_gradient(branch)
+        if f.dtype != tf.float32:
+            f = tf.cast(f, tf.float32)
+        eps = tf.cast(epsilon, tf.float32)
+        s = tf.nn.relu(tf.reduce_max(tf.abs(f)) - eps)
+        r3 = tf.nn.relu(-L * s + 1.0)
+        return tf.nn.relu(-L * r3 + 1.0, name="T")
+
+
+def gated_residual(shortcut, branch, epsilon, L: float = GATE_L):
+    """``shortcut + S(branch)`` with the strict-identity gate.
+
+    Returns ``(output, is_discarded)`` where ``is_discarded = 1 - T`` is the float32 scalar that the
+    monitoring averages (1.0 when the whole branch was cut on this batch).
+    """
+    t = gate_value(branch, epsilon, L)
+
+    def open_gate():
+        return shortcut + branch
+
+    def closed_gate():
+        return tf.identity(shortcut)
+
+    def band():
+        # 0 < s < 1/L: T is fractional; keep the paper's product exactly.
+        return shortcut + tf.cast(t, branch.dtype) * branch
+
+    output = tf.case(
+        [(tf.equal(t, 1.0), open_gate), (tf.equal(t, 0.0), closed_gate)],
+        default=band, exclusive=False)
+    output.set_shape(shortcut.shape)
+    is_discarded = tf.subtract(1.0, t, name="is_discarded")
+    return output, is_discarded

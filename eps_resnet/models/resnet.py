@@ -1,0 +1,183 @@
+"""The ResNet / ε-ResNet model (a tensorpack ModelDesc) for both network families.
+
+One model builds any :class:`~eps_resnet.models.layouts.Layout`; only the stem, the block
+function and the input normalisation differ between families. The variant decides how a block's
+branch and shortcut are joined and whether the side output is attached:
+
+* ``standard``: ``shortcut + branch``;
+* ``side``: the same, plus the side-supervision head (loss weight 0.1);
+* ``epsilon``: every block through the strict-identity gate, plus the side head.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+from tensorpack import ModelDesc
+from tensorpack.models import (AvgPooling, BatchNorm, BNReLU, Conv2D, FullyConnected,
+                               GlobalAvgPooling, MaxPooling)
+from tensorpack.tfutils import argscope
+from tensorpack.tfutils.summary import add_moving_summary
+from tensorpack.models.regularize import regularize_cost
+
+from ..compat import import_tf
+from ..gate import gated_residual
+from .blocks import BLOCK_FUNCTIONS
+from .layouts import Layout
+
+tf = import_tf()
+
+VARIANTS = ("standard", "side", "epsilon")
+SIDE_LOSS_WEIGHT = 0.1
+# ImageNet inputs arrive as RGB in [0, 255]; normalised with the usual per-channel statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    layout: Layout
+    variant: str
+    num_classes: int
+    image_size: int
+    weight_decay: float
+    epsilon: float = 0.0  # initial value of the ε variable (callbacks may change it)
+    nesterov: bool = False
+    data_format: str = "NHWC"
+    learning_rate: float = 0.1  # initial value of the learning-rate variable
+
+
+def graph_scalar(name: str, value: float):
+    """A non-trainable float32 scalar variable created once per graph, outside any tower.
+
+    Multi-GPU replicated training builds one copy of the model per GPU; a variable created inside
+    the towers would be copied per tower and a callback would change only the first copy.
+    """
+    graph = tf.get_default_graph()
+    key = f"eps_resnet/{name}"
+    existing = graph.get_collection(key)
+    if existing:
+        return existing[0]
+    with tf.name_scope(None), tf.variable_scope(tf.VariableScope(reuse=tf.AUTO_REUSE, name="")):
+        var = tf.get_variable(name, initializer=float(value), dtype=tf.float32, trainable=False)
+        tf.summary.scalar(f"{name}-summary", var)
+    graph.add_to_collection(key, var)
+    return var
+
+
+def _classifier(name_scope: str, features, label, num_classes: int, top5: bool, data_format):
+    """BN-ReLU, global average pooling, fully connected; returns (logits, mean xent)."""
+    with tf.variable_scope(name_scope) if name_scope else nullcontext():
+        feats = BNReLU("bnlast", features)
+        feats = GlobalAvgPooling("gap", feats)
+        logits = FullyConnected("linear", feats, num_classes)
+    prefix = f"{name_scope}/" if name_scope else ""
+    xent = tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=label),
+        name=f"{prefix}cross_entropy_loss")
+    wrong = tf.cast(tf.logical_not(tf.nn.in_top_k(logits, label, 1)), tf.float32,
+                    name=f"{prefix}incorrect_vector")
+    summaries = [xent, tf.reduce_mean(wrong, name=f"{prefix}train_error")]
+    if top5:
+        wrong5 = tf.cast(tf.logical_not(tf.nn.in_top_k(logits, label, 5)), tf.float32,
+                         name=f"{prefix}incorrect_vector_top5")
+        summaries.append(tf.reduce_mean(wrong5, name=f"{prefix}train_error_top5"))
+    add_moving_summary(*summaries)
+    return logits, xent
+
+
+class ResNetModel(ModelDesc):
+    """Pre-activation ResNet of any layout, in the ``standard``, ``side`` or ``epsilon`` variant."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        if spec.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {spec.variant!r}; expected one of {', '.join(VARIANTS)}")
+        self.spec = spec
+
+    @property
+    def gated(self) -> bool:
+        return self.spec.variant == "epsilon"
+
+    @property
+    def has_side_output(self) -> bool:
+        return self.spec.variant in ("side", "epsilon")
+
+    @property
+    def top5(self) -> bool:
+        return self.spec.num_classes > 10
+
+    def inputs(self):
+        s = self.spec.image_size
+        return [tf.TensorSpec([None, s, s, 3], tf.float32, "input"),
+                tf.TensorSpec([None], tf.int32, "label")]
+
+    # -- graph -------------------------------------------------------------------------------
+    def _normalise(self, image):
+        if self.spec.layout.family == "imagenet":
+            image = image / 255.0
+            image = (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+        else:
+            # CIFAR-family dataflows deliver mean-subtracted pixels in [-255, 255].
+            image = image / 128.0
+        if self.spec.data_format == "NCHW":
+            image = tf.transpose(image, [0, 3, 1, 2])
+        return image
+
+    def _stem(self, image):
+        if self.spec.layout.family == "imagenet":
+            x = Conv2D("conv0", image, 64, 7, strides=2, activation=BNReLU)
+            return MaxPooling("pool0", x, 3, strides=2, padding="SAME")
+        return Conv2D("conv0", image, 16, 3, activation=BNReLU)
+
+    def body(self, image, label):
+        """Build the network; returns (logits, side cross-entropy or None, [is_discarded])."""
+        spec = self.spec
+        block_fn = BLOCK_FUNCTIONS[spec.layout.block_type]
+        epsilon = graph_scalar("epsilon", spec.epsilon) if self.gated else None
+        discarded, side_xent = [], None
+        x = self._stem(self._normalise(image))
+        for i, block in enumerate(spec.layout.blocks):
+            with tf.variable_scope(block.name):
+                branch, shortcut = block_fn(x, block.channels, block.stride,
+                                            preactivated=(i == 0), data_format=spec.data_format)
+                if self.gated:
+                    x, is_discarded = gated_residual(shortcut, branch, epsilon)
+                    discarded.append(is_discarded)
+                else:
+                    x = tf.add(shortcut, branch, name="output")
+            if self.has_side_output and block.name == spec.layout.side_after:
+                _, side_xent = _classifier("side_output", x, label, spec.num_classes,
+                                           self.top5, spec.data_format)
+        logits, xent = _classifier("", x, label, spec.num_classes, self.top5, spec.data_format)
+        return logits, xent, side_xent, discarded
+
+    def build_graph(self, image, label):
+        spec = self.spec
+        with argscope([Conv2D, MaxPooling, AvgPooling, BatchNorm, GlobalAvgPooling],
+                      data_format=spec.data_format), \
+                argscope(Conv2D, use_bias=False, kernel_initializer=tf.variance_scaling_initializer(
+                    scale=2.0, mode="fan_out", distribution="untruncated_normal")):
+            logits, xent, side_xent, discarded = self.body(image, label)
+        tf.identity(logits, name="logits")
+        tf.nn.softmax(logits, name="prob")
+
+        wd_cost = tf.multiply(spec.weight_decay, regularize_cost(".*/W", tf.nn.l2_loss),
+                              name="wd_cost")
+        losses = [xent, wd_cost]
+        if side_xent is not None:
+            losses.append(tf.multiply(SIDE_LOSS_WEIGHT, side_xent, name="side_loss"))
+        cost = tf.add_n(losses, name="cost")
+        add_moving_summary(cost, wd_cost)
+
+        if discarded:
+            cnt = tf.add_n(discarded, name="discarded_cnt")
+            ratio = tf.divide(cnt, float(len(discarded)), name="discarded_ratio")
+            # Moving averages (decay 0.95, kept by tensorpack in the main training tower only):
+            # the per-block values are what compression and the per-group figures read.
+            add_moving_summary(cnt, ratio, *discarded)
+        return cost
+
+    def optimizer(self):
+        lr = graph_scalar("learning_rate", self.spec.learning_rate)
+        return tf.train.MomentumOptimizer(lr, 0.9, use_nesterov=self.spec.nesterov)

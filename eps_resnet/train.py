@@ -1,0 +1,264 @@
+"""Training: resolved settings -> tensorpack TrainConfig -> launch, with resume and run.yaml.
+
+A run folder holds ``log.log`` (plus ``log.log.<time>`` from earlier attempts), ``stats.json``,
+TensorBoard events, checkpoints (``model-<step>``) and ``run.yaml`` (settings, resolved values,
+package versions, git commit, status). Running the same command on the same folder resumes from
+the newest checkpoint; on a finished run it does nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import yaml
+
+from .data import get_dataflow
+from .settings import RUN_FILE, SettingsError, TrainSettings, check_gpu_split, check_same_run, load_run_file
+
+WEIGHT_DECAY = {"cifar": 2e-4, "imagenet": 1e-4}
+CHECKPOINTS_KEPT = 10
+
+
+@dataclass
+class Plan:
+    """What a training command will do, decided before TensorFlow builds anything."""
+    settings: TrainSettings
+    steps_per_epoch: int
+    start_epoch: int  # first epoch to train (1 for a new run)
+    checkpoint: str | None  # to resume from
+
+    @property
+    def finished(self) -> bool:
+        return self.start_epoch > self.settings.epochs
+
+
+def latest_checkpoint(out: str) -> tuple[str, int] | None:
+    """(path, global step) of the newest checkpoint in a run folder, read without TensorFlow."""
+    index = os.path.join(out, "checkpoint")
+    if not os.path.exists(index):
+        return None
+    with open(index) as f:
+        m = re.search(r'^model_checkpoint_path:\s*"(.+)"', f.read(), re.M)
+    if not m:
+        return None
+    path = m.group(1) if os.path.isabs(m.group(1)) else os.path.join(out, m.group(1))
+    step = re.search(r"-(\d+)$", path)
+    if not step or not os.path.exists(path + ".index"):
+        return None
+    return path, int(step.group(1))
+
+
+def visible_gpu_count() -> int:
+    from .compat import visible_gpus
+
+    return len(visible_gpus())
+
+
+def plan(settings: TrainSettings) -> Plan:
+    """Validate everything that can be checked without building a graph, and decide where the
+    run starts. Raises SettingsError with a one-line message."""
+    s = settings.resolved()
+    check_same_run(s)
+    available = visible_gpu_count()
+    if s.gpus is None:
+        s.gpus = available
+    elif s.gpus > available:
+        raise SettingsError(f"--gpus {s.gpus} asks for more GPUs than the {available} visible here "
+                            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    if s.gpus:
+        check_gpu_split(s.batch, s.gpus)
+    towers = max(1, s.gpus)
+    train_flow = get_dataflow(s, "train", s.batch // towers)
+    steps = s.steps_per_epoch or max(1, len(train_flow) // towers)
+    found = latest_checkpoint(s.out)
+    if found is None:
+        return Plan(s, steps, 1, None)
+    path, step = found
+    return Plan(s, steps, step // steps + 1, path)
+
+
+def _git_commit() -> str | None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def _versions() -> dict:
+    import numpy
+    import tensorflow
+    import tensorpack
+
+    from . import __version__
+
+    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
+            "tensorpack": tensorpack.__version__, "numpy": numpy.__version__,
+            "eps_resnet": __version__}
+
+
+def write_yaml_atomic(path: str, data: dict) -> None:
+    """Write YAML through a temporary file and a rename, so readers never see half a file."""
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".yaml")
+    try:
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(data, f, sort_keys=False)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _truncate_stats(out: str, start_epoch: int) -> None:
+    """Drop stats.json entries of epochs that will be trained again (after a crash between the
+    stats and the checkpoint of an epoch), so the history has each epoch once."""
+    path = os.path.join(out, "stats.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        stats = json.load(f)
+    kept = [s for s in stats if s.get("epoch_num", 0) < start_epoch]
+    if len(kept) != len(stats):
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp-stats-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(kept, f)
+        os.replace(tmp, path)
+
+
+def session_config(threads: int):
+    """Session options: tensorpack's defaults, but TensorFlow's own thread pools (tensorpack pins
+    intra-op threads to 1, which costs 20-30% on CPUs)."""
+    from tensorpack.tfutils.common import get_default_sess_config
+
+    config = get_default_sess_config()
+    config.intra_op_parallelism_threads = threads
+    config.inter_op_parallelism_threads = threads
+    return config
+
+
+def build_model(s: TrainSettings, data_format: str):
+    """The ResNetModel of resolved settings."""
+    from .models import make_layout
+    from .models.resnet import ModelSpec, ResNetModel
+    from .schedules import value_at
+
+    eps_points = s.epsilon_points
+    return ResNetModel(ModelSpec(
+        layout=make_layout(s.family, s.depth), variant=s.variant, num_classes=s.classes,
+        image_size=s.image_size, weight_decay=WEIGHT_DECAY[s.family],
+        epsilon=(value_at(eps_points, 0) if eps_points else None) or 0.0,
+        nesterov=s.family == "imagenet", data_format=data_format))
+
+
+def inferencers(model):
+    from tensorpack.callbacks import ClassificationError, ScalarStats
+
+    infs = [ScalarStats("cross_entropy_loss", prefix="val"),
+            ClassificationError("incorrect_vector", "val_error")]
+    if model.top5:
+        infs.append(ClassificationError("incorrect_vector_top5", "val_error_top5"))
+    if model.has_side_output:
+        infs.append(ClassificationError("side_output/incorrect_vector", "side_output/val_error"))
+        if model.top5:
+            infs.append(ClassificationError("side_output/incorrect_vector_top5",
+                                            "side_output/val_error_top5"))
+    return infs
+
+
+def _run_record(p: Plan, data_format: str, status: str, started: str) -> dict:
+    from .models import make_layout
+
+    s = p.settings
+    layout = make_layout(s.family, s.depth)
+    return {
+        "settings": s.to_dict(),
+        "resolved": {
+            "steps_per_epoch": p.steps_per_epoch, "data_format": data_format,
+            "device": f"{s.gpus} GPU(s)" if s.gpus else "CPU",
+            "towers": max(1, s.gpus), "batch_per_tower": s.batch // max(1, s.gpus),
+            "weight_decay": WEIGHT_DECAY[s.family], "nesterov": s.family == "imagenet",
+            "lr_schedule_points": [list(x) for x in s.lr_points["standard"]],
+            "lr_adaptive_points": ([list(x) for x in s.lr_points["adaptive"]]
+                                   if s.lr_schedule == "adaptive" else None),
+            "epsilon_schedule_points": ([list(x) for x in s.epsilon_points]
+                                        if s.epsilon_points else None),
+            "blocks": [b.name for b in layout.blocks],
+            "gated_blocks": len(layout.blocks) if s.variant == "epsilon" else 0,
+            "side_output_after": layout.side_after if s.variant != "standard" else None,
+        },
+        "environment": {**_versions(), "git_commit": _git_commit(), "host": platform.node(),
+                        "command": " ".join(sys.argv)},
+        "status": status,
+        "started": started,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def train(settings: TrainSettings, log=print) -> Plan:
+    """Train (or resume, or recognise as finished) the run described by ``settings``."""
+    p = plan(settings)
+    s = p.settings
+    if p.finished:
+        log(f"{s.out}: already finished ({s.epochs} epochs, checkpoint {p.checkpoint}); nothing to do")
+        return p
+
+    from .compat import import_tf
+
+    tf = import_tf()
+    from tensorpack import (EstimatedTimeLeft, InferenceRunner, ModelSaver, QueueInput, SimpleTrainer,
+                            SyncMultiGPUTrainerReplicated, TrainConfig, launch_train_with_config)
+    from tensorpack.tfutils.sesscreate import NewSessionCreator
+    from tensorpack.tfutils.sessinit import SaverRestore
+    from tensorpack.utils import logger
+
+    from .callbacks import EpochScheduleSetter, LearningRateSetter
+
+    os.makedirs(s.out, exist_ok=True)
+    data_format = "NCHW" if s.gpus else "NHWC"
+    previous = load_run_file(s.out) or {}
+    started = previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    _truncate_stats(s.out, p.start_epoch)
+    logger.set_logger_dir(s.out, action="k")  # 'k': keep the folder, never ask on stdin
+    write_yaml_atomic(os.path.join(s.out, RUN_FILE), _run_record(p, data_format, "running", started))
+    if p.checkpoint:
+        logger.info(f"Resuming from {p.checkpoint} at epoch {p.start_epoch} of {s.epochs}")
+
+    towers = max(1, s.gpus)
+    model = build_model(s, data_format)
+    callbacks = [
+        ModelSaver(max_to_keep=CHECKPOINTS_KEPT, checkpoint_dir=s.out),
+        InferenceRunner(get_dataflow(s, "val", s.batch // towers), inferencers(model)),
+        LearningRateSetter(s.lr_points["standard"],
+                           s.lr_points["adaptive"] if s.lr_schedule == "adaptive" else None),
+        EstimatedTimeLeft(),
+    ]
+    if s.epsilon_points:
+        callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
+    tf.set_random_seed(s.seed)
+    config = TrainConfig(
+        model=model,
+        data=QueueInput(get_dataflow(s, "train", s.batch // towers)),
+        callbacks=callbacks,
+        steps_per_epoch=p.steps_per_epoch,
+        max_epoch=s.epochs,
+        starting_epoch=p.start_epoch,
+        session_init=SaverRestore(p.checkpoint) if p.checkpoint else None,
+        session_creator=NewSessionCreator(config=session_config(s.threads)),
+    )
+    trainer = SyncMultiGPUTrainerReplicated(s.gpus) if s.gpus > 1 else SimpleTrainer()
+    launch_train_with_config(config, trainer)
+    write_yaml_atomic(os.path.join(s.out, RUN_FILE), _run_record(p, data_format, "finished", started))
+    log(f"{s.out}: finished {s.epochs} epochs")
+    return p

@@ -1,0 +1,114 @@
+"""The gate against the paper's literal four-ReLU formula, which stays here as the reference."""
+import numpy as np
+import pytest
+
+from eps_resnet.gate import GATE_L
+
+
+def literal_gate(tf, F, eps, L=GATE_L):
+    """The paper's formula, written exactly as published: four ReLUs and one multiply."""
+    s = tf.reduce_max(tf.nn.relu(F - eps) + tf.nn.relu(-F - eps))
+    r3 = tf.nn.relu(-L * s + 1.0)
+    T = tf.nn.relu(-L * r3 + 1.0)
+    return T * F, 1.0 - T
+
+
+@pytest.fixture(scope="module")
+def gate_graph(tf):
+    """One graph with the fast gate and the literal formula on the same inputs."""
+    from eps_resnet.gate import gated_residual
+
+    g = tf.Graph()
+    with g.as_default():
+        F = tf.placeholder(tf.float32, [None, 4, 4, 3])
+        shortcut = tf.placeholder(tf.float32, [None, 4, 4, 3])
+        eps = tf.placeholder(tf.float32, [])
+        out, disc = gated_residual(shortcut, F, eps)
+        ref_s, ref_disc = literal_gate(tf, F, eps)
+        ref_out = shortcut + ref_s
+        up = tf.placeholder(tf.float32, [None, 4, 4, 3])  # upstream gradient
+        grad = tf.gradients(out, F, grad_ys=up)[0]
+        ref_grad_f = tf.gradients(ref_out, F, grad_ys=up)[0]
+        sess = tf.Session(graph=g)
+
+    def run(f, eps_value, sc=None, upstream=None):
+        sc = np.zeros_like(f) if sc is None else sc
+        upstream = np.ones_like(f) if upstream is None else upstream
+        feed = {F: f, shortcut: sc, eps: eps_value, up: upstream}
+        o, d, ro, rd, gr, rg = sess.run([out, disc, ref_out, ref_disc, grad, ref_grad_f], feed)
+        return dict(out=o, disc=d, ref_out=ro, ref_disc=rd, grad=gr, ref_grad=rg)
+
+    yield run
+    sess.close()
+
+
+def test_all_below_epsilon_output_is_shortcut_and_discarded(gate_graph):
+    rng = np.random.RandomState(0)
+    f = rng.uniform(-2.49, 2.49, (2, 4, 4, 3)).astype(np.float32)
+    sc = rng.normal(size=f.shape).astype(np.float32)
+    r = gate_graph(f, 2.5, sc)
+    assert r["disc"] == 1.0
+    np.testing.assert_array_equal(r["out"], sc)  # S(F) is exactly 0
+    np.testing.assert_array_equal(r["ref_out"], sc)
+    np.testing.assert_array_equal(r["grad"], np.zeros_like(f))  # closed gate passes no gradient
+
+
+def test_one_element_above_epsilon_keeps_whole_branch(gate_graph):
+    f = np.full((2, 4, 4, 3), 0.1, np.float32)
+    f[1, 2, 3, 0] = -2.6
+    sc = np.ones_like(f)
+    r = gate_graph(f, 2.5, sc)
+    assert r["disc"] == 0.0
+    np.testing.assert_array_equal(r["out"], sc + f)  # S(F) == F, every element
+    np.testing.assert_array_equal(r["out"], r["ref_out"])
+
+
+def test_gradient_flows_through_open_gate(gate_graph):
+    rng = np.random.RandomState(1)
+    f = rng.normal(0, 3, (2, 4, 4, 3)).astype(np.float32)
+    up = rng.normal(size=f.shape).astype(np.float32)
+    r = gate_graph(f, 2.5, upstream=up)
+    assert r["disc"] == 0.0
+    np.testing.assert_array_equal(r["grad"], up)
+    np.testing.assert_allclose(r["grad"], r["ref_grad"], rtol=0, atol=0)
+
+
+def test_epsilon_zero_keeps_every_nonzero_branch(gate_graph):
+    f = np.zeros((1, 4, 4, 3), np.float32)
+    f[0, 0, 0, 0] = 1e-3
+    r = gate_graph(f, 0.0)
+    assert r["disc"] == 0.0 and r["ref_disc"] == 0.0
+    np.testing.assert_array_equal(r["out"], f)
+    # An all-zero branch counts as discarded even at ε = 0 (its output is 0 either way).
+    r = gate_graph(np.zeros_like(f), 0.0)
+    assert r["disc"] == 1.0 and r["ref_disc"] == 1.0
+    np.testing.assert_array_equal(r["out"], np.zeros_like(f))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_form_matches_literal_formula_on_random_tensors(gate_graph, seed):
+    rng = np.random.RandomState(seed)
+    f = rng.normal(0, rng.uniform(0.3, 3), (3, 4, 4, 3)).astype(np.float32)
+    sc = rng.normal(size=f.shape).astype(np.float32)
+    for eps in (0.0, 0.5, 1.0, 2.5, 4.0, float(np.abs(f).max())):
+        r = gate_graph(f, eps, sc)
+        assert r["disc"] == r["ref_disc"]
+        np.testing.assert_array_equal(r["out"], r["ref_out"])
+        np.testing.assert_array_equal(r["grad"], r["ref_grad"])
+
+
+def test_fast_form_matches_literal_formula_at_and_next_to_epsilon(gate_graph):
+    eps = np.float32(2.5)
+    below, above = np.nextafter(eps, np.float32(0)), np.nextafter(eps, np.float32(10))
+    tiny = np.float32(eps + 0.5 / GATE_L)  # inside the 1/L band: T is fractional
+    for peak in (eps, -eps, below, -below, above, -above, tiny, -tiny):
+        f = np.full((1, 4, 4, 3), 0.5, np.float32)
+        f[0, 1, 1, 1] = peak
+        sc = np.full_like(f, 0.25)
+        r = gate_graph(f, float(eps), sc)
+        assert r["disc"] == r["ref_disc"], peak
+        np.testing.assert_array_equal(r["out"], r["ref_out"])
+    # At exactly ±ε the branch is cut (|F| < ε fails, but relu(|F| - ε) is 0): the formula's
+    # decision, which the fast form keeps.
+    f = np.full((1, 4, 4, 3), eps, np.float32)
+    assert gate_graph(f, float(eps))["disc"] == 1.0
