@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from tensorpack.callbacks import Callback
+from tensorpack.callbacks import Callback, ModelSaver
+from tensorpack.callbacks.monitor import MonitorBase
 from tensorpack.callbacks.param import GraphVarParam
 from tensorpack.utils import logger
 
@@ -81,3 +82,14 @@ class LearningRateSetter(_VariableSetter):
             why = (f" (adaptive restart: {self.stat} "
                    f"{self.history[-self.rule.last_k - 1]:.2f} -> {self.history[-1]:.2f})")
         self._set(value, why)
+
+
+class CheckpointAfterStats(ModelSaver, MonitorBase):
+    """tensorpack's ModelSaver, run after the epoch's stats.json is written.
+
+    tensorpack triggers callbacks before monitors, so a plain ModelSaver writes the checkpoint of
+    an epoch before JSONWriter writes its metrics; a job killed in between would resume after an
+    epoch whose metrics (and discarded_cnt, which the adaptive schedule replays) are lost. Passed
+    last in ``monitors``, this saver runs after them: a checkpoint always has its stats, and
+    stats without a checkpoint are dropped and retrained on resume.
+    """

@@ -217,13 +217,14 @@ def train(settings: TrainSettings, log=print) -> Plan:
     from .compat import import_tf
 
     tf = import_tf()
-    from tensorpack import (EstimatedTimeLeft, InferenceRunner, ModelSaver, QueueInput, SimpleTrainer,
-                            SyncMultiGPUTrainerReplicated, TrainConfig, launch_train_with_config)
+    from tensorpack import (DEFAULT_MONITORS, EstimatedTimeLeft, InferenceRunner, QueueInput,
+                            SimpleTrainer, SyncMultiGPUTrainerReplicated, TrainConfig,
+                            launch_train_with_config)
     from tensorpack.tfutils.sesscreate import NewSessionCreator
     from tensorpack.tfutils.sessinit import SaverRestore
     from tensorpack.utils import logger
 
-    from .callbacks import EpochScheduleSetter, LearningRateSetter
+    from .callbacks import CheckpointAfterStats, EpochScheduleSetter, LearningRateSetter
 
     os.makedirs(s.out, exist_ok=True)
     data_format = "NCHW" if s.gpus else "NHWC"
@@ -238,7 +239,6 @@ def train(settings: TrainSettings, log=print) -> Plan:
     towers = max(1, s.gpus)
     model = build_model(s, data_format)
     callbacks = [
-        ModelSaver(max_to_keep=CHECKPOINTS_KEPT, checkpoint_dir=s.out),
         InferenceRunner(get_dataflow(s, "val", s.batch // towers), inferencers(model)),
         LearningRateSetter(s.lr_points["standard"],
                            s.lr_points["adaptive"] if s.lr_schedule == "adaptive" else None),
@@ -251,6 +251,8 @@ def train(settings: TrainSettings, log=print) -> Plan:
         model=model,
         data=QueueInput(get_dataflow(s, "train", s.batch // towers)),
         callbacks=callbacks,
+        monitors=DEFAULT_MONITORS() + [CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT,
+                                                            checkpoint_dir=s.out)],
         steps_per_epoch=p.steps_per_epoch,
         max_epoch=s.epochs,
         starting_epoch=p.start_epoch,

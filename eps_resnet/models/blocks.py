@@ -27,7 +27,7 @@ def cifar_basic(x, channels: int, stride: int, preactivated: bool, data_format: 
     branch = Conv2D("conv2", branch, channels, 3)
     shortcut = x
     if stride != 1 or c_in != channels:
-        shortcut = AvgPooling("pool", x, stride, strides=stride)
+        shortcut = AvgPooling("pool", x, stride, strides=stride, padding="SAME")
         pad = (channels - c_in) // 2
         pads = [[0, 0], [pad, channels - c_in - pad], [0, 0], [0, 0]]
         if data_format == "NHWC":

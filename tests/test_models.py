@@ -1,0 +1,124 @@
+"""Network layouts and the tensorpack model of both families."""
+import numpy as np
+import pytest
+
+from eps_resnet.models import check_depth, make_layout
+
+
+def build(tf, family, depth, variant, classes=10, size=32, data_format="NHWC", training=True):
+    """Build the model in a fresh graph; returns (graph, logits, input placeholders).
+
+    NCHW graphs are compiled with XLA: TensorFlow's own CPU pooling kernels are NHWC-only, XLA's
+    are not, so the GPU layout can be checked on this CPU.
+    """
+    import tensorflow
+    from contextlib import nullcontext
+    from tensorpack.tfutils.tower import TowerContext
+
+    from eps_resnet.models.resnet import ModelSpec, ResNetModel
+
+    g = tf.Graph()
+    with g.as_default():
+        model = ResNetModel(ModelSpec(make_layout(family, depth), variant, classes, size, 1e-4,
+                                      epsilon=2.5, data_format=data_format))
+        inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
+        jit = tensorflow.xla.experimental.jit_scope() if data_format == "NCHW" else nullcontext()
+        with TowerContext("", is_training=training), jit:
+            model.build_graph(*inputs)
+    return g, g.get_tensor_by_name("logits:0"), inputs
+
+
+def n_params(tf, g):
+    with g.as_default():
+        return sum(int(np.prod(v.shape)) for v in tf.trainable_variables())
+
+
+@pytest.mark.parametrize("family,depth,expected", [
+    ("cifar", 110, 1.7e6),      # ResNet-110 on CIFAR
+    ("imagenet", 50, 25.5e6),   # ResNet-50
+    ("imagenet", 101, 44.5e6),  # ResNet-101
+])
+def test_parameter_counts_of_the_baselines(tf, family, depth, expected):
+    classes, size = (10, 32) if family == "cifar" else (1000, 224)
+    g, _, _ = build(tf, family, depth, "standard", classes, size)
+    assert abs(n_params(tf, g) - expected) / expected < 0.02
+
+
+def test_gate_adds_no_trainable_variable(tf):
+    g_side, _, _ = build(tf, "cifar", 14, "side")
+    g_eps, _, _ = build(tf, "cifar", 14, "epsilon")
+    g_std, _, _ = build(tf, "cifar", 14, "standard")
+    with g_side.as_default():
+        side_vars = sorted(v.name for v in tf.trainable_variables())
+    with g_eps.as_default():
+        eps_vars = sorted(v.name for v in tf.trainable_variables())
+        eps_var = [v for v in tf.global_variables() if v.name == "epsilon:0"]
+    assert eps_vars == side_vars
+    assert len(eps_var) == 1 and eps_var[0] not in tf.trainable_variables()
+    # the side head (after res2.1, 32 channels) is the only difference from the plain ResNet:
+    # BN (gamma, beta) + FC(32 -> 10)
+    assert n_params(tf, g_side) - n_params(tf, g_std) == 2 * 32 + 32 * 10 + 10
+
+
+def test_epsilon_model_names_every_block_metric(tf):
+    g, _, _ = build(tf, "imagenet", 18, "epsilon", 100, 64)
+    names = {op.name for op in g.get_operations()}
+    for block in make_layout("imagenet", 18).blocks:
+        assert f"{block.name}/is_discarded" in names
+    for name in ("discarded_cnt", "discarded_ratio", "side_output/incorrect_vector",
+                 "incorrect_vector_top5", "wd_cost", "cost"):
+        assert name in names
+
+
+@pytest.mark.parametrize("family,depth,classes,size", [
+    ("cifar", 8, 7, 48), ("imagenet", 18, 3, 32), ("imagenet", 50, 100, 64)])
+def test_any_classes_and_input_sizes(tf, family, depth, classes, size):
+    g, logits, (image, label) = build(tf, family, depth, "epsilon", classes, size)
+    with g.as_default(), tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        out = sess.run(logits, {image: np.random.rand(2, size, size, 3) * 255,
+                                label: np.zeros(2, np.int32)})
+    assert out.shape == (2, classes) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("family,depth,size", [("cifar", 8, 32), ("imagenet", 18, 32)])
+def test_nchw_and_nhwc_compute_the_same_network(tf, family, depth, size):
+    """The GPU layout (NCHW) against the CPU one, with the same weights."""
+    rng = np.random.RandomState(0)
+    x = (rng.rand(4, size, size, 3) * 255).astype(np.float32)
+    y = rng.randint(0, 10, 4).astype(np.int32)
+    outputs, weights = [], None
+    for fmt in ("NHWC", "NCHW"):
+        g, logits, (image, label) = build(tf, family, depth, "epsilon", 10, size, fmt)
+        with g.as_default(), tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            variables = {v.op.name: v for v in tf.global_variables()}
+            if weights is None:
+                weights = sess.run(variables)
+            else:
+                assert set(weights) == set(variables)
+                for name, v in variables.items():
+                    v.load(weights[name], sess)
+            outputs.append(sess.run([logits, "discarded_cnt:0"], {image: x, label: y}))
+    np.testing.assert_allclose(outputs[0][0], outputs[1][0], rtol=1e-4, atol=1e-4)
+    assert outputs[0][1] == outputs[1][1]
+
+
+def test_layouts():
+    cifar = make_layout("cifar", 110)
+    assert len(cifar.blocks) == 54 and [len(g) for g in cifar.groups] == [18, 18, 18]
+    assert cifar.side_after == "res2.9"
+    assert [b.stride for b in cifar.blocks if b.index == 0] == [1, 2, 2]
+    assert make_layout("cifar", 8).side_after == "res2.0"
+    r101 = make_layout("imagenet", 101)
+    assert len(r101.blocks) == 33 and r101.side_after == "res3.8"
+    assert r101.blocks[-1].channels == 2048
+    assert len(make_layout("imagenet", 152).blocks) == 50
+    assert make_layout("imagenet", 18).side_after == "res3.0"
+
+
+@pytest.mark.parametrize("family,depth", [("cifar", 100), ("cifar", 6), ("imagenet", 110),
+                                          ("imagenet", 20)])
+def test_depth_not_of_the_family(family, depth):
+    with pytest.raises(ValueError, match=f"--depth {depth} is not"):
+        check_depth(family, depth)
