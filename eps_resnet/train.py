@@ -206,8 +206,10 @@ def _run_record(p: Plan, data_format: str, status: str, started: str) -> dict:
     }
 
 
-def train(settings: TrainSettings, log=print) -> Plan:
-    """Train (or resume, or recognise as finished) the run described by ``settings``."""
+def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
+    """Train (or resume, or recognise as finished) the run described by ``settings``.
+
+    ``extra_callbacks`` (tensorpack callbacks) are added to the run's, e.g. by benchmarks."""
     p = plan(settings)
     s = p.settings
     if p.finished:
@@ -243,6 +245,7 @@ def train(settings: TrainSettings, log=print) -> Plan:
         LearningRateSetter(s.lr_points["standard"],
                            s.lr_points["adaptive"] if s.lr_schedule == "adaptive" else None),
         EstimatedTimeLeft(),
+        *extra_callbacks,
     ]
     if s.epsilon_points:
         callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))

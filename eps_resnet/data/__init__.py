@@ -50,5 +50,20 @@ def get_dataflow(settings, split: str, batch: int):
     if settings.dataset == "synthetic":
         from .synthetic import dataflow
 
-        return dataflow(split, batch, settings.image_size, settings.classes, settings.seed)
-    raise NotImplementedError(f"dataset {settings.dataset} has no dataflow yet")
+        return dataflow(split, batch, settings.image_size, settings.classes, settings.seed,
+                        uint8=settings.family == "imagenet")
+    from .prepare import memory_dataflow, open_prepared
+
+    meta = open_prepared(settings.data_dir, settings.dataset)
+    if settings.dataset == "imagenet":
+        from .imagenet import dataflow
+
+        return dataflow(settings.data_dir, meta, split, batch, settings.data_workers,
+                        settings.image_size)
+    df = memory_dataflow(settings.data_dir, settings.dataset, split, batch)
+    if split == "train":
+        # Augment in other processes, so that TensorFlow's feed never waits for numpy.
+        from tensorpack.dataflow import MultiProcessRunnerZMQ
+
+        df = MultiProcessRunnerZMQ(df, settings.data_workers)
+    return df

@@ -14,10 +14,12 @@ BatchAugment = Callable[[np.ndarray, np.random.RandomState], np.ndarray]
 
 
 class ArrayBatches(RNGDataFlow):
-    """Yields ``[images float32 NHWC, labels int32]`` batches from in-memory arrays.
+    """Yields ``[images NHWC, labels int32]`` batches from in-memory arrays (images float32 when
+    a mean is subtracted, else in the arrays' own dtype).
 
     Training (``shuffle=True``): a new permutation each pass, full batches only, ``augment``
     applied to each batch. Validation: every image once in order, the last batch may be smaller.
+    ``mean`` (the per-pixel training mean) is subtracted after augmentation.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch: int, shuffle: bool,
@@ -41,9 +43,9 @@ class ArrayBatches(RNGDataFlow):
             idx = order[k * self.batch:(k + 1) * self.batch]
             if self.shuffle:
                 idx = np.sort(idx)  # sequential reads from the (possibly memory-mapped) array
-            x = self.images[idx].astype(np.float32)
-            if self.mean is not None:
-                x -= self.mean
+            x = self.images[idx]
             if self.augment is not None:
                 x = self.augment(x, self.rng)
+            if self.mean is not None:
+                x = x.astype(np.float32) - self.mean
             yield [x, self.labels[idx]]

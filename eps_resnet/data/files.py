@@ -1,0 +1,117 @@
+"""Getting dataset files safely: download to a temporary name, verify the checksum before
+anything reads the content, write outputs atomically, and a marker for a finished prepare."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+
+import numpy as np
+import yaml
+
+MARKER = "prepared.yaml"
+DOWNLOAD_TIMEOUT_S = 30
+
+
+class DataError(RuntimeError):
+    """A dataset problem the user can fix; the message is one line naming the file or folder."""
+
+
+def md5sum(path: str, chunk: int = 1 << 22) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: str, expected_md5: str, remove_bad: bool) -> None:
+    """Raise DataError (and delete the file if ``remove_bad``) when its MD5 is not the expected."""
+    found = md5sum(path)
+    if found != expected_md5.lower():
+        if remove_bad:
+            os.unlink(path)
+        raise DataError(f"checksum mismatch for {path}: expected md5 {expected_md5}, found {found}"
+                        + ("; the file was removed" if remove_bad else ""))
+
+
+def download(url: str, dest: str, expected_md5: str, source_hint: str, progress: bool = True) -> str:
+    """Download ``url`` to ``dest`` through ``dest + '.part'``; verified before it is renamed.
+
+    A leftover ``.part`` from an interrupted download is discarded and the download restarts.
+    """
+    part = dest + ".part"
+    if os.path.exists(part):
+        os.unlink(part)
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(part, "wb") as f:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            bar = _progress(total, os.path.basename(dest), progress)
+            while block := response.read(1 << 20):
+                f.write(block)
+                bar.update(len(block))
+            bar.close()
+    except (urllib.error.URLError, OSError) as e:
+        if os.path.exists(part):
+            os.unlink(part)
+        reason = getattr(e, "reason", e)
+        raise DataError(f"cannot download {url} ({reason}); fetch it on a machine with network "
+                        f"access and pass it with {source_hint}") from None
+    verify(part, expected_md5, remove_bad=True)
+    os.replace(part, dest)
+    return dest
+
+
+def _progress(total, name, enabled):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=f"download {name}", disable=not enabled)
+
+
+@contextmanager
+def staging_dir(out: str):
+    """A temporary folder next to ``out`` whose files are moved into ``out`` only on success."""
+    os.makedirs(out, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=out, prefix=".staging-")
+    try:
+        yield tmp
+        for name in os.listdir(tmp):
+            os.replace(os.path.join(tmp, name), os.path.join(out, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def clean_leftovers(out: str) -> None:
+    """Remove staging folders of an interrupted prepare."""
+    if os.path.isdir(out):
+        for name in os.listdir(out):
+            if name.startswith(".staging-"):
+                shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+
+
+def save_arrays(folder: str, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Save a split as ``{split}_images.npy`` (uint8 NHWC) and ``{split}_labels.npy`` (int32)."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise DataError(f"{split} images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{split}: {len(images)} images but {len(labels)} labels")
+    np.save(os.path.join(folder, f"{split}_images.npy"), images)
+    np.save(os.path.join(folder, f"{split}_labels.npy"), labels.astype(np.int32))
+
+
+def read_marker(out: str) -> dict | None:
+    path = os.path.join(out, MARKER)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def write_marker(folder: str, info: dict) -> None:
+    with open(os.path.join(folder, MARKER), "w") as f:
+        yaml.safe_dump(info, f, sort_keys=False)

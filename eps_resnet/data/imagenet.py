@@ -1,0 +1,235 @@
+"""ImageNet (ILSVRC-2012): validate a user-supplied folder, index it, optionally pack it into
+LMDB for sequential reads, and feed it with the paper's augmentation.
+
+Expected layout (the original archives, extracted)::
+
+    ROOT/train/n01440764/n01440764_10026.JPEG ...   one folder per class (WordNet id)
+    ROOT/val/n01440764/ILSVRC2012_val_00000293.JPEG  class folders, or
+    ROOT/val/ILSVRC2012_val_00000001.JPEG + a labels file: lines "<file name> <wnid or index>"
+         (val/val_labels.txt, or --val-labels FILE)
+
+The images stay where they are; ``prepare`` writes ``train.txt`` / ``val.txt`` (relative path,
+label index), ``classes.txt`` and ``prepared.yaml`` into ``--out``, and with ``--lmdb``
+``train.lmdb`` / ``val.lmdb`` (the encoded JPEG bytes and labels, read sequentially).
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from .files import DataError
+
+EXPECTED = {"classes": 1000, "train": 1_281_167, "val": 50_000}
+IMAGE_EXT = (".jpeg", ".jpg", ".png")
+WNID = re.compile(r"^n\d{8}$")
+# PCA of ImageNet RGB pixels (Krizhevsky et al. 2012), for the lighting noise.
+EIGVAL = np.array([0.2175, 0.0188, 0.0045]) * 255
+EIGVEC = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
+
+
+def _images(folder: str) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXT))
+
+
+def _readable(path: str) -> bool:
+    """A cheap check of every file: non-empty, with a JPEG or PNG signature."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head[:2] == b"\xff\xd8" or head == b"\x89PNG\r\n\x1a\n"
+
+
+def index_tree(root: str, val_labels: str | None = None, decode_check: bool = False, log=print):
+    """Check an ILSVRC-2012 folder; returns (classes, {split: [(relative path, label)]}, notes).
+
+    Raises DataError listing every problem found; differences from the full ILSVRC-2012 counts
+    (a subset, say) are returned as notes, not errors.
+    """
+    problems, notes = [], []
+    train_dir, val_dir = os.path.join(root, "train"), os.path.join(root, "val")
+    for d in (train_dir, val_dir):
+        if not os.path.isdir(d):
+            problems.append(f"{d} is missing")
+    if problems:
+        raise DataError(f"{root} is not an ILSVRC-2012 folder: " + "; ".join(problems)
+                        + " (expected train/<wnid>/*.JPEG and val/)")
+    classes = sorted(n for n in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, n)))
+    odd = [c for c in classes if not WNID.match(c)]
+    if odd:
+        problems.append(f"train/ has folders that are not WordNet ids: {', '.join(odd[:5])}")
+    label_of = {c: i for i, c in enumerate(classes)}
+    splits = {"train": []}
+    for c in classes:
+        files = _images(os.path.join(train_dir, c))
+        if not files:
+            problems.append(f"train/{c} has no images")
+        splits["train"] += [(f"train/{c}/{f}", label_of[c]) for f in files]
+
+    subdirs = sorted(n for n in os.listdir(val_dir) if os.path.isdir(os.path.join(val_dir, n)))
+    if subdirs:
+        unknown = [d for d in subdirs if d not in label_of]
+        if unknown:
+            problems.append(f"val/ has class folders not in train/: {', '.join(unknown[:5])}")
+        splits["val"] = [(f"val/{d}/{f}", label_of[d]) for d in subdirs if d in label_of
+                         for f in _images(os.path.join(val_dir, d))]
+    else:
+        labels_file = val_labels or os.path.join(val_dir, "val_labels.txt")
+        if not os.path.isfile(labels_file):
+            problems.append(f"val/ has no class folders and {labels_file} is missing "
+                            "(lines '<file name> <wnid or index>', or pass --val-labels)")
+            splits["val"] = []
+        else:
+            splits["val"] = _flat_val(val_dir, labels_file, label_of, classes, problems)
+
+    for split in ("train", "val"):
+        if not splits[split]:
+            problems.append(f"{split} has no images")
+    if len(classes) != EXPECTED["classes"]:
+        notes.append(f"{len(classes)} classes (ILSVRC-2012 has {EXPECTED['classes']})")
+    for split in ("train", "val"):
+        if len(splits[split]) != EXPECTED[split]:
+            notes.append(f"{len(splits[split])} {split} images (ILSVRC-2012 has {EXPECTED[split]})")
+
+    bad = _unreadable(root, [p for s in splits.values() for p, _ in s], decode_check, log)
+    if bad:
+        problems.append(f"{len(bad)} unreadable image(s): {', '.join(bad[:5])}")
+    if problems:
+        raise DataError(f"{root}: " + "; ".join(problems))
+    return classes, splits, notes
+
+
+def _flat_val(val_dir, labels_file, label_of, classes, problems):
+    present = set(_images(val_dir))
+    out, missing = [], 0
+    with open(labels_file) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                problems.append(f"{labels_file}:{n}: expected '<file name> <wnid or index>'")
+                break
+            name, label = parts
+            if label.isdigit() and int(label) < len(classes):
+                idx = int(label)
+            elif label in label_of:
+                idx = label_of[label]
+            else:
+                problems.append(f"{labels_file}:{n}: label {label} is not a class of train/")
+                break
+            if name not in present:
+                missing += 1
+                continue
+            out.append((f"val/{name}", idx))
+    if missing:
+        problems.append(f"{missing} val image(s) named in {labels_file} are missing")
+    unlabelled = len(present) - len(out)
+    if unlabelled > 0 and not missing:
+        problems.append(f"{unlabelled} val image(s) have no label in {labels_file}")
+    return out
+
+
+def _unreadable(root, paths, decode_check, log):
+    from tqdm import tqdm
+
+    bad = []
+    desc = "decode images" if decode_check else "check images"
+    for rel in tqdm(paths, desc=desc, unit="img", mininterval=2, disable=len(paths) < 5000):
+        path = os.path.join(root, rel)
+        ok = _readable(path)
+        if ok and decode_check:
+            import cv2
+
+            ok = cv2.imread(path, cv2.IMREAD_COLOR) is not None
+        if not ok:
+            bad.append(rel)
+    return bad
+
+
+def write_lmdb(root: str, items, path: str) -> None:
+    """Pack (JPEG bytes, label) pairs into an LMDB file with tensorpack's serializer."""
+    from tensorpack.dataflow import DataFromList, LMDBSerializer, MapData
+
+    def read(item):
+        rel, label = item
+        with open(os.path.join(root, rel), "rb") as f:
+            return [np.frombuffer(f.read(), dtype=np.uint8), label]
+
+    LMDBSerializer.save(MapData(DataFromList(items, shuffle=False), read), path, write_frequency=5000)
+
+
+# -- dataflow --------------------------------------------------------------------------------
+def augmentors(train: bool, size: int = 224):
+    """The paper's ImageNet augmentation (GoogLeNet-style crop, colour, lighting, flip) or the
+    validation transform (shortest edge 256, centre crop), on RGB uint8 images."""
+    import cv2
+    from tensorpack.dataflow import imgaug
+
+    if not train:
+        return [imgaug.ResizeShortestEdge(int(size * 256 / 224), cv2.INTER_CUBIC),
+                imgaug.CenterCrop((size, size))]
+    return [
+        imgaug.GoogleNetRandomCropAndResize(crop_area_fraction=(0.08, 1.0),
+                                            aspect_ratio_range=(0.75, 1.333), target_shape=size),
+        imgaug.RandomOrderAug([
+            imgaug.BrightnessScale((0.6, 1.4), clip=False),
+            imgaug.Contrast((0.6, 1.4), rgb=True, clip=False),
+            imgaug.Saturation(0.4, rgb=True),
+            imgaug.Lighting(0.1, eigval=EIGVAL, eigvec=EIGVEC),
+        ]),
+        imgaug.Clip(),
+        imgaug.Flip(horiz=True),
+        imgaug.ToUint8(),
+    ]
+
+
+def dataflow(data_dir: str, meta: dict, split: str, batch: int, workers: int, size: int = 224):
+    """Batches of (uint8 RGB images N x size x size x 3, int32 labels)."""
+    import cv2
+    from tensorpack.dataflow import (BatchData, DataFromList, LMDBSerializer, LocallyShuffleData,
+                                     MultiProcessMapDataZMQ, imgaug)
+
+    train = split == "train"
+    aug = imgaug.AugmentorList(augmentors(train, size))
+    lmdb_path = os.path.join(data_dir, f"{split}.lmdb")
+    use_lmdb = meta.get("lmdb") and os.path.exists(lmdb_path)
+
+    def decode(dp):
+        data, label = dp
+        if use_lmdb:
+            img = cv2.imdecode(np.asarray(data, np.uint8), cv2.IMREAD_COLOR)
+        else:
+            img = cv2.imread(data, cv2.IMREAD_COLOR)
+        if img is None:
+            raise DataError(f"cannot decode an image of {split} ({data if not use_lmdb else 'lmdb'})")
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return [aug.augment(img), np.int32(label)]
+
+    if use_lmdb:
+        df = LMDBSerializer.load(lmdb_path, shuffle=False)
+        if train:
+            df = LocallyShuffleData(df, 10000)
+    else:
+        root = meta["source"]
+        items = [(os.path.join(root, rel), label) for rel, label in read_index(data_dir, split)]
+        df = DataFromList(items, shuffle=train)
+    # Training streams forever (epochs are counted in steps); validation maps every image
+    # exactly once per pass (strict), with a buffer no larger than the split.
+    buffer = max(64, 2 * batch) if train else max(1, min(max(64, 2 * batch), len(df)))
+    df = MultiProcessMapDataZMQ(df, max(1, workers), decode, buffer_size=buffer, strict=not train)
+    return BatchData(df, batch, remainder=not train)
+
+
+def write_index(folder: str, split: str, items) -> None:
+    with open(os.path.join(folder, f"{split}.txt"), "w") as f:
+        for rel, label in items:
+            f.write(f"{rel} {label}\n")
+
+
+def read_index(data_dir: str, split: str):
+    with open(os.path.join(data_dir, f"{split}.txt")) as f:
+        return [(rel, int(label)) for rel, label in (line.rsplit(" ", 1) for line in f if line.strip())]

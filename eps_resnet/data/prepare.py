@@ -1,0 +1,152 @@
+"""``eps-resnet prepare``: turn each dataset's published files into the project's on-disk form.
+
+CIFAR, SVHN and digits become ``{train,val}_images.npy`` (uint8 N x 32 x 32 x 3),
+``{train,val}_labels.npy`` and ``mean.npy`` (the per-pixel training mean); ImageNet is indexed
+where it lies (see :mod:`.imagenet`). ``prepared.yaml`` is written last: it marks a finished
+prepare, and a rerun that finds it does nothing. Outputs are written in a staging folder and
+moved in place only when everything succeeded, so an interrupted prepare leaves nothing half-used.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from . import DATASETS
+from .files import DataError, clean_leftovers, read_marker, save_arrays, staging_dir, write_marker
+
+PREPARABLE = ("cifar10", "cifar100", "svhn", "imagenet", "digits")
+FORMAT_VERSION = 1
+
+
+def prepare(dataset: str, out: str, source: str | None = None, md5=None, svhn_extra: bool = False,
+            lmdb: bool = False, val_labels: str | None = None, decode_check: bool = False,
+            log=print) -> dict:
+    """Prepare ``dataset`` into ``out``; returns the marker's content."""
+    if dataset not in PREPARABLE:
+        raise DataError(f"cannot prepare {dataset!r}; expected one of {', '.join(PREPARABLE)}")
+    if source is not None and not os.path.exists(source):
+        raise DataError(f"--source {source} does not exist")
+    out = os.path.abspath(out)
+    done = read_marker(out)
+    if done is not None:
+        if done.get("dataset") != dataset:
+            raise DataError(f"--out {out} holds the prepared dataset {done.get('dataset')!r}, "
+                            f"not {dataset}; expected an empty folder or one prepared for {dataset}")
+        log(f"{dataset} is already prepared in {out} ({_counts(done)}); nothing to do")
+        return done
+    clean_leftovers(out)
+    existed = os.path.isdir(out)
+    try:
+        return _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_check, log)
+    except BaseException:
+        if not existed:  # leave nothing behind but what a rerun can reuse (a verified download)
+            _remove_empty_tree(out)
+        raise
+
+
+def _remove_empty_tree(path: str) -> None:
+    for folder, _, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
+def _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_check, log):
+    started = time.time()
+    if dataset == "imagenet":
+        info = _prepare_imagenet(out, source, lmdb, val_labels, decode_check, log)
+    else:
+        splits, provenance = _read(dataset, out, source, md5, svhn_extra)
+        with staging_dir(out) as tmp:
+            for split, (images, labels) in splits.items():
+                save_arrays(tmp, split, images, labels)
+            np.save(os.path.join(tmp, "mean.npy"),
+                    splits["train"][0].mean(axis=0, dtype=np.float64).astype(np.float32))
+            info = _marker(dataset, provenance, {s: len(v[1]) for s, v in splits.items()},
+                           DATASETS[dataset].num_classes, list(splits["train"][0].shape[1:]))
+            write_marker(tmp, info)
+    log(f"prepared {dataset} in {out} ({_counts(info)}) in {time.time() - started:.1f} s")
+    return info
+
+
+def _read(dataset, out, source, md5, svhn_extra):
+    if dataset in ("cifar10", "cifar100"):
+        from . import cifar
+
+        return cifar.prepare(dataset, out, source, md5 if isinstance(md5, str) else None)
+    if dataset == "svhn":
+        from . import svhn
+
+        return svhn.prepare(out, source, md5 if isinstance(md5, dict) else {}, svhn_extra)
+    from . import digits
+
+    if source:
+        raise DataError("--source is not used for digits (scikit-learn ships the images)")
+    return digits.prepare()
+
+
+def _prepare_imagenet(out, source, lmdb, val_labels, decode_check, log):
+    from . import imagenet
+
+    if not source:
+        raise DataError("ImageNet cannot be downloaded; pass the extracted ILSVRC-2012 folder "
+                        "with --source DIR (config key datasets.imagenet.path)")
+    root = os.path.abspath(source)
+    classes, splits, notes = imagenet.index_tree(root, val_labels, decode_check, log)
+    for note in notes:
+        log(f"note: {note}")
+    with staging_dir(out) as tmp:
+        for split, items in splits.items():
+            imagenet.write_index(tmp, split, items)
+            if lmdb:
+                log(f"packing {split} into {split}.lmdb ...")
+                imagenet.write_lmdb(root, items, os.path.join(tmp, f"{split}.lmdb"))
+        with open(os.path.join(tmp, "classes.txt"), "w") as f:
+            f.write("\n".join(classes) + "\n")
+        info = _marker("imagenet", {"source": root}, {s: len(v) for s, v in splits.items()},
+                       len(classes), None)
+        info.update({"lmdb": bool(lmdb), "notes": notes})
+        write_marker(tmp, info)
+    return info
+
+
+def _marker(dataset, provenance, counts, classes, shape):
+    return {"dataset": dataset, "format": FORMAT_VERSION, "prepared": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **provenance, "images": counts, "classes": classes, "image_shape": shape}
+
+
+def _counts(info: dict) -> str:
+    images = info.get("images") or {}
+    return ", ".join(f"{n} {s}" for s, n in images.items()) + f" images, {info.get('classes')} classes"
+
+
+def open_prepared(data_dir: str | None, dataset: str) -> dict:
+    """The marker of a prepared dataset, or a DataError pointing at ``eps-resnet prepare``."""
+    hint = f"run: eps-resnet prepare {dataset} --out {data_dir or 'DIR'}"
+    if data_dir is None:
+        raise DataError(f"--data-dir is required for --dataset {dataset}; {hint}, then pass --data-dir")
+    info = read_marker(data_dir)
+    if info is None:
+        raise DataError(f"{dataset} is not prepared in {data_dir} (no prepared.yaml); {hint}")
+    if info.get("dataset") != dataset:
+        raise DataError(f"{data_dir} holds {info.get('dataset')!r}, not {dataset}; {hint}")
+    return info
+
+
+def memory_dataflow(data_dir: str, dataset: str, split: str, batch: int):
+    """An in-memory dataset's batches with the paper's training augmentation."""
+    from . import augment
+    from .arrays import ArrayBatches
+
+    images = np.load(os.path.join(data_dir, f"{split}_images.npy"), mmap_mode="r")
+    labels = np.load(os.path.join(data_dir, f"{split}_labels.npy"))
+    mean = np.load(os.path.join(data_dir, "mean.npy"))
+    train = split == "train"
+    aug = None
+    if train:
+        # No flip for digits: a mirrored digit is not the same digit.
+        aug = {"svhn": augment.svhn_train, "digits": augment.pad_crop}.get(dataset, augment.cifar_train)
+    return ArrayBatches(images, labels, batch, shuffle=train, augment=aug, mean=mean)

@@ -1,0 +1,59 @@
+"""SVHN cropped digits (format 2: train_32x32.mat, test_32x32.mat, extra_32x32.mat)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .files import DataError, download, verify
+
+URL = "http://ufldl.stanford.edu/housenumbers/{}"
+FILES = {
+    "train": ("train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373"),
+    "test": ("test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3"),
+    "extra": ("extra_32x32.mat", "a93ce644f1a588dc4d68dda5feec44a7"),
+}
+
+
+def read_mat(path: str):
+    """(images uint8 N x 32 x 32 x 3, labels 0-9) of a verified SVHN .mat file."""
+    from scipy.io import loadmat
+
+    try:
+        m = loadmat(path)
+        x, y = m["X"], m["y"]
+    except (ValueError, KeyError, OSError, TypeError) as e:
+        raise DataError(f"{path} is not an SVHN .mat file ({e}); the file may be truncated") from None
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != y.size:
+        raise DataError(f"{path} is not an SVHN .mat file (X {x.shape}, y {y.shape})")
+    # SVHN labels the digit 0 as 10.
+    return np.ascontiguousarray(x.transpose(3, 0, 1, 2)).astype(np.uint8), (y.ravel() % 10).astype(np.int32)
+
+
+def _get(split: str, out: str, source: str | None, md5: dict) -> str:
+    name, published = FILES[split]
+    expected = md5.get(split) or published
+    if source:
+        path = os.path.join(source, name) if os.path.isdir(source) else source
+        if not os.path.isfile(path):
+            raise DataError(f"{path} is missing; --source must be a folder holding {name}")
+        verify(path, expected, remove_bad=False)
+        return path
+    path = os.path.join(out, "downloads", name)
+    if os.path.exists(path):
+        verify(path, expected, remove_bad=True)
+        return path
+    return download(URL.format(name), path, expected, "--source DIR (config key datasets.svhn.source)")
+
+
+def prepare(out: str, source: str | None, md5: dict, extra: bool = False):
+    """Train (plus extra, if asked) and test splits; ``md5`` may override the published sums."""
+    splits = ["train", "test"] + (["extra"] if extra else [])
+    paths = {s: _get(s, out, source, md5) for s in splits}  # every file verified before reading
+    data = {s: read_mat(p) for s, p in paths.items()}
+    train = data["train"]
+    if extra:
+        train = (np.concatenate([train[0], data["extra"][0]]), np.concatenate([train[1], data["extra"][1]]))
+    prov = {"source": {s: os.path.abspath(p) for s, p in paths.items()},
+            "md5": {s: md5.get(s) or FILES[s][1] for s in splits}}
+    return {"train": train, "val": data["test"]}, prov

@@ -1,0 +1,263 @@
+"""Datasets in their real on-disk formats, generated here: prepare, verify, load, augment, batch."""
+import hashlib
+import itertools
+import io
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from eps_resnet.cli import main
+from eps_resnet.data import cifar
+from eps_resnet.data.files import DataError, read_marker
+from eps_resnet.data.prepare import memory_dataflow, prepare
+
+
+def md5(path):
+    return hashlib.md5(open(path, "rb").read()).hexdigest()
+
+
+def cifar_batch(n, key, classes, rng):
+    return {b"batch_label": b"generated", key: rng.randint(0, classes, n).tolist(),
+            b"data": rng.randint(0, 256, (n, 3072)).astype(np.uint8), b"filenames": [b"x.png"] * n}
+
+
+def make_cifar_archive(folder, dataset, rng, per_batch=20):
+    """An archive in the official python-version layout, with pickles like the originals'."""
+    name, _, inner, train, test, key = cifar.ARCHIVES[dataset]
+    classes = 10 if dataset == "cifar10" else 100
+    path = os.path.join(folder, name)
+    with tarfile.open(path, "w:gz") as tar:
+        for member in train + test + ["batches.meta" if dataset == "cifar10" else "meta"]:
+            payload = pickle.dumps(cifar_batch(per_batch, key, classes, rng), protocol=2)
+            info = tarfile.TarInfo(f"{inner}/{member}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def test_cifar10_archive_prepares_loads_augments_and_batches(tmp_path, capsys):
+    rng = np.random.RandomState(0)
+    archive = make_cifar_archive(str(tmp_path), "cifar10", rng)
+    out = tmp_path / "cifar10"
+    assert main(["prepare", "cifar10", "--out", str(out), "--source", archive,
+                 "--md5", md5(archive)]) == 0
+    info = read_marker(str(out))
+    assert info["images"] == {"train": 100, "val": 20} and info["classes"] == 10
+    # the stored images are the archive's pixels, CHW rows turned into HWC images
+    with tarfile.open(archive) as tar:
+        first = pickle.loads(tar.extractfile("cifar-10-batches-py/data_batch_1").read(),
+                             encoding="bytes")
+    stored = np.load(out / "train_images.npy")
+    np.testing.assert_array_equal(stored[0], first[b"data"][0].reshape(3, 32, 32).transpose(1, 2, 0))
+
+    train = memory_dataflow(str(out), "cifar10", "train", 16)
+    train.reset_state()
+    x, y = next(iter(train))
+    assert x.shape == (16, 32, 32, 3) and x.dtype == np.float32 and y.dtype == np.int32
+    assert len(train) == 100 // 16
+    mean = np.load(out / "mean.npy")
+    # augmentation: zero padding shows up as -mean at the borders of shifted crops
+    assert np.abs(x).max() <= 255
+    val = memory_dataflow(str(out), "cifar10", "val", 16)
+    val.reset_state()
+    batches = list(val)
+    assert [len(b[1]) for b in batches] == [16, 4]  # every validation image once
+    np.testing.assert_allclose(batches[0][0][0], np.load(out / "val_images.npy")[0] - mean)
+
+    # rerun: a no-op that says so
+    before = os.path.getmtime(out / "train_images.npy")
+    assert main(["prepare", "cifar10", "--out", str(out), "--source", archive,
+                 "--md5", md5(archive)]) == 0
+    assert "already prepared" in capsys.readouterr().out
+    assert os.path.getmtime(out / "train_images.npy") == before
+
+
+def test_cifar100_archive_and_extracted_folder(tmp_path):
+    rng = np.random.RandomState(1)
+    archive = make_cifar_archive(str(tmp_path), "cifar100", rng, per_batch=50)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "extracted", filter="data")
+    prepare("cifar100", str(tmp_path / "a"), archive, md5(archive), log=lambda *a: None)
+    prepare("cifar100", str(tmp_path / "b"), str(tmp_path / "extracted"), log=lambda *a: None)
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(np.load(tmp_path / "a" / f"{split}_labels.npy"),
+                                      np.load(tmp_path / "b" / f"{split}_labels.npy"))
+    assert read_marker(str(tmp_path / "a"))["classes"] == 100
+    assert "restricted unpickler" in read_marker(str(tmp_path / "b"))["checksum"]
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    for name in cifar.ARCHIVES["cifar10"][3] + cifar.ARCHIVES["cifar10"][4]:
+        (folder / name).write_bytes(pickle.dumps({b"data": Evil(), b"labels": [0]}))
+    with pytest.raises(DataError, match="refusing to load"):
+        prepare("cifar10", str(tmp_path / "out"), str(tmp_path), log=lambda *a: None)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
+
+
+def test_checksum_mismatch_removes_the_bad_download_and_leaves_nothing(tmp_path):
+    rng = np.random.RandomState(2)
+    archive = make_cifar_archive(str(tmp_path), "cifar10", rng)
+    out = tmp_path / "out"
+    (out / "downloads").mkdir(parents=True)
+    bad = out / "downloads" / "cifar-10-python.tar.gz"
+    bad.write_bytes(open(archive, "rb").read())  # a complete-looking file with the wrong content
+    with pytest.raises(DataError) as e:
+        prepare("cifar10", str(out), log=lambda *a: None)  # expects the published checksum
+    msg = str(e.value)
+    assert str(bad) in msg and "c58f30108f718f92721af3b95e74349a" in msg and md5(archive) in msg
+    assert not bad.exists()
+    assert not any(f.endswith(".npy") for _, _, fs in os.walk(out) for f in fs)
+    # a supplied source with the wrong checksum: error, and the user's file is left alone
+    with pytest.raises(DataError, match="checksum mismatch"):
+        prepare("cifar10", str(tmp_path / "out2"), archive, "0" * 32, log=lambda *a: None)
+    assert os.path.exists(archive) and not (tmp_path / "out2").exists()
+
+
+def test_offline_without_source_names_the_url_and_the_flag(tmp_path, monkeypatch, capsys):
+    # Port 9 on loopback refuses at once: the same failure as a machine without network.
+    monkeypatch.setattr(cifar, "URL", "http://127.0.0.1:9/{}")
+    assert main(["prepare", "cifar10", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "cannot download http://127.0.0.1:9/cifar-10-python.tar.gz" in err
+    assert "--source PATH" in err and "datasets.cifar10.source" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_truncated_archive_is_a_clear_error(tmp_path):
+    rng = np.random.RandomState(3)
+    archive = make_cifar_archive(str(tmp_path), "cifar10", rng)
+    data = open(archive, "rb").read()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        prepare("cifar10", str(tmp_path / "out"), str(cut), md5(cut), log=lambda *a: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_svhn_mat_pair(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.RandomState(4)
+    sums = {}
+    for split, n in (("train", 40), ("test", 12)):
+        y = rng.randint(1, 11, (n, 1)).astype(np.uint8)  # SVHN writes the digit 0 as 10
+        savemat(tmp_path / f"{split}_32x32.mat",
+                {"X": rng.randint(0, 256, (32, 32, 3, n)).astype(np.uint8), "y": y})
+        sums[split] = md5(tmp_path / f"{split}_32x32.mat")
+    out = tmp_path / "svhn"
+    assert main(["prepare", "svhn", "--out", str(out), "--source", str(tmp_path),
+                 "--md5", f"train={sums['train']}", "--md5", f"test={sums['test']}"]) == 0
+    labels = np.load(out / "train_labels.npy")
+    assert labels.min() >= 0 and labels.max() <= 9 and len(labels) == 40
+    df = memory_dataflow(str(out), "svhn", "train", 8)
+    df.reset_state()
+    x, y = next(iter(df))
+    assert x.shape == (8, 32, 32, 3) and x.dtype == np.float32
+
+
+def test_digits_dataset():
+    from eps_resnet.data import digits
+
+    a, b = digits.load(), digits.load()
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(a[split][0], b[split][0])  # deterministic split
+        np.testing.assert_array_equal(a[split][1], b[split][1])
+    x, y = a["train"]
+    assert x.dtype == np.uint8 and x.shape[1:] == (32, 32, 3)
+    assert len(a["train"][1]) + len(a["val"][1]) == 1797
+    assert set(np.unique(y)) == set(range(10)) and set(np.unique(a["val"][1])) == set(range(10))
+    assert x.max() > 200 and x.min() == 0
+
+
+def make_imagenet_tree(root, rng, flat_val=False):
+    import cv2
+
+    for wnid in ("n00000001", "n00000002"):
+        os.makedirs(root / "train" / wnid)
+        for i in range(3):
+            img = rng.randint(0, 256, (rng.randint(40, 90), rng.randint(40, 90), 3)).astype(np.uint8)
+            cv2.imwrite(str(root / "train" / wnid / f"{wnid}_{i}.JPEG"), img)
+    os.makedirs(root / "val")
+    lines = []
+    for i in range(4):
+        wnid = f"n0000000{1 + i % 2}"
+        name = f"ILSVRC2012_val_{i:08d}.JPEG"
+        folder = root / "val" if flat_val else root / "val" / wnid
+        folder.mkdir(exist_ok=True)
+        cv2.imwrite(str(folder / name), rng.randint(0, 256, (70, 50, 3)).astype(np.uint8))
+        lines.append(f"{name} {wnid}")
+    if flat_val:
+        (root / "val" / "val_labels.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("flat_val,lmdb", [(False, False), (True, True)])
+def test_imagenet_tree_prepares_and_feeds(tmp_path, flat_val, lmdb):
+    from eps_resnet.data import imagenet
+
+    rng = np.random.RandomState(5)
+    make_imagenet_tree(tmp_path / "ilsvrc", rng, flat_val)
+    out = tmp_path / "prepared"
+    notes = []
+    info = prepare("imagenet", str(out), str(tmp_path / "ilsvrc"), lmdb=lmdb, log=notes.append)
+    assert info["images"] == {"train": 6, "val": 4} and info["classes"] == 2
+    assert any("2 classes (ILSVRC-2012 has 1000)" in n for n in notes)
+    assert (out / "train.lmdb").exists() == lmdb
+    for split, batch in (("train", 4), ("val", 3)):
+        df = imagenet.dataflow(str(out), info, split, batch, workers=1, size=64)
+        df.reset_state()
+        # training streams without end; validation is one pass
+        batches = list(itertools.islice(df, 3)) if split == "train" else list(df)
+        x, y = batches[0]
+        assert x.shape == (batch, 64, 64, 3) and x.dtype == np.uint8 and y.dtype == np.int32
+        if split == "val":
+            assert sorted(np.concatenate([b[1] for b in batches]).tolist()) == [0, 0, 1, 1]
+
+
+def test_imagenet_problems_are_reported_before_training(tmp_path):
+    rng = np.random.RandomState(6)
+    root = tmp_path / "ilsvrc"
+    make_imagenet_tree(root, rng, flat_val=True)
+    (root / "val" / "val_labels.txt").unlink()
+    (root / "train" / "n00000002" / "broken.JPEG").write_bytes(b"not an image")
+    with pytest.raises(DataError) as e:
+        prepare("imagenet", str(tmp_path / "out"), str(root), log=lambda *a: None)
+    assert "val_labels.txt is missing" in str(e.value)
+    assert "1 unreadable image(s): train/n00000002/broken.JPEG" in str(e.value)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(DataError, match="cannot be downloaded"):
+        prepare("imagenet", str(tmp_path / "out"), log=lambda *a: None)
+
+
+def test_training_on_an_unprepared_dataset_points_at_prepare(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    rc = main(["train", "--dataset", "cifar10", "--depth", "8", "--variant", "standard",
+               "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "cifar10 is not prepared" in err and "eps-resnet prepare cifar10 --out" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_training_on_prepared_digits(tmp_path):
+    import json
+
+    prepare("digits", str(tmp_path / "digits"), log=lambda *a: None)
+    rc = main(["train", "--dataset", "digits", "--data-dir", str(tmp_path / "digits"), "--depth", "8",
+               "--variant", "standard", "--epochs", "2", "--batch", "64",
+               "--out", str(tmp_path / "run")])
+    assert rc == 0
+    stats = json.load(open(tmp_path / "run" / "stats.json"))
+    assert [s["epoch_num"] for s in stats if "val_error" in s] == [1, 2]
+    assert stats[-1]["global_step"] == 2 * (1433 // 64)
