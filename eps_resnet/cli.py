@@ -91,11 +91,102 @@ def _cmd_prepare(args) -> int:
     return 0
 
 
+def _add_results(sub):
+    from .plots import KINDS
+
+    p = sub.add_parser("parse", help="run folders -> one tidy CSV",
+                       description="Read run folders (this project's, or the original "
+                       "implementation's tensorpack logs) into one long-format CSV.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, metavar="FILE.csv")
+    p.add_argument("--experiment", help="experiment name to record for these runs")
+    p.set_defaults(func=_cmd_parse)
+
+    p = sub.add_parser("plot", help="draw one of the paper's figures from parsed CSVs")
+    p.add_argument("kind", metavar="KIND", help=f"one of {', '.join(KINDS)}")
+    p.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="CSV")
+    p.add_argument("--out", required=True, metavar="PNG")
+    p.add_argument("--pdf", action="store_true", help="also write a PDF next to the PNG")
+    p.add_argument("--title")
+    p.add_argument("--expect", nargs="*", default=[], metavar="RUN",
+                   help="runs the figure should show; absent ones are named as missing")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("summarize", help="the reproduction table against the paper's numbers")
+    p.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="CSV")
+    p.add_argument("--out", default="results/summary.csv", metavar="CSV")
+    p.add_argument("--md", metavar="MD", help="Markdown copy (default: --out with .md)")
+    p.set_defaults(func=_cmd_summarize)
+
+
+def _read_csvs(paths):
+    import os
+
+    import pandas as pd
+
+    from .data.files import DataError
+    from .parse import COLUMNS
+
+    frames = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DataError(f"{path} does not exist; expected a CSV written by `eps-resnet parse`")
+        try:
+            frames.append(pd.read_csv(path))
+        except pd.errors.EmptyDataError:
+            continue  # a parse of runs that have not written anything yet
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _cmd_parse(args) -> int:
+    import warnings
+
+    from .data.files import DataError
+    from .parse import ParseError, parse_runs, write_csv
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            df = parse_runs(args.runs, args.experiment)
+        except ParseError as e:
+            raise DataError(str(e)) from None
+    for w in caught:
+        print(f"eps-resnet parse: warning: {w.message}", file=sys.stderr)
+    write_csv(df, args.out)
+    print(f"{args.out}: {len(df)} rows from {df['run'].nunique()} run(s)")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .plots import KINDS, plot, save
+
+    if args.kind not in KINDS:
+        raise SettingsError(f"plot kind {args.kind!r} is unknown; expected one of {', '.join(KINDS)}")
+    fig = plot(args.kind, _read_csvs(args.inputs), args.title, args.expect)
+    print(", ".join(save(fig, args.out, args.pdf)))
+    return 0
+
+
+def _cmd_summarize(args) -> int:
+    import os
+
+    from .summary import summarize, write
+
+    table = summarize(_read_csvs(args.inputs))
+    md = args.md or os.path.splitext(args.out)[0] + ".md"
+    write(table, args.out, md)
+    print(f"{args.out}, {md}: {len(table)} run(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eps-resnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     _add_prepare(sub)
+    _add_results(sub)
     return parser
 
 

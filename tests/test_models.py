@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from eps_resnet.models import check_depth, make_layout
+from eps_resnet.models.layouts import block_parameters, count_parameters
 
 
 def build(tf, family, depth, variant, classes=10, size=32, data_format="NHWC", training=True):
@@ -41,7 +42,10 @@ def n_params(tf, g):
 def test_parameter_counts_of_the_baselines(tf, family, depth, expected):
     classes, size = (10, 32) if family == "cifar" else (1000, 224)
     g, _, _ = build(tf, family, depth, "standard", classes, size)
-    assert abs(n_params(tf, g) - expected) / expected < 0.02
+    n = n_params(tf, g)
+    assert abs(n - expected) / expected < 0.02
+    # the analytic count (used by the summary and compression) agrees exactly
+    assert count_parameters(make_layout(family, depth), classes) == n
 
 
 def test_gate_adds_no_trainable_variable(tf):
@@ -58,6 +62,7 @@ def test_gate_adds_no_trainable_variable(tf):
     # the side head (after res2.1, 32 channels) is the only difference from the plain ResNet:
     # BN (gamma, beta) + FC(32 -> 10)
     assert n_params(tf, g_side) - n_params(tf, g_std) == 2 * 32 + 32 * 10 + 10
+    assert count_parameters(make_layout("cifar", 14), 10, side_output=True) == n_params(tf, g_eps)
 
 
 def test_epsilon_model_names_every_block_metric(tf):
@@ -122,3 +127,24 @@ def test_layouts():
 def test_depth_not_of_the_family(family, depth):
     with pytest.raises(ValueError, match=f"--depth {depth} is not"):
         check_depth(family, depth)
+
+
+def test_parameters_freed_by_discarded_blocks(tf):
+    """Removing blocks from the graph frees what block_parameters says, shortcuts kept."""
+    layout = make_layout("imagenet", 18)
+    g, _, _ = build(tf, "imagenet", 18, "standard", 10, 32)
+    with g.as_default():
+        per_block = {}
+        for v in tf.trainable_variables():
+            name = v.op.name.split("/")[0]
+            per_block.setdefault(name, {})[v.op.name] = int(np.prod(v.shape))
+    for i, block in enumerate(layout.blocks):
+        freed, kept = block_parameters(layout, i)
+        own = per_block[block.name]
+        shortcut = sum(n for k, n in own.items() if "convshortcut" in k)
+        preact = sum(n for k, n in own.items() if "/preact/" in k)
+        assert freed + kept == sum(own.values())
+        assert kept == (shortcut + preact if shortcut else 0)
+    full = count_parameters(layout, 10)
+    assert count_parameters(layout, 10, discarded=["res2.0", "res4.1"]) == \
+        full - block_parameters(layout, 2)[0] - block_parameters(layout, 7)[0]

@@ -97,3 +97,62 @@ def make_layout(family: str, depth: int) -> Layout:
     # (clamped to its first block for ResNet-18, where half falls before that group).
     index = max(0, sum(counts) // 2 - sum(counts[:2]) - 1)
     return Layout(family, depth, block_type, blocks, f"res3.{index}")
+
+
+# -- parameter counts (trainable: conv kernels, BN gamma/beta, FC weights and biases) -----------
+def _conv(k: int, c_in: int, c_out: int) -> int:
+    return k * k * c_in * c_out
+
+
+def _bn(c: int) -> int:
+    return 2 * c
+
+
+def block_parameters(layout: Layout, index: int) -> tuple[int, int]:
+    """(parameters a discarded block frees, parameters it keeps) for block ``index``.
+
+    A discarded block keeps what its shortcut needs: the ImageNet family's 1x1 projection and
+    the pre-activation BN that feeds it. The CIFAR shortcut (pool + zero-pad) has no parameters.
+    """
+    block = layout.blocks[index]
+    c_in = stem_channels(layout) if index == 0 else layout.blocks[index - 1].channels
+    c = block.channels
+    preact = 0 if index == 0 else _bn(c_in)
+    if layout.block_type == "cifar_basic":
+        return preact + _conv(3, c_in, c) + _bn(c) + _conv(3, c, c), 0
+    projection = c_in != c or block.stride != 1
+    kept = _conv(1, c_in, c) + preact if projection else 0
+    if layout.block_type == "basic":
+        branch = _conv(3, c_in, c) + _bn(c) + _conv(3, c, c)
+    else:
+        inner = c // 4
+        branch = _conv(1, c_in, inner) + _bn(inner) + _conv(3, inner, inner) + _bn(inner) + _conv(1, inner, c)
+    return branch + (0 if projection else preact), kept
+
+
+def stem_channels(layout: Layout) -> int:
+    return 16 if layout.family == "cifar" else 64
+
+
+def count_parameters(layout: Layout, num_classes: int, side_output: bool = False,
+                     discarded: tuple[str, ...] | list[str] = ()) -> int:
+    """Trainable parameters of the network, without the blocks named in ``discarded``."""
+    stem = stem_channels(layout)
+    total = _conv(3 if layout.family == "cifar" else 7, 3, stem) + _bn(stem)
+    gone = set(discarded)
+    unknown = gone - {b.name for b in layout.blocks}
+    if unknown:
+        raise ValueError(f"no block named {', '.join(sorted(unknown))} in this layout")
+    for i, block in enumerate(layout.blocks):
+        freed, kept = block_parameters(layout, i)
+        total += kept + (0 if block.name in gone else freed)
+    total += _head(layout.blocks[-1].channels, num_classes)
+    if side_output:
+        side = next(b.channels for b in layout.blocks if b.name == layout.side_after)
+        total += _head(side, num_classes)
+    return total
+
+
+def _head(c: int, num_classes: int) -> int:
+    """BN-ReLU, global average pooling, fully connected."""
+    return _bn(c) + c * num_classes + num_classes

@@ -1,0 +1,241 @@
+"""Run folders -> one tidy long table (pandas): a row per (run, epoch, step, metric[, block]).
+
+Reads this project's runs (stats.json + run.yaml, with log.log as fallback) and the log.log of
+runs of the original tensorpack implementation, whose metric lines look like
+``[0326 12:00:00 @monitor.py:363] val_error: 0.0524`` under each epoch's
+``Epoch 3 (global_step 1170) finished`` header. Per-block discard values
+(``res2.3/is_discarded``; the original ImageNet script's ``group1/block3/...`` too) become rows
+of metric ``is_discarded`` with the block's name and group as columns.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pandas as pd
+import yaml
+
+COLUMNS = ["run", "experiment", "dataset", "depth", "variant", "epsilon", "seed",
+           "epoch", "step", "metric", "block", "group", "value"]
+
+#: Metrics this project and the original write; anything else is kept but counted as unknown.
+KNOWN = {
+    "train_error", "train_error_top5", "val_error", "val_error_top5", "cost",
+    "cross_entropy_loss", "wd_cost", "learning_rate", "epsilon", "discarded_cnt",
+    "discarded_ratio", "val_cross_entropy_loss", "side_output/val_error",
+    "side_output/val_error_top5", "side_output/train_error", "side_output/train_error_top5",
+    "side_output/cross_entropy_loss", "QueueInput/queue_size", "is_discarded",
+    # the original's names
+    "train-error-top1", "train-error-top5", "val-error-top1", "val-error-top5", "xentropy-loss",
+    "l2_regularize_loss", "response_abs_max", "response_mean_max",
+}
+#: The original's spellings mapped to this project's.
+ALIASES = {"val-error-top1": "val_error", "val-error-top5": "val_error_top5",
+           "train-error-top1": "train_error", "train-error-top5": "train_error_top5",
+           "xentropy-loss": "cross_entropy_loss", "l2_regularize_loss": "wd_cost"}
+BLOCK = re.compile(r"^(?:.*/)?(res(\d+)\.(\d+))/(is_discarded)$")
+ORIGINAL_IMAGENET_BLOCK = re.compile(r"^group(\d+)/block(\d+)/(is_discarded)$")
+SIDE = re.compile(r"^(?:group\d+/)?side_output/[^/]*?/?(val_error|train_error)$")
+EPOCH_HEADER = re.compile(r"Epoch (\d+) \(global_step (\d+)\) finished")
+METRIC_LINE = re.compile(r"^\[[^\]]*\]\s+([A-Za-z_][\w./\-]*):\s+([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))\s*$")
+RUN_NAME = re.compile(r"(?P<dataset>cifar100|cifar10|svhn|imagenet).*?e_(?P<eps>\d+(?:\.\d+)?)"
+                      r"(?:.*?(?:n_(?P<n>\d+)|d_(?P<d>\d+)))?")
+
+
+class ParseError(ValueError):
+    """A run folder that cannot be read at all; the message names it."""
+
+
+@dataclass
+class Anomalies:
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, kind: str, n: int = 1):
+        self.counts[kind] += n
+
+    def warn(self, run: str):
+        if self.counts:
+            detail = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
+            warnings.warn(f"{run}: kept the readable data; {detail}", stacklevel=3)
+
+
+def _canonical(name: str):
+    """(metric, block, group) of a stats name."""
+    m = BLOCK.match(name)
+    if m:
+        return m.group(4), m.group(1), int(m.group(2))
+    m = ORIGINAL_IMAGENET_BLOCK.match(name)
+    if m:  # the original ImageNet script counted groups from 0
+        g, i = int(m.group(1)) + 1, int(m.group(2))
+        return m.group(3), f"res{g}.{i}", g
+    m = SIDE.match(name)
+    if m and name not in KNOWN:
+        return f"side_output/{m.group(1)}", None, None
+    return ALIASES.get(name, name), None, None
+
+
+def _rows_from_records(records, anomalies: Anomalies):
+    """records: iterable of (epoch, step, name, value)."""
+    rows = []
+    for epoch, step, name, value in records:
+        metric, block, group = _canonical(name)
+        if metric not in KNOWN:
+            anomalies.add("unknown metric(s)")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            anomalies.add("unreadable value(s)")
+            continue
+        rows.append({"epoch": epoch, "step": step, "metric": metric, "block": block,
+                     "group": group, "value": value})
+    return rows
+
+
+def read_stats_json(path: str, anomalies: Anomalies):
+    """Records of a tensorpack stats.json; a file cut short while being written is tolerated."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        stats = json.loads(text)
+    except json.JSONDecodeError:
+        anomalies.add("truncated stats.json")
+        stats = _salvage_json_list(text)
+    records = []
+    for entry in stats:
+        if not isinstance(entry, dict) or "epoch_num" not in entry:
+            anomalies.add("malformed stats entries")
+            continue
+        epoch, step = int(entry["epoch_num"]), int(entry.get("global_step", -1))
+        records += [(epoch, step, k, v) for k, v in entry.items() if k not in ("epoch_num", "global_step")]
+    return records
+
+
+def _salvage_json_list(text: str) -> list:
+    """The complete objects at the start of a truncated JSON list."""
+    decoder, out, i = json.JSONDecoder(), [], text.find("[") + 1
+    while i > 0:
+        while i < len(text) and text[i] in " \n\r\t,":
+            i += 1
+        try:
+            obj, i = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            break
+        out.append(obj)
+    return out
+
+
+def read_log(paths, anomalies: Anomalies):
+    """Records of tensorpack log files (this project's log.log or the original's), in order."""
+    records, epoch, step = [], None, None
+    for path in paths:
+        with open(path, errors="replace") as f:
+            lines = f.read().split("\n")
+        last = len(lines) - 1
+        for n, line in enumerate(lines):
+            if not line.strip():
+                continue
+            header = EPOCH_HEADER.search(line)
+            if header:
+                epoch, step = int(header.group(1)), int(header.group(2))
+                continue
+            m = METRIC_LINE.match(line)
+            if m is None:
+                if n == last and epoch is not None and ":" in line and "@monitor" in line:
+                    anomalies.add("truncated last line")
+                continue
+            if epoch is None:
+                continue  # metrics printed before the first epoch (e.g. at start-up)
+            records.append((epoch, step, m.group(1), m.group(2)))
+    return records
+
+
+def _log_files(run_dir: str) -> list[str]:
+    """log.log and the logs of earlier attempts (log.log.<time>), oldest first."""
+    older = sorted(glob.glob(os.path.join(run_dir, "log.log.*")))
+    current = os.path.join(run_dir, "log.log")
+    return older + ([current] if os.path.exists(current) else [])
+
+
+def run_metadata(run_dir: str) -> dict:
+    """Experiment, dataset, depth, variant, ε and seed from run.yaml, or guessed from an original
+    run folder's name (``train_log.cifar10-e_2.5-n_18``)."""
+    meta = {"run": os.path.basename(os.path.normpath(run_dir)), "experiment": None, "dataset": None,
+            "depth": None, "variant": None, "epsilon": None, "seed": None}
+    path = os.path.join(run_dir, "run.yaml")
+    if os.path.exists(path):
+        with open(path) as f:
+            run = yaml.safe_load(f) or {}
+        s = run.get("settings") or {}
+        meta.update({k: s.get(k) for k in ("dataset", "depth", "variant", "epsilon", "seed")})
+        meta["experiment"] = run.get("experiment")
+        return meta
+    m = RUN_NAME.search(meta["run"])
+    if m:
+        meta["dataset"], meta["epsilon"], meta["variant"] = m["dataset"], float(m["eps"]), "epsilon"
+        if m["n"]:
+            meta["depth"] = 6 * int(m["n"]) + 2
+        elif m["d"]:
+            meta["depth"] = int(m["d"])
+    return meta
+
+
+def parse_run(run_dir: str, experiment: str | None = None) -> pd.DataFrame:
+    """The tidy table of one run folder. Raises ParseError if nothing in it can be read."""
+    if not os.path.isdir(run_dir):
+        raise ParseError(f"{run_dir} is not a folder; expected a run folder with stats.json or log.log")
+    anomalies = Anomalies()
+    stats_path = os.path.join(run_dir, "stats.json")
+    logs = _log_files(run_dir)
+    records = []
+    try:
+        if os.path.exists(stats_path):
+            records = read_stats_json(stats_path, anomalies)
+        if logs:
+            # The log goes further than stats.json when the last epochs' stats were not written.
+            last = max((r[0] for r in records), default=0)
+            extra = [r for r in read_log(logs, anomalies) if r[0] > last]
+            if extra:
+                anomalies.add("epoch(s) taken from log.log", len({r[0] for r in extra}))
+            records += extra
+    except OSError as e:
+        raise ParseError(f"{run_dir} is unreadable ({e})") from None
+    if not records:
+        raise ParseError(f"{run_dir} holds no metrics; expected stats.json or log.log of a "
+                         "tensorpack run")
+    meta = run_metadata(run_dir)
+    if experiment:
+        meta["experiment"] = experiment
+    df = pd.DataFrame(_rows_from_records(records, anomalies))
+    epochs = df.groupby("epoch")["metric"].nunique()
+    partial = int((epochs < epochs.max()).sum())
+    if partial:
+        anomalies.add("epoch(s) with missing metrics", partial)
+    anomalies.warn(meta["run"])
+    for k in ("run", "experiment", "dataset", "depth", "variant", "epsilon", "seed"):
+        df[k] = meta[k]
+    if df["variant"].isna().all():
+        df["variant"] = "epsilon" if (df["metric"] == "is_discarded").any() else "standard"
+    return df[COLUMNS].sort_values(["epoch", "metric", "block"], na_position="first",
+                                   kind="stable").reset_index(drop=True)
+
+
+def parse_runs(run_dirs, experiment: str | None = None) -> pd.DataFrame:
+    frames = [parse_run(d, experiment) for d in run_dirs]
+    names = [f["run"].iat[0] for f in frames]
+    for frame, d, name in zip(frames, run_dirs, names):
+        if names.count(name) > 1:  # two folders of the same name: tell them apart by path
+            frame["run"] = os.path.normpath(d)
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_csv(df: pd.DataFrame, path: str) -> None:
+    """Write through a temporary name so a reader never sees half a table."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)

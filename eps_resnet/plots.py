@@ -1,0 +1,218 @@
+"""The paper's figures from the tidy table of :mod:`eps_resnet.parse`, one function per kind.
+
+One style for all: the Okabe-Ito colour-blind-safe palette, one colour per run (standard, side,
+each ε), labelled axes with units, a legend, and a note naming the runs that are still missing.
+Every function returns the matplotlib Figure; :func:`save` writes PNG (and PDF if asked).
+"""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+KINDS = ("val-error", "lr", "compression-ratio", "blocks")
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+STYLE = {
+    "figure.dpi": 110, "savefig.dpi": 150, "font.size": 11, "axes.titlesize": 12,
+    "axes.labelsize": 11, "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3,
+    "axes.spines.top": False, "axes.spines.right": False,
+    "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+}
+#: A block counts as discarded when its moving-average is_discarded is at least this.
+DISCARDED_AT = 0.5
+
+
+def run_label(meta: pd.Series, several_depths: bool) -> str:
+    variant = meta["variant"]
+    label = f"ε = {meta['epsilon']:g}" if variant == "epsilon" and pd.notna(meta["epsilon"]) else str(variant)
+    if several_depths and pd.notna(meta["depth"]):
+        label = f"{int(meta['depth'])} layers, {label}"
+    return label
+
+
+def _runs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row of metadata per run, in a stable, readable order (standard, side, ε ascending)."""
+    order = {"standard": 0, "side": 1, "epsilon": 2}
+    runs = df.drop_duplicates("run")[["run", "dataset", "depth", "variant", "epsilon"]].copy()
+    runs["_o"] = runs["variant"].map(order).fillna(3)
+    return runs.sort_values(["depth", "_o", "epsilon", "run"], na_position="first").drop(columns="_o")
+
+
+def _colours(runs: pd.DataFrame) -> dict:
+    return {r: OKABE_ITO[i % len(OKABE_ITO)] for i, r in enumerate(runs["run"])}
+
+
+def _missing_note(fig, missing):
+    if missing:
+        fig.text(0.01, 0.005, "missing (not trained yet): " + ", ".join(missing), fontsize=8,
+                 color="#D55E00", ha="left", va="bottom")
+
+
+def _metric(df, name):
+    return df[df["metric"] == name]
+
+
+def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
+    """Validation error vs training step (CIFAR/SVHN) or vs epoch with top-1 solid and top-5
+    dashed (ImageNet), one colour per run."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        runs = _runs(df)
+        colours = _colours(runs)
+        several = runs["depth"].nunique() > 1
+        by_epoch = (runs["dataset"] == "imagenet").any()
+        x = "epoch" if by_epoch else "step"
+        top5 = _metric(df, "val_error_top5")
+        for _, meta in runs.iterrows():
+            d = _metric(df, "val_error")
+            d = d[d["run"] == meta["run"]].sort_values(x)
+            label = run_label(meta, several)
+            ax.plot(d[x], 100 * d["value"], color=colours[meta["run"]], lw=1.6,
+                    label=label + (" (top-1)" if by_epoch and len(top5) else ""))
+            if by_epoch:
+                d5 = top5[top5["run"] == meta["run"]].sort_values(x)
+                if len(d5):
+                    ax.plot(d5[x], 100 * d5["value"], color=colours[meta["run"]], lw=1.6, ls="--",
+                            label=label + " (top-5)")
+        ax.set_xlabel("epoch" if by_epoch else "training step (iterations)")
+        ax.set_ylabel("validation error (%)")
+        ax.set_title(title or "Validation error")
+        if len(runs):
+            ax.legend(frameon=False)
+        _missing_note(fig, missing)
+        fig.tight_layout()
+    return fig
+
+
+def learning_rate(df: pd.DataFrame, title: str | None = None, missing=()):
+    """Learning rate vs training step, one colour per run (the ε-ResNet restarts are steps up)."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        runs = _runs(df)
+        colours = _colours(runs)
+        several = runs["depth"].nunique() > 1
+        lr = _metric(df, "learning_rate")
+        for _, meta in runs.iterrows():
+            d = lr[lr["run"] == meta["run"]].sort_values("step")
+            ax.step(d["step"], d["value"], where="post", color=colours[meta["run"]], lw=1.6,
+                    label=run_label(meta, several))
+        ax.set_yscale("log")
+        ax.set_xlabel("training step (iterations)")
+        ax.set_ylabel("learning rate")
+        ax.set_title(title or "Learning rate")
+        if len(runs):
+            ax.legend(frameon=False)
+        _missing_note(fig, missing)
+        fig.tight_layout()
+    return fig
+
+
+def final_values(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The last epoch's value of ``metric`` per run (with the run's metadata)."""
+    d = _metric(df, metric).sort_values(["run", "epoch"])
+    return d.groupby("run", as_index=False).last()
+
+
+def compression_ratio(df: pd.DataFrame, title: str | None = None, missing=()):
+    """Left: discarded ratio vs epoch for each ε run. Right: the final ratio vs ε, one line per
+    depth (the ratio vs depth shows as the spread between lines)."""
+    with plt.rc_context(STYLE):
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
+        eps = df[df["variant"] == "epsilon"]
+        runs = _runs(eps)
+        colours = _colours(runs)
+        several = runs["depth"].nunique() > 1
+        ratio = _metric(eps, "discarded_ratio")
+        for _, meta in runs.iterrows():
+            d = ratio[ratio["run"] == meta["run"]].sort_values("epoch")
+            ax.plot(d["epoch"], d["value"], color=colours[meta["run"]], lw=1.6,
+                    label=run_label(meta, several))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("discarded blocks / gated blocks")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title("Discarded ratio during training")
+        final = final_values(eps, "discarded_ratio")
+        for i, (depth, d) in enumerate(final.groupby("depth", dropna=False)):
+            d = d.sort_values("epsilon")
+            ax2.plot(d["epsilon"], d["value"], marker="o", color=OKABE_ITO[i % len(OKABE_ITO)],
+                     lw=1.6, label=f"{int(depth)} layers" if pd.notna(depth) else "unknown depth")
+        ax2.set_xlabel("ε")
+        ax2.set_ylabel("final discarded ratio")
+        ax2.set_ylim(-0.02, 1.02)
+        ax2.set_title("Final ratio vs ε")
+        for a in (ax, ax2):
+            if a.get_lines():
+                a.legend(frameon=False)
+        if title:
+            fig.suptitle(title)
+        _missing_note(fig, missing)
+        fig.tight_layout()
+    return fig
+
+
+def block_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per ε run and group: kept and discarded blocks at the last epoch."""
+    d = _metric(df[df["variant"] == "epsilon"], "is_discarded")
+    if d.empty:
+        return pd.DataFrame(columns=["run", "group", "kept", "discarded"])
+    last = d[d["epoch"] == d.groupby("run")["epoch"].transform("max")]
+    last = last.assign(discarded=last["value"] >= DISCARDED_AT)
+    table = last.groupby(["run", "group"])["discarded"].agg(discarded="sum", total="count").reset_index()
+    table["kept"] = table["total"] - table["discarded"]
+    return table[["run", "group", "kept", "discarded"]]
+
+
+def blocks(df: pd.DataFrame, title: str | None = None, missing=()):
+    """Kept and discarded blocks per group for each ε run (stacked bars)."""
+    with plt.rc_context(STYLE):
+        table = block_table(df)
+        runs = _runs(df[df["variant"] == "epsilon"])
+        n = max(1, len(runs))
+        fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 1, 3.8), squeeze=False, sharey=True)
+        several = runs["depth"].nunique() > 1
+        for ax, (_, meta) in zip(axes[0], runs.iterrows()):
+            t = table[table["run"] == meta["run"]].sort_values("group")
+            groups = [f"group {int(g)}" for g in t["group"]]
+            ax.bar(groups, t["kept"], color=OKABE_ITO[0], label="kept")
+            ax.bar(groups, t["discarded"], bottom=t["kept"], color=OKABE_ITO[5], label="discarded")
+            ax.set_title(run_label(meta, several))
+            ax.set_xlabel("residual group (input → output)")
+        axes[0][0].set_ylabel("residual blocks")
+        if len(runs):
+            axes[0][0].legend(frameon=False)
+        if title:
+            fig.suptitle(title)
+        _missing_note(fig, missing)
+        fig.tight_layout()
+    return fig
+
+
+PLOTTERS = {"val-error": val_error, "lr": learning_rate, "compression-ratio": compression_ratio,
+            "blocks": blocks}
+
+
+def plot(kind: str, df: pd.DataFrame, title: str | None = None, expected=()):
+    """The figure of ``kind``; ``expected`` run names absent from ``df`` are noted as missing."""
+    if kind not in PLOTTERS:
+        raise ValueError(f"unknown plot kind {kind!r}; expected one of {', '.join(KINDS)}")
+    present = set(df["run"].unique()) if len(df) else set()
+    missing = [r for r in expected if r not in present]
+    return PLOTTERS[kind](df, title=title, missing=missing)
+
+
+def save(fig, path: str, pdf: bool = False) -> list[str]:
+    """Write the figure as PNG (and PDF) through temporary names; returns the paths."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    paths = [path] + ([os.path.splitext(path)[0] + ".pdf"] if pdf else [])
+    for p in paths:
+        ext = os.path.splitext(p)[1]
+        tmp = f"{p}.tmp-{os.getpid()}{ext}"
+        fig.savefig(tmp, bbox_inches="tight")
+        os.replace(tmp, p)
+    plt.close(fig)
+    return paths
+

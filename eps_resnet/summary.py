@@ -1,0 +1,140 @@
+"""The reproduction table: per run the final and best errors, what was discarded, parameters
+before and after removing the discarded blocks, beside the paper's numbers for the same setting."""
+from __future__ import annotations
+
+import os
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from .data import DATASETS
+from .models.layouts import check_depth, count_parameters, make_layout
+from .plots import DISCARDED_AT
+
+SUMMARY_COLUMNS = [
+    "run", "experiment", "dataset", "depth", "variant", "epsilon", "epochs",
+    "final_val_error", "best_val_error", "final_val_error_top5", "best_val_error_top5",
+    "side_val_error", "discarded_blocks", "gated_blocks", "discarded_ratio",
+    "params", "params_after_discard",
+    "paper_error", "error_diff", "paper_error_top5", "paper_discarded_ratio", "ratio_diff",
+]
+
+
+def paper_reference() -> pd.DataFrame:
+    """The paper's numbers (one reference data file in the package)."""
+    with resources.files("eps_resnet.reference").joinpath("paper.csv").open() as f:
+        return pd.read_csv(f, comment="#")
+
+
+def _last(d: pd.DataFrame):
+    return d.sort_values("epoch")["value"].iloc[-1] if len(d) else np.nan
+
+
+def _family(dataset) -> str | None:
+    info = DATASETS.get(dataset)
+    return info.family if info else None
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of the tidy table (errors in percent)."""
+    rows = []
+    for run, d in df.groupby("run", sort=False):
+        meta = d.iloc[0]
+        m = {k: d[d["metric"] == k] for k in ("val_error", "val_error_top5", "side_output/val_error",
+                                              "discarded_ratio", "is_discarded")}
+        blocks = m["is_discarded"]
+        last_blocks = blocks[blocks["epoch"] == blocks["epoch"].max()] if len(blocks) else blocks
+        discarded = sorted(last_blocks.loc[last_blocks["value"] >= DISCARDED_AT, "block"])
+        row = {
+            "run": run, "experiment": meta["experiment"], "dataset": meta["dataset"],
+            "depth": meta["depth"], "variant": meta["variant"], "epsilon": meta["epsilon"],
+            "epochs": int(d["epoch"].max()),
+            "final_val_error": 100 * _last(m["val_error"]),
+            "best_val_error": 100 * m["val_error"]["value"].min() if len(m["val_error"]) else np.nan,
+            "final_val_error_top5": 100 * _last(m["val_error_top5"]),
+            "best_val_error_top5": (100 * m["val_error_top5"]["value"].min()
+                                    if len(m["val_error_top5"]) else np.nan),
+            "side_val_error": 100 * _last(m["side_output/val_error"]),
+            "discarded_blocks": len(discarded) if len(blocks) else np.nan,
+            "gated_blocks": last_blocks["block"].nunique() if len(blocks) else np.nan,
+            "discarded_ratio": _last(m["discarded_ratio"]),
+            "params": np.nan, "params_after_discard": np.nan,
+        }
+        family = _family(meta["dataset"])
+        if family and pd.notna(meta["depth"]):
+            try:
+                check_depth(family, int(meta["depth"]))
+            except ValueError:
+                family = None
+        if family:
+            layout = make_layout(family, int(meta["depth"]))
+            classes = DATASETS[meta["dataset"]].num_classes
+            side = meta["variant"] in ("side", "epsilon")
+            row["params"] = count_parameters(layout, classes, side)
+            row["params_after_discard"] = count_parameters(layout, classes, side, discarded)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return _with_paper(out)[SUMMARY_COLUMNS]
+
+
+def _with_paper(table: pd.DataFrame) -> pd.DataFrame:
+    ref = paper_reference()
+    cols = {"error_top1": "paper_error", "error_top5": "paper_error_top5",
+            "discarded_ratio": "paper_discarded_ratio"}
+    for c in cols.values():
+        table[c] = np.nan
+    for i, row in table.iterrows():
+        match = ref[(ref["dataset"] == row["dataset"]) & (ref["depth"] == row["depth"])
+                    & (ref["variant"] == row["variant"])]
+        if row["variant"] == "epsilon":
+            match = match[np.isclose(match["epsilon"], row["epsilon"])] if pd.notna(row["epsilon"]) else match[:0]
+        if len(match):
+            for src, dst in cols.items():
+                table.at[i, dst] = match.iloc[0][src]
+    table["error_diff"] = table["final_val_error"] - table["paper_error"]
+    table["ratio_diff"] = table["discarded_ratio"] - table["paper_discarded_ratio"]
+    return table
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A readable Markdown table (numbers rounded; empty cells for what does not apply)."""
+    def fmt(v, digits=2):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return ""
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.{digits}f}"
+        return str(v)
+
+    head = ["run", "dataset", "depth", "variant", "ε", "epochs", "final err %", "best err %",
+            "top-5 err %", "side err %", "discarded", "ratio", "params", "params after",
+            "paper err %", "Δ err", "paper ratio", "Δ ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        disc = "" if pd.isna(r["discarded_blocks"]) else f"{int(r['discarded_blocks'])}/{int(r['gated_blocks'])}"
+        cells = [r["run"], r["dataset"], fmt(r["depth"], 0), r["variant"], fmt(r["epsilon"], 2),
+                 fmt(r["epochs"], 0), fmt(r["final_val_error"]), fmt(r["best_val_error"]),
+                 fmt(r["final_val_error_top5"]), fmt(r["side_val_error"]), disc,
+                 fmt(r["discarded_ratio"], 3),
+                 "" if pd.isna(r["params"]) else f"{r['params'] / 1e6:.3f} M",
+                 "" if pd.isna(r["params_after_discard"]) else f"{r['params_after_discard'] / 1e6:.3f} M",
+                 fmt(r["paper_error"]), fmt(r["error_diff"]), fmt(r["paper_discarded_ratio"], 3),
+                 fmt(r["ratio_diff"], 3)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    note = ("\nErrors are validation errors in percent at the last epoch (best: the lowest over all "
+            "epochs). A block counts as discarded when its moving-average is_discarded is at least "
+            f"{DISCARDED_AT} at the last epoch; the ratio divides by the gated blocks. Paper numbers "
+            "come from eps_resnet/reference/paper.csv (most were read off the paper's plots).\n")
+    return "\n".join(lines) + "\n" + note
+
+
+def write(table: pd.DataFrame, csv_path: str, md_path: str | None) -> None:
+    for path, text in ((csv_path, table.to_csv(index=False)),
+                       (md_path, "# Reproduction summary\n\n" + to_markdown(table) if md_path else None)):
+        if path is None:
+            continue
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)

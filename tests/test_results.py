@@ -1,0 +1,237 @@
+"""Parsing (golden tests on hand-written logs), figures and the summary table."""
+import os
+import shutil
+import warnings
+
+import matplotlib.lines
+import numpy as np
+import pandas as pd
+import pytest
+
+from eps_resnet import plots
+from eps_resnet.cli import main
+from eps_resnet.models.layouts import count_parameters, make_layout
+from eps_resnet.parse import ParseError, parse_run, parse_runs
+from eps_resnet.summary import summarize, to_markdown
+
+FIX = os.path.join(os.path.dirname(__file__), "fixtures")
+ORIGINAL = os.path.join(FIX, "original", "train_log.cifar10-e_2.5-n_1")
+EPS = os.path.join(FIX, "project", "eps-run")
+STD = os.path.join(FIX, "project", "std-run")
+
+
+def value(df, epoch, metric, block=None):
+    d = df[(df["epoch"] == epoch) & (df["metric"] == metric)]
+    if block is not None:
+        d = d[d["block"] == block]
+    assert len(d) == 1, (epoch, metric, block, d)
+    return d["value"].iat[0]
+
+
+def test_original_log_golden():
+    with pytest.warns(UserWarning) as w:
+        df = parse_run(ORIGINAL)
+    msg = str(w[0].message)
+    assert "1 truncated last line" in msg and "1 unknown metric(s)" in msg
+    assert "epoch(s) with missing metrics" in msg
+    assert sorted(df["epoch"].unique()) == [1, 2, 3]
+    assert value(df, 1, "val_error") == 0.4853 and value(df, 3, "val_error") == 0.3524
+    assert df[df["epoch"] == 2]["step"].unique().tolist() == [780]
+    assert value(df, 1, "side_output/val_error") == 0.6012  # side_output/res2.0/val_error
+    assert value(df, 2, "is_discarded", "res3.0") == 1
+    blocks = df[df["metric"] == "is_discarded"]
+    assert sorted(blocks["block"].unique()) == ["res1.0", "res2.0", "res3.0"]
+    assert blocks.set_index("block")["group"].to_dict() == {"res1.0": 1, "res2.0": 2, "res3.0": 3}
+    assert value(df, 2, "mystery_metric") == 3  # unknown metrics are kept
+    assert not ((df["epoch"] == 2) & (df["metric"] == "val_error")).any()
+    # metadata guessed from the folder name
+    row = df.iloc[0]
+    assert (row["dataset"], row["depth"], row["variant"], row["epsilon"]) == ("cifar10", 8, "epsilon", 2.5)
+    assert list(df.columns) == ["run", "experiment", "dataset", "depth", "variant", "epsilon", "seed",
+                                "epoch", "step", "metric", "block", "group", "value"]
+
+
+def test_truncated_stats_json_falls_back_to_the_log():
+    with pytest.warns(UserWarning) as w:
+        df = parse_run(EPS)
+    msg = str(w[0].message)
+    assert "1 truncated stats.json" in msg and "1 epoch(s) taken from log.log" in msg
+    assert sorted(df["epoch"].unique()) == [1, 2, 3]
+    assert value(df, 2, "discarded_ratio") == pytest.approx(1 / 3)
+    assert value(df, 3, "discarded_cnt") == 2 and value(df, 3, "is_discarded", "res2.0") == 1
+    assert value(df, 3, "val_error") == 0.3
+    assert set(df["experiment"]) == {"fixture"} and set(df["variant"]) == {"epsilon"}
+
+
+def test_complete_run_parses_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = parse_run(STD)
+    assert len(df) == 3 * 4 and set(df["variant"]) == {"standard"}
+    assert df["epsilon"].isna().all()
+
+
+def test_empty_or_missing_run_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ParseError, match=f"{tmp_path / 'empty'} holds no metrics"):
+        parse_run(str(tmp_path / "empty"))
+    with pytest.raises(ParseError, match="is not a folder"):
+        parse_run(str(tmp_path / "nope"))
+
+
+def test_parse_command_writes_the_csv(tmp_path, capsys):
+    out = tmp_path / "runs.csv"
+    assert main(["parse", ORIGINAL, EPS, STD, "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert set(df["run"]) == {"train_log.cifar10-e_2.5-n_1", "eps-run", "std-run"}
+    assert "warning" in capsys.readouterr().err
+    assert main(["parse", str(tmp_path / "nope"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_still_training_run_is_read(tmp_path):
+    run = tmp_path / "live"
+    shutil.copytree(STD, run)
+    with open(run / "log.log", "w") as f:  # the log is ahead of stats.json by one epoch...
+        f.write("[1126 05:56:29 @base.py:282] Epoch 4 (global_step 200) finished, time:0.7 second.\n"
+                "[1126 05:56:29 @monitor.py:476] val_error: 0.3")  # ...and cut mid-write
+    with pytest.warns(UserWarning, match="epoch"):
+        df = parse_run(str(run))
+    assert value(df, 4, "val_error") == 0.3
+
+
+# -- figures ----------------------------------------------------------------------------------
+@pytest.fixture()
+def fixture_csv(tmp_path):
+    """The parsed fixtures, as a CSV on disk."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = parse_runs([ORIGINAL, EPS, STD])
+    path = tmp_path / "fixture.csv"
+    df.to_csv(path, index=False)
+    return str(path)
+
+
+def imagenet_table():
+    rows = []
+    for run, variant, eps in (("in-std", "standard", np.nan), ("in-e2.0", "epsilon", 2.0)):
+        for e in range(1, 6):
+            for metric, v in (("val_error", 0.5 - 0.05 * e), ("val_error_top5", 0.25 - 0.03 * e)):
+                rows.append(dict(run=run, experiment="imagenet", dataset="imagenet", depth=101,
+                                 variant=variant, epsilon=eps, seed=0, epoch=e, step=5000 * e,
+                                 metric=metric, block=None, group=None, value=v))
+    return pd.DataFrame(rows)
+
+
+def lines_of(ax):
+    return [l for l in ax.get_lines() if isinstance(l, matplotlib.lines.Line2D)]
+
+
+def test_val_error_figure(fixture_csv, tmp_path):
+    df = pd.read_csv(fixture_csv)
+    fig = plots.plot("val-error", df, expected=["train_log.cifar10-e_2.5-n_1", "eps-run", "std-run",
+                                                "cifar10-e2.7"])
+    ax = fig.axes[0]
+    assert len(lines_of(ax)) == 3
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["standard", "ε = 2.5", "ε = 2.5"]
+    assert ax.get_xlabel() == "training step (iterations)" and ax.get_ylabel() == "validation error (%)"
+    assert any("cifar10-e2.7" in t.get_text() for t in fig.texts)  # the missing run is named
+    paths = plots.save(fig, str(tmp_path / "val.png"), pdf=True)
+    assert all(os.path.getsize(p) > 1000 for p in paths) and paths[1].endswith(".pdf")
+
+
+def test_val_error_imagenet_top1_solid_top5_dashed():
+    fig = plots.plot("val-error", imagenet_table())
+    ax = fig.axes[0]
+    styles = [l.get_linestyle() for l in lines_of(ax)]
+    assert styles.count("-") == 2 and styles.count("--") == 2
+    assert ax.get_xlabel() == "epoch"
+    assert len(ax.get_legend().get_texts()) == 4
+    assert not fig.texts  # nothing missing
+
+
+def test_lr_figure(fixture_csv, tmp_path):
+    assert main(["plot", "lr", "--in", fixture_csv, "--out", str(tmp_path / "lr.png")]) == 0
+    assert os.path.getsize(tmp_path / "lr.png") > 1000
+    fig = plots.plot("lr", pd.read_csv(fixture_csv))
+    ax = fig.axes[0]
+    assert len(lines_of(ax)) == 3 and ax.get_ylabel() == "learning rate"
+    assert len(ax.get_legend().get_texts()) == 3
+
+
+def test_compression_ratio_figure(fixture_csv):
+    fig = plots.plot("compression-ratio", pd.read_csv(fixture_csv))
+    left, right = fig.axes
+    assert len(lines_of(left)) == 2  # the two ε runs; the standard run has no ratio
+    assert len(lines_of(right)) == 1  # one depth
+    assert right.get_xlabel() == "ε" and left.get_ylabel() == "discarded blocks / gated blocks"
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["8 layers"]
+
+
+def test_blocks_figure(fixture_csv):
+    df = pd.read_csv(fixture_csv)
+    table = plots.block_table(df)
+    eps = table[table["run"] == "eps-run"].set_index("group")
+    assert eps["discarded"].to_dict() == {1: 0, 2: 1, 3: 1}  # last epoch (3): res2.0, res3.0
+    fig = plots.plot("blocks", df)
+    assert len(fig.axes) == 2  # one panel per ε run
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["kept", "discarded"]
+    assert len(fig.axes[0].patches) == 6  # 3 groups x (kept, discarded)
+
+
+def test_unknown_plot_kind(fixture_csv, tmp_path, capsys):
+    assert main(["plot", "histogram", "--in", fixture_csv, "--out", str(tmp_path / "x.png")]) == 2
+    assert "plot kind 'histogram' is unknown" in capsys.readouterr().err
+
+
+# -- summary ----------------------------------------------------------------------------------
+def cifar_table():
+    """A CIFAR-10 ResNet-110 standard run and an ε = 2.5 run with 12 of 54 blocks discarded."""
+    layout = make_layout("cifar", 110)
+    gone = [b.name for b in layout.blocks[-12:]]
+    rows = []
+    base = dict(experiment="cifar10", dataset="cifar10", depth=110, seed=0, block=None, group=None)
+    for e, (std, eps) in enumerate([(0.08, 0.07), (0.0590, 0.0520), (0.0612, 0.0530)], start=1):
+        rows.append(dict(base, run="std", variant="standard", epsilon=np.nan, epoch=e, step=390 * e,
+                         metric="val_error", value=std))
+        rows.append(dict(base, run="eps", variant="epsilon", epsilon=2.5, epoch=e, step=390 * e,
+                         metric="val_error", value=eps))
+        rows.append(dict(base, run="eps", variant="epsilon", epsilon=2.5, epoch=e, step=390 * e,
+                         metric="discarded_ratio", value=0.2 * e / 3))
+        for b in layout.blocks:
+            rows.append(dict(base, run="eps", variant="epsilon", epsilon=2.5, epoch=e, step=390 * e,
+                             metric="is_discarded", block=b.name, group=b.group,
+                             value=float(e == 3 and b.name in gone)))
+    rows.append(dict(base, run="eps", variant="epsilon", epsilon=2.5, epoch=3, step=1170,
+                     metric="side_output/val_error", value=0.081))
+    return pd.DataFrame(rows), layout, gone
+
+
+def test_summary_numbers_and_paper_columns():
+    df, layout, gone = cifar_table()
+    t = summarize(df).set_index("run")
+    eps, std = t.loc["eps"], t.loc["std"]
+    assert eps["final_val_error"] == pytest.approx(5.30) and eps["best_val_error"] == pytest.approx(5.20)
+    assert eps["side_val_error"] == pytest.approx(8.1) and eps["epochs"] == 3
+    assert eps["discarded_blocks"] == 12 and eps["gated_blocks"] == 54
+    assert eps["discarded_ratio"] == pytest.approx(0.2)
+    assert eps["params"] == count_parameters(layout, 10, side_output=True)
+    assert eps["params_after_discard"] == count_parameters(layout, 10, True, gone)
+    assert eps["params_after_discard"] < eps["params"]
+    assert eps["paper_error"] == 5.24 and eps["error_diff"] == pytest.approx(0.06)
+    assert eps["paper_discarded_ratio"] == 0.22 and eps["ratio_diff"] == pytest.approx(-0.02)
+    assert std["paper_error"] == 6.05 and std["error_diff"] == pytest.approx(0.07)
+    assert std["params"] == std["params_after_discard"] == 1727962
+    md = to_markdown(t.reset_index())
+    assert "| eps | cifar10 | 110 | epsilon | 2.50 | 3 | 5.30 | 5.20 |" in md
+    assert "12/54" in md and "5.24" in md
+
+
+def test_summarize_command(tmp_path):
+    df, _, _ = cifar_table()
+    df.to_csv(tmp_path / "c.csv", index=False)
+    assert main(["summarize", "--in", str(tmp_path / "c.csv"), "--out",
+                 str(tmp_path / "summary.csv")]) == 0
+    table = pd.read_csv(tmp_path / "summary.csv")
+    assert set(table["run"]) == {"eps", "std"} and "paper_error" in table.columns
+    assert (tmp_path / "summary.md").read_text().startswith("# Reproduction summary")
