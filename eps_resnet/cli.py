@@ -181,12 +181,46 @@ def _cmd_summarize(args) -> int:
     return 0
 
 
+def _add_compress(sub):
+    p = sub.add_parser("compress", help="turn a trained ε-ResNet into the smaller network it found",
+                       description="Remove the discarded blocks of an ε-ResNet run, check the smaller "
+                       "network against the full one on the validation set, export a SavedModel.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--limit", type=int, help="check on at most this many validation images")
+    p.set_defaults(func=_cmd_compress)
+
+    p = sub.add_parser("evaluate", help="validation error of a run or a compressed model")
+    p.add_argument("model", metavar="MODEL_DIR", help="a run folder or a compressed model folder")
+    p.add_argument("--dataset", help="must match the model's (default: the model's)")
+    p.add_argument("--data-dir", metavar="DIR", help="prepared dataset (default: the run's)")
+    p.add_argument("--out", metavar="JSON", help="default: MODEL_DIR/eval.json")
+    p.add_argument("--limit", type=int, help="at most this many validation images")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_compress(args) -> int:
+    from .compress import compress
+
+    compress(args.run, args.out, args.step, args.limit)
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .compress import evaluate
+
+    evaluate(args.model, args.data_dir, args.dataset, args.out, args.limit)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eps-resnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     _add_prepare(sub)
     _add_results(sub)
+    _add_compress(sub)
     return parser
 
 

@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 import yaml
 
+#: A block counts as discarded when its moving-average is_discarded is at least this (figures,
+#: summary and compression agree on it).
+DISCARDED_AT = 0.5
+
 COLUMNS = ["run", "experiment", "dataset", "depth", "variant", "epsilon", "seed",
            "epoch", "step", "metric", "block", "group", "value"]
 

@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .parse import DISCARDED_AT  # noqa: E402
+
 KINDS = ("val-error", "lr", "compression-ratio", "blocks")
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 STYLE = {
@@ -22,8 +24,6 @@ STYLE = {
     "axes.spines.top": False, "axes.spines.right": False,
     "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
 }
-#: A block counts as discarded when its moving-average is_discarded is at least this.
-DISCARDED_AT = 0.5
 
 
 def run_label(meta: pd.Series, several_depths: bool) -> str:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .data import DATASETS
 from .models.layouts import check_depth, count_parameters, make_layout
-from .plots import DISCARDED_AT
+from .parse import DISCARDED_AT
 
 SUMMARY_COLUMNS = [
     "run", "experiment", "dataset", "depth", "variant", "epsilon", "epochs",

@@ -238,32 +238,33 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
     if p.checkpoint:
         logger.info(f"Resuming from {p.checkpoint} at epoch {p.start_epoch} of {s.epochs}")
 
-    towers = max(1, s.gpus)
-    model = build_model(s, data_format)
-    callbacks = [
-        InferenceRunner(get_dataflow(s, "val", s.batch // towers), inferencers(model)),
-        LearningRateSetter(s.lr_points["standard"],
-                           s.lr_points["adaptive"] if s.lr_schedule == "adaptive" else None),
-        EstimatedTimeLeft(),
-        *extra_callbacks,
-    ]
-    if s.epsilon_points:
-        callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
-    tf.set_random_seed(s.seed)
-    config = TrainConfig(
-        model=model,
-        data=QueueInput(get_dataflow(s, "train", s.batch // towers)),
-        callbacks=callbacks,
-        monitors=DEFAULT_MONITORS() + [CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT,
-                                                            checkpoint_dir=s.out)],
-        steps_per_epoch=p.steps_per_epoch,
-        max_epoch=s.epochs,
-        starting_epoch=p.start_epoch,
-        session_init=SaverRestore(p.checkpoint) if p.checkpoint else None,
-        session_creator=NewSessionCreator(config=session_config(s.threads)),
-    )
-    trainer = SyncMultiGPUTrainerReplicated(s.gpus) if s.gpus > 1 else SimpleTrainer()
-    launch_train_with_config(config, trainer)
+    with tf.Graph().as_default():  # a fresh graph: train() may run several times in a process
+        tf.set_random_seed(s.seed)
+        towers = max(1, s.gpus)
+        model = build_model(s, data_format)
+        callbacks = [
+            InferenceRunner(get_dataflow(s, "val", s.batch // towers), inferencers(model)),
+            LearningRateSetter(s.lr_points["standard"],
+                               s.lr_points["adaptive"] if s.lr_schedule == "adaptive" else None),
+            EstimatedTimeLeft(),
+            *extra_callbacks,
+        ]
+        if s.epsilon_points:
+            callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
+        config = TrainConfig(
+            model=model,
+            data=QueueInput(get_dataflow(s, "train", s.batch // towers)),
+            callbacks=callbacks,
+            monitors=DEFAULT_MONITORS() + [CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT,
+                                                                checkpoint_dir=s.out)],
+            steps_per_epoch=p.steps_per_epoch,
+            max_epoch=s.epochs,
+            starting_epoch=p.start_epoch,
+            session_init=SaverRestore(p.checkpoint) if p.checkpoint else None,
+            session_creator=NewSessionCreator(config=session_config(s.threads)),
+        )
+        trainer = SyncMultiGPUTrainerReplicated(s.gpus) if s.gpus > 1 else SimpleTrainer()
+        launch_train_with_config(config, trainer)
     write_yaml_atomic(os.path.join(s.out, RUN_FILE), _run_record(p, data_format, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")
     return p

@@ -10,7 +10,7 @@ counted from 1 (``res2.3`` is the fourth block of the second group).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 FAMILIES = ("cifar", "imagenet")
 
@@ -33,6 +33,8 @@ class Block:
     index: int  # 0-based within the group
     channels: int  # the block's output channels
     stride: int  # 2 on the first block of a downsampling group
+    preactivated: bool = False  # input already BN-ReLU'd by the stem: no pre-activation of its own
+    shortcut_only: bool = False  # a discarded downsampling block: only its shortcut remains
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Layout:
     depth: int
     block_type: str  # "cifar_basic", "basic" or "bottleneck"
     blocks: tuple[Block, ...]
-    side_after: str  # name of the block after which the side output is attached
+    side_after: str | None  # block after which the side output is attached (None: no side head)
 
     @property
     def groups(self) -> list[list[Block]]:
@@ -78,8 +80,38 @@ def _blocks(counts, widths, expansion: int) -> tuple[Block, ...]:
     for g, (count, width) in enumerate(zip(counts, widths), start=1):
         for i in range(count):
             stride = 2 if (i == 0 and g > 1) else 1
-            blocks.append(Block(f"res{g}.{i}", g, i, width * expansion, stride))
+            blocks.append(Block(f"res{g}.{i}", g, i, width * expansion, stride,
+                                preactivated=not blocks))
     return tuple(blocks)
+
+
+def needs_shortcut(layout: Layout, index: int) -> bool:
+    """Whether block ``index`` changes the shape (its shortcut is not the identity)."""
+    c_in = stem_channels(layout) if index == 0 else layout.blocks[index - 1].channels
+    block = layout.blocks[index]
+    return block.stride != 1 or c_in != block.channels
+
+
+def compress_layout(layout: Layout, discarded) -> tuple[Layout, dict[str, str]]:
+    """The layout without the ``discarded`` blocks, and {new block name: old name}.
+
+    A discarded block whose shortcut changes the shape stays as a shortcut-only block; the other
+    blocks of each group are renumbered in order. The side head (training only) is dropped.
+    """
+    gone = set(discarded)
+    unknown = gone - {b.name for b in layout.blocks}
+    if unknown:
+        raise ValueError(f"no block named {', '.join(sorted(unknown))} in this layout")
+    kept, mapping, next_index = [], {}, {}
+    for i, b in enumerate(layout.blocks):
+        if b.name in gone and not needs_shortcut(layout, i):
+            continue
+        index = next_index.get(b.group, 0)
+        next_index[b.group] = index + 1
+        new = replace(b, name=f"res{b.group}.{index}", index=index, shortcut_only=b.name in gone)
+        kept.append(new)
+        mapping[new.name] = b.name
+    return replace(layout, blocks=tuple(kept), side_after=None), mapping
 
 
 def make_layout(family: str, depth: int) -> Layout:
@@ -117,10 +149,10 @@ def block_parameters(layout: Layout, index: int) -> tuple[int, int]:
     block = layout.blocks[index]
     c_in = stem_channels(layout) if index == 0 else layout.blocks[index - 1].channels
     c = block.channels
-    preact = 0 if index == 0 else _bn(c_in)
+    preact = 0 if block.preactivated else _bn(c_in)
     if layout.block_type == "cifar_basic":
         return preact + _conv(3, c_in, c) + _bn(c) + _conv(3, c, c), 0
-    projection = c_in != c or block.stride != 1
+    projection = needs_shortcut(layout, index)
     kept = _conv(1, c_in, c) + preact if projection else 0
     if layout.block_type == "basic":
         branch = _conv(3, c_in, c) + _bn(c) + _conv(3, c, c)
@@ -145,9 +177,9 @@ def count_parameters(layout: Layout, num_classes: int, side_output: bool = False
         raise ValueError(f"no block named {', '.join(sorted(unknown))} in this layout")
     for i, block in enumerate(layout.blocks):
         freed, kept = block_parameters(layout, i)
-        total += kept + (0 if block.name in gone else freed)
+        total += kept + (0 if block.name in gone or block.shortcut_only else freed)
     total += _head(layout.blocks[-1].channels, num_classes)
-    if side_output:
+    if side_output and layout.side_after:
         side = next(b.channels for b in layout.blocks if b.name == layout.side_after)
         total += _head(side, num_classes)
     return total
@@ -156,3 +188,32 @@ def count_parameters(layout: Layout, num_classes: int, side_output: bool = False
 def _head(c: int, num_classes: int) -> int:
     """BN-ReLU, global average pooling, fully connected."""
     return _bn(c) + c * num_classes + num_classes
+
+
+# -- compute ---------------------------------------------------------------------------------
+def count_flops(layout: Layout, image_size: int, num_classes: int, discarded=()) -> int:
+    """Floating-point operations of one forward pass of one image (a multiply-add counts 2),
+    convolutions and fully-connected layers only (BN, ReLU and additions are a few percent)."""
+    gone = set(discarded)
+    size = image_size
+    c_prev = stem_channels(layout)
+    if layout.family == "cifar":
+        macs = _conv(3, 3, c_prev) * size * size
+    else:
+        size = -(-size // 2)
+        macs = _conv(7, 3, c_prev) * size * size
+        size = -(-size // 2)  # max pooling
+    for i, b in enumerate(layout.blocks):
+        out = -(-size // b.stride)
+        if needs_shortcut(layout, i) and layout.block_type != "cifar_basic":
+            macs += _conv(1, c_prev, b.channels) * out * out
+        if not (b.name in gone or b.shortcut_only):
+            if layout.block_type == "bottleneck":
+                inner = b.channels // 4
+                macs += (_conv(1, c_prev, inner) * size * size + _conv(3, inner, inner) * out * out
+                         + _conv(1, inner, b.channels) * out * out)
+            else:
+                macs += (_conv(3, c_prev, b.channels) + _conv(3, b.channels, b.channels)) * out * out
+        size, c_prev = out, b.channels
+    macs += c_prev * num_classes
+    return 2 * macs

@@ -101,7 +101,7 @@ class ResNetModel(ModelDesc):
 
     @property
     def has_side_output(self) -> bool:
-        return self.spec.variant in ("side", "epsilon")
+        return self.spec.variant in ("side", "epsilon") and self.spec.layout.side_after is not None
 
     @property
     def top5(self) -> bool:
@@ -140,11 +140,13 @@ class ResNetModel(ModelDesc):
         epsilon = graph_scalar("epsilon", spec.epsilon) if self.gated else None
         discarded, side_xent = [], None
         x = self._stem(self._normalise(image))
-        for i, block in enumerate(spec.layout.blocks):
+        for block in spec.layout.blocks:
             with tf.variable_scope(block.name):
-                branch, shortcut = block_fn(x, block.channels, block.stride,
-                                            preactivated=(i == 0), data_format=spec.data_format)
-                if self.gated:
+                branch, shortcut = block_fn(x, block.channels, block.stride, block.preactivated,
+                                            spec.data_format, with_branch=not block.shortcut_only)
+                if block.shortcut_only:
+                    x = tf.identity(shortcut, name="output")
+                elif self.gated:
                     x, is_discarded = gated_residual(shortcut, branch, epsilon)
                     discarded.append(is_discarded)
                 else:
