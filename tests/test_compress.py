@@ -118,9 +118,16 @@ def test_compressed_structure_parameters_and_equivalence(discarded_run, tmp_path
 
 def test_bad_inputs(tmp_path, capsys):
     run = tmp_path / "eps"
+    # ε = 0: a gate closes only on an all-zero branch, so nothing is discarded
     assert main(["train", "--dataset", "synthetic", "--depth", "8", "--variant", "epsilon",
-                 "--epsilon", "2.5", "--batch", "16", "--steps-per-epoch", "3", "--epochs", "1",
+                 "--epsilon", "0", "--batch", "16", "--steps-per-epoch", "3", "--epochs", "1",
                  "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["compress", str(run), "--out", str(tmp_path / "same"), "--limit", "64"]) == 0
+    assert "no block is discarded" in capsys.readouterr().out
+    info = yaml.safe_load(open(tmp_path / "same" / "compressed.yaml"))
+    assert info["nothing_discarded"] and info["params"]["full"] == info["params"]["compressed"]
+    assert info["checks"]["agreement"] == 1.0
     assert main(["compress", str(run), "--step", "7", "--out", str(tmp_path / "a")]) == 2
     assert "--step 7 has no checkpoint" in capsys.readouterr().err
     std = tmp_path / "std"
