@@ -16,10 +16,12 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q
 
-# A short ε-ResNet training run on synthetic data (CPU, about a minute).
+# The whole workflow offline on the CPU: digits prepared, both network families trained,
+# compressed, evaluated, parsed and plotted into results/demo/ and figures/demo/.
+CORES ?= 2
 demo: setup
-	$(BIN)/eps-resnet train --dataset synthetic --depth 20 --variant epsilon --epsilon 2.5 \
-		--epochs 3 --steps-per-epoch 20 --batch 64 --out results/demo/synthetic-epsilon
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml \
+		--rerun-incomplete
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

@@ -116,6 +116,9 @@ def _add_results(sub):
     p.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="CSV")
     p.add_argument("--out", default="results/summary.csv", metavar="CSV")
     p.add_argument("--md", metavar="MD", help="Markdown copy (default: --out with .md)")
+    p.add_argument("--compressed", nargs="*", default=[], metavar="EVAL_JSON",
+                   help="eval.json of compressed models (next to their compressed.yaml): adds "
+                   "their error, parameters, FLOP ratio and agreement beside the full runs")
     p.set_defaults(func=_cmd_summarize)
 
 
@@ -172,9 +175,9 @@ def _cmd_plot(args) -> int:
 def _cmd_summarize(args) -> int:
     import os
 
-    from .summary import summarize, write
+    from .summary import summarize, with_compressed, write
 
-    table = summarize(_read_csvs(args.inputs))
+    table = with_compressed(summarize(_read_csvs(args.inputs)), args.compressed)
     md = args.md or os.path.splitext(args.out)[0] + ".md"
     write(table, args.out, md)
     print(f"{args.out}, {md}: {len(table)} run(s)")
@@ -214,6 +217,30 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_gpu_run(sub):
+    p = sub.add_parser("gpu-run", help="run a command on GPUs of its own (local GPU slots)",
+                       description="Run COMMAND with CUDA_VISIBLE_DEVICES set to N GPUs that no other "
+                       "gpu-run holds, for the command's whole lifetime (released on exit, crash "
+                       "included). Under SLURM the scheduler's allocation is used as is.")
+    p.add_argument("--gpus", type=int, required=True, metavar="N", help="GPUs the command needs (0: none)")
+    p.add_argument("--lock-dir", help="where the slot lock files live (default: a folder in the "
+                   "system's temporary directory, shared by every job of this machine)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    p.set_defaults(func=_cmd_gpu_run)
+
+
+def _cmd_gpu_run(args) -> int:
+    from .gpus import DEFAULT_LOCK_DIR, SlotError, run_with_gpus
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise SettingsError("gpu-run needs a command after --")
+    try:
+        return run_with_gpus(args.gpus, command, args.lock_dir or DEFAULT_LOCK_DIR)
+    except SlotError as e:
+        raise SettingsError(f"--gpus {args.gpus}: {e}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eps-resnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -221,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(sub)
     _add_results(sub)
     _add_compress(sub)
+    _add_gpu_run(sub)
     return parser
 
 

@@ -84,12 +84,12 @@ def discard_values(run_dir: str, step: int) -> dict[str, float]:
 
 def _model(settings: TrainSettings, layout: Layout, variant: str | None = None):
     from .models.resnet import ModelSpec, ResNetModel
-    from .train import WEIGHT_DECAY
+    from .train import WEIGHT_DECAY, input_format
 
     return ResNetModel(ModelSpec(layout=layout, variant=variant or settings.variant,
                                  num_classes=settings.classes, image_size=settings.image_size,
                                  weight_decay=WEIGHT_DECAY[settings.family],
-                                 epsilon=settings.epsilon or 0.0))
+                                 epsilon=settings.epsilon or 0.0, input_format=input_format(settings)))
 
 
 def _predictor(model, session_init, outputs):

@@ -31,6 +31,11 @@ LR_SCHEDULES: dict[str, dict[str, list[tuple[int, float]]]] = {
     "imagenet": {
         "standard": [(0, 0.1), (30, 1e-2), (60, 1e-3), (85, 1e-4), (95, 1e-5)],
     },
+    # The offline demo on scikit-learn's digits: the CIFAR shape compressed to ~15 epochs.
+    "digits": {
+        "standard": [(0, 0.1), (8, 0.01), (12, 0.001)],
+        "adaptive": [(0, 0.1), (4, 0.01), (6, 0.001)],
+    },
 }
 INITIAL_LR = 0.1
 #: The original's restart test: k = 1 epoch of look-back, a rise of at least 1 discarded block.

@@ -19,6 +19,8 @@ SUMMARY_COLUMNS = [
     "params", "params_after_discard",
     "paper_error", "error_diff", "paper_error_top5", "paper_discarded_ratio", "ratio_diff",
 ]
+COMPRESSED_COLUMNS = ["full_eval_error", "compressed_eval_error", "compressed_params",
+                      "flop_ratio", "agreement", "max_logit_difference"]
 
 
 def paper_reference() -> pd.DataFrame:
@@ -138,3 +140,37 @@ def write(table: pd.DataFrame, csv_path: str, md_path: str | None) -> None:
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, path)
+
+
+def compressed_results(eval_files) -> pd.DataFrame:
+    """One row per compressed model: its evaluation beside the full model's (the run folder's
+    eval.json), parameters, FLOP ratio and prediction agreement, keyed by run name."""
+    import json
+
+    import yaml
+
+    rows = []
+    for path in eval_files:
+        folder = os.path.dirname(os.path.abspath(path))
+        with open(os.path.join(folder, "compressed.yaml")) as f:
+            info = yaml.safe_load(f)
+        with open(path) as f:
+            small = json.load(f)
+        full_eval = os.path.join(info["run"], "eval.json")
+        full = json.load(open(full_eval)) if os.path.exists(full_eval) else {}
+        rows.append({
+            "run": os.path.basename(os.path.normpath(info["run"])),
+            "full_eval_error": 100 * full["val_error"] if full.get("val_error") is not None else np.nan,
+            "compressed_eval_error": 100 * small["val_error"] if small.get("val_error") is not None else np.nan,
+            "compressed_params": info["params"]["compressed"],
+            "flop_ratio": info["flops"]["full"] / info["flops"]["compressed"],
+            "agreement": info["checks"]["agreement"],
+            "max_logit_difference": info["checks"]["max_logit_difference"],
+        })
+    return pd.DataFrame(rows, columns=["run"] + COMPRESSED_COLUMNS)
+
+
+def with_compressed(table: pd.DataFrame, eval_files) -> pd.DataFrame:
+    """The summary with the compressed models' columns (empty for runs without one)."""
+    extra = compressed_results(eval_files)
+    return table.merge(extra, on="run", how="left")

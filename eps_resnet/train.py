@@ -159,7 +159,13 @@ def build_model(s: TrainSettings, data_format: str):
         layout=make_layout(s.family, s.depth), variant=s.variant, num_classes=s.classes,
         image_size=s.image_size, weight_decay=WEIGHT_DECAY[s.family],
         epsilon=(value_at(eps_points, 0) if eps_points else None) or 0.0,
-        nesterov=s.family == "imagenet", data_format=data_format))
+        nesterov=s.family == "imagenet", data_format=data_format, input_format=input_format(s)))
+
+
+def input_format(s: TrainSettings) -> str:
+    """What the dataflow of these settings delivers (see ModelSpec.input_format)."""
+    return "rgb8" if s.dataset == "imagenet" or (s.dataset == "synthetic" and s.family == "imagenet") \
+        else "centered"
 
 
 def inferencers(model):

@@ -27,7 +27,7 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("cifar100", "cifar", 100, 32, "cifar", 128, "CIFAR-100"),
         DatasetInfo("svhn", "cifar", 10, 32, "svhn", 128, "SVHN cropped digits"),
         DatasetInfo("imagenet", "imagenet", 1000, 224, "imagenet", 256, "ILSVRC-2012"),
-        DatasetInfo("digits", "cifar", 10, 32, "cifar", 128,
+        DatasetInfo("digits", "cifar", 10, 32, "digits", 64,
                     "scikit-learn's 8x8 handwritten digits upscaled to 32x32 (offline demo)"),
         DatasetInfo("synthetic", "cifar", 10, 32, "cifar", 128,
                     "procedurally generated images, no files (tests and benchmarks)"),

@@ -45,6 +45,9 @@ class ModelSpec:
     nesterov: bool = False
     data_format: str = "NHWC"
     learning_rate: float = 0.1  # initial value of the learning-rate variable
+    # "rgb8": uint8 RGB in [0, 255] (the ImageNet pipeline), normalised with ImageNet statistics;
+    # "centered": float32 pixels minus the per-pixel mean (CIFAR, SVHN, digits pipelines).
+    input_format: str = "centered"
 
 
 def graph_scalar(name: str, value: float):
@@ -110,14 +113,14 @@ class ResNetModel(ModelDesc):
     def inputs(self):
         s = self.spec.image_size
         # ImageNet batches travel as uint8 (4x less to copy between processes and to the GPU).
-        dtype = tf.uint8 if self.spec.layout.family == "imagenet" else tf.float32
+        dtype = tf.uint8 if self.spec.input_format == "rgb8" else tf.float32
         return [tf.TensorSpec([None, s, s, 3], dtype, "input"),
                 tf.TensorSpec([None], tf.int32, "label")]
 
     # -- graph -------------------------------------------------------------------------------
     def _normalise(self, image):
         image = tf.cast(image, tf.float32)
-        if self.spec.layout.family == "imagenet":
+        if self.spec.input_format == "rgb8":
             image = image / 255.0
             image = (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
         else:

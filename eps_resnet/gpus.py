@@ -1,0 +1,110 @@
+"""GPU slots for jobs that run side by side on one machine.
+
+Snakemake's ``--resources gpu=K`` only counts: it never says *which* GPUs a job may use, and
+TensorFlow takes every GPU it sees. :func:`hold` gives a job ``n`` GPU ids of its own for its
+whole lifetime, through one lock file per GPU (``fcntl.flock``): the kernel drops a lock when its
+holder exits, however it exits, so a crashed or killed job never leaves its GPUs taken. Under
+SLURM the scheduler has already chosen the job's GPUs, so the slots step aside.
+"""
+from __future__ import annotations
+
+import fcntl
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+
+DEFAULT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "eps-resnet-gpu-slots")
+
+
+class SlotError(RuntimeError):
+    """An impossible request (more GPUs than the machine has)."""
+
+
+def machine_gpus() -> int:
+    """Physical NVIDIA GPUs of this machine (without starting CUDA)."""
+    if os.environ.get("EPS_RESNET_GPUS"):
+        return int(os.environ["EPS_RESNET_GPUS"])
+    found = glob.glob("/proc/driver/nvidia/gpus/*")
+    if found:
+        return len(found)
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+        return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+    except (OSError, subprocess.SubprocessError):
+        return 0
+
+
+def under_slurm() -> bool:
+    return "SLURM_JOB_ID" in os.environ
+
+
+@contextmanager
+def hold(n: int, total: int | None = None, lock_dir: str = DEFAULT_LOCK_DIR,
+         timeout: float | None = None, poll: float = 0.5):
+    """Hold ``n`` distinct GPU ids out of ``total`` (default: the machine's) until the block ends;
+    yields the ids. Waits while other holders have them (Snakemake's resource count normally
+    makes the wait zero); raises SlotError if ``n`` can never be satisfied, TimeoutError after
+    ``timeout`` seconds."""
+    total = machine_gpus() if total is None else total
+    if n > total:
+        raise SlotError(f"{n} GPU(s) asked for, but this machine has {total} "
+                        "(set EPS_RESNET_GPUS to override the count)")
+    if n <= 0:
+        yield []
+        return
+    os.makedirs(lock_dir, exist_ok=True)
+    start = time.monotonic()
+    while True:
+        held = []
+        for gpu in range(total):
+            f = open(os.path.join(lock_dir, f"gpu{gpu}.lock"), "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                continue
+            held.append((gpu, f))
+            if len(held) == n:
+                break
+        if len(held) == n:
+            break
+        for _, f in held:  # not enough free: give back what we took, so nobody deadlocks
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise TimeoutError(f"no {n} free GPU slot(s) out of {total} within {timeout} s")
+        time.sleep(poll)
+    try:
+        for gpu, f in held:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+        yield [gpu for gpu, _ in held]
+    finally:
+        for _, f in held:
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+
+def run_with_gpus(n: int, command: list[str], lock_dir: str = DEFAULT_LOCK_DIR) -> int:
+    """Run ``command`` with CUDA_VISIBLE_DEVICES set to ``n`` GPUs of its own; returns its exit
+    code. Under SLURM the allocation is used as is; with ``n = 0`` the command sees no GPU."""
+    env = dict(os.environ)
+    if under_slurm():
+        return subprocess.call(command, env=env)
+    with hold(n, lock_dir=lock_dir) as ids:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids))
+        print(f"[gpu slots] CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES'] or '(none)'}",
+              file=sys.stderr, flush=True)
+        proc = subprocess.Popen(command, env=env)
+        try:
+            return proc.wait()
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise

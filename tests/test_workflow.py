@@ -1,0 +1,134 @@
+"""The Snakemake workflow: dry runs of the paper's config, config errors, and a tiny demo run
+end to end (real training, compression, parsing, figures and summary)."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+def snakemake(*args, cwd=ROOT, timeout=600):
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"])
+    return subprocess.run([os.path.join(BIN, "snakemake"), "--snakefile",
+                           os.path.join(ROOT, "workflow", "Snakefile"), *map(str, args)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict:
+    """The 'Job stats' table of a dry run: {rule: count}."""
+    table = output.split("Job stats:")[-1].split("Reasons:")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
+            if m.group(1) != "total"}
+
+
+def load(name):
+    with open(os.path.join(ROOT, "config", name)) as f:
+        return yaml.safe_load(f)
+
+
+def write(tmp_path, config, name="config.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_dry_run_of_the_paper_experiments(tmp_path):
+    r = snakemake("-n", "--directory", tmp_path, "--configfile",
+                  os.path.join(ROOT, "config", "experiments.yaml"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = job_counts(r.stdout)
+    # cifar10: standard, side, ε 2.5; cifar100 and svhn: standard, ε; ImageNet has no path here
+    assert counts == {"prepare_dataset": 3, "train": 7, "compress": 3, "evaluate_full": 3,
+                      "evaluate_compressed": 3, "parse_experiment": 3, "figure": 12, "summary": 1,
+                      "all": 1}
+    # with an ImageNet folder configured, its figure brings ResNet-101 standard, ε 2.0 and 2.1
+    config = load("experiments.yaml")
+    config["datasets"]["imagenet"]["path"] = str(tmp_path / "ILSVRC2012")
+    r = snakemake("figures/imagenet-val-error.png", "-n", "--directory", tmp_path,
+                  "--configfile", write(tmp_path, config))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert job_counts(r.stdout) == {"prepare_dataset": 1, "train": 3, "parse_experiment": 1,
+                                    "figure": 1}
+    assert "--gpus 4" in r.stdout or "gpu=4" in r.stdout
+
+
+def test_adding_an_epsilon_adds_exactly_its_jobs(tmp_path):
+    config = load("experiments.yaml")
+    base = job_counts(snakemake("-n", "--directory", tmp_path, "--configfile",
+                                write(tmp_path, config, "a.yaml")).stdout)
+    config["experiments"]["cifar10"]["epsilons"].append(2.7)
+    more = job_counts(snakemake("-n", "--directory", tmp_path, "--configfile",
+                                write(tmp_path, config, "b.yaml")).stdout)
+    diff = {k: more.get(k, 0) - base.get(k, 0) for k in set(base) | set(more)}
+    assert {k: v for k, v in diff.items() if v} == {"train": 1, "compress": 1, "evaluate_full": 1,
+                                                    "evaluate_compressed": 1}
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c.update(colour="red"), "Additional properties are not allowed ('colour'"),
+    (lambda c: c["experiments"]["cifar10"].update(depths="110"), "'110' is not of type 'array'"),
+    (lambda c: c["experiments"]["cifar10"].update(epsilons=[-1.0]), "-1.0 is less than the minimum of 0"),
+    (lambda c: c["experiments"]["cifar10"].update(dataset="mnist"), "'mnist' is not one of"),
+    (lambda c: c["experiments"]["cifar10"].update(depths=[100]),
+     "experiments.cifar10.depths: --depth 100 is not a CIFAR-family depth"),
+    (lambda c: c["experiments"]["imagenet"].update(depths=[110]),
+     "experiments.imagenet.depths: --depth 110 is not an ImageNet-family depth"),
+])
+def test_bad_config_stops_before_any_job(tmp_path, edit, message):
+    config = load("experiments.yaml")
+    edit(config)
+    r = snakemake("-n", "--directory", tmp_path, "--configfile", write(tmp_path, config))
+    assert r.returncode != 0
+    assert message in r.stdout + r.stderr
+
+
+def test_target_of_a_dataset_without_path_names_the_key(tmp_path):
+    r = snakemake("figures/imagenet-val-error.png", "-n", "--directory", tmp_path, "--configfile",
+                  os.path.join(ROOT, "config", "experiments.yaml"))
+    assert r.returncode != 0
+    assert "set datasets.imagenet.path in the config" in r.stdout + r.stderr
+
+
+def tiny_config(results):
+    """The demo config, cut to the fewest epochs and steps that still run every rule."""
+    config = load("demo.yaml")
+    config.update(results_dir=str(results / "results"), figures_dir=str(results / "figures"),
+                  data_dir=str(results / "data"))
+    for exp in config["experiments"].values():
+        exp.update(epochs={"baseline": 2, "epsilon": 2}, steps_per_epoch=3, batch=16)
+    config["experiments"]["digits_cifar"]["depths"] = [8]
+    return config
+
+
+@pytest.mark.slow
+def test_tiny_demo_end_to_end(tmp_path):
+    config = tiny_config(tmp_path)
+    cfg = write(tmp_path, config)
+    r = snakemake("--cores", "2", "--directory", tmp_path, "--configfile", cfg, timeout=1500)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-5000:])
+    figures = sorted(os.listdir(tmp_path / "figures"))
+    assert figures == sorted(f"{e}-{k}.png" for e in config["experiments"]
+                             for k in ("val-error", "lr", "compression-ratio", "blocks"))
+    summary = (tmp_path / "results" / "summary.csv").read_text()
+    for run in ("digits-d8-standard", "digits-d8-side", "digits-d8-epsilon-e8",
+                "digits-imagenet-d18-epsilon-e8"):
+        assert run in summary
+    assert "compressed_eval_error" in summary.splitlines()[0]
+    # nothing left to do
+    r = snakemake("-n", "--cores", "2", "--directory", tmp_path, "--configfile", cfg)
+    assert "Nothing to be done" in r.stdout + r.stderr
+    # one more ε: exactly its run and compression, and only that experiment's figures, redone
+    config["experiments"]["digits_cifar"]["epsilons"].append(9.0)
+    r = snakemake("-n", "--cores", "2", "--directory", tmp_path, "--configfile",
+                  write(tmp_path, config))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert job_counts(r.stdout) == {"train": 1, "compress": 1, "evaluate_full": 1,
+                                    "evaluate_compressed": 1, "parse_experiment": 1, "figure": 4,
+                                    "summary": 1, "all": 1}
+    assert "digits_imagenet-" not in r.stdout.split("Job stats:")[0].replace(
+        "digits_imagenet-val-error.png, figures", "")  # no figure of the other experiment

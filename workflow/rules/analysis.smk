@@ -1,0 +1,49 @@
+# Logs to tidy CSVs, the figures per experiment, the summary against the paper.
+
+
+rule parse_experiment:
+    conda:
+        "../../environment.yml"
+    input:
+        experiment_done_markers,
+    output:
+        os.path.join(RESULTS, "{experiment}", "runs.csv"),
+    params:
+        runs=experiment_run_dirs,
+    log:
+        os.path.join(LOGS, "parse", "{experiment}.log"),
+    shell:
+        "eps-resnet parse {params.runs} --experiment {wildcards.experiment} --out {output} > {log} 2>&1"
+
+
+rule figure:
+    conda:
+        "../../environment.yml"
+    input:
+        os.path.join(RESULTS, "{experiment}", "runs.csv"),
+    output:
+        os.path.join(FIGURES, "{experiment}-{kind}.png"),
+    params:
+        expected=expected_runs,
+    log:
+        os.path.join(LOGS, "figures", "{experiment}-{kind}.log"),
+    shell:
+        "eps-resnet plot {wildcards.kind} --in {input} --out {output} "
+        "--title '{wildcards.experiment}' --expect {params.expected} > {log} 2>&1"
+
+
+rule summary:
+    conda:
+        "../../environment.yml"
+    input:
+        parsed=all_parsed,
+        compressed=all_compressed,
+        full=all_full_evals,
+    output:
+        csv=os.path.join(RESULTS, "summary.csv"),
+        md=os.path.join(RESULTS, "summary.md"),
+    log:
+        os.path.join(LOGS, "summary.log"),
+    shell:
+        "eps-resnet summarize --in {input.parsed} --compressed {input.compressed} "
+        "--out {output.csv} --md {output.md} > {log} 2>&1"

@@ -1,0 +1,53 @@
+# Compression of each ε-ResNet run, and validation of the full and compressed networks.
+
+
+rule compress:
+    conda:
+        "../../environment.yml"
+    input:
+        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "train.done"),
+    output:
+        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "compressed", "compressed.yaml"),
+    params:
+        run=run_dir,
+        out=compressed_dir,
+    log:
+        os.path.join(LOGS, "compress", "{experiment}", "{run}.log"),
+    threads: config["resources"]["other"]["threads"]
+    resources:
+        runtime=config["resources"]["other"]["runtime"],
+        mem_mb=config["resources"]["other"]["mem_mb"],
+    shell:
+        "eps-resnet compress {params.run} --out {params.out} > {log} 2>&1"
+
+
+rule evaluate_compressed:
+    conda:
+        "../../environment.yml"
+    input:
+        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "compressed", "compressed.yaml"),
+    output:
+        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "compressed", "eval.json"),
+    params:
+        model=compressed_dir,
+    log:
+        os.path.join(LOGS, "evaluate", "{experiment}", "{run}-compressed.log"),
+    threads: config["resources"]["other"]["threads"]
+    shell:
+        "eps-resnet evaluate {params.model} --out {output} > {log} 2>&1"
+
+
+rule evaluate_full:
+    conda:
+        "../../environment.yml"
+    input:
+        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "train.done"),
+    output:
+        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "eval.json"),
+    params:
+        model=run_dir,
+    log:
+        os.path.join(LOGS, "evaluate", "{experiment}", "{run}-full.log"),
+    threads: config["resources"]["other"]["threads"]
+    shell:
+        "eps-resnet evaluate {params.model} --out {output} > {log} 2>&1"

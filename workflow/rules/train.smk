@@ -1,0 +1,28 @@
+# Training: one job per run. The checkpoints are not declared outputs (Snakemake deletes declared
+# outputs before a rerun); `train.done` marks a finished run, and a rerun of an interrupted job
+# (--rerun-incomplete) resumes from the run folder's newest checkpoint.
+
+
+rule train:
+    conda:
+        "../../environment.yml"
+    input:
+        prepared,
+    output:
+        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "train.done"),
+    params:
+        args=train_args,
+        out=run_dir,
+    log:
+        os.path.join(LOGS, "train", "{experiment}", "{run}.log"),
+    benchmark:
+        os.path.join(RESULTS, "benchmarks", "train", "{experiment}", "{run}.tsv")
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        gpu=train_gpus,
+        runtime=config["resources"]["train"]["runtime"],
+        mem_mb=config["resources"]["train"]["mem_mb"],
+    shell:
+        "eps-resnet gpu-run --gpus {resources.gpu} -- "
+        "eps-resnet train {params.args} --threads {threads} --out {params.out} > {log} 2>&1 "
+        "&& touch {output}"
