@@ -96,6 +96,8 @@ def run_with_gpus(n: int, command: list[str], lock_dir: str = DEFAULT_LOCK_DIR) 
     code. Under SLURM the allocation is used as is; with ``n = 0`` the command sees no GPU."""
     env = dict(os.environ)
     if under_slurm():
+        print(f"[gpu slots] under SLURM job {env['SLURM_JOB_ID']}: CUDA_VISIBLE_DEVICES="
+              f"{env.get('CUDA_VISIBLE_DEVICES', '(unset)')} (the scheduler's)", file=sys.stderr, flush=True)
         return subprocess.call(command, env=env)
     with hold(n, lock_dir=lock_dir) as ids:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids))

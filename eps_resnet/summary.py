@@ -111,6 +111,9 @@ def to_markdown(table: pd.DataFrame) -> str:
     head = ["run", "dataset", "depth", "variant", "ε", "epochs", "final err %", "best err %",
             "top-5 err %", "side err %", "discarded", "ratio", "params", "params after",
             "paper err %", "Δ err", "paper ratio", "Δ ratio"]
+    compressed = "compressed_eval_error" in table.columns and table["compressed_eval_error"].notna().any()
+    if compressed:
+        head += ["full eval err %", "compressed err %", "compressed params", "FLOP ratio", "agreement"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         disc = "" if pd.isna(r["discarded_blocks"]) else f"{int(r['discarded_blocks'])}/{int(r['gated_blocks'])}"
@@ -122,11 +125,18 @@ def to_markdown(table: pd.DataFrame) -> str:
                  "" if pd.isna(r["params_after_discard"]) else f"{r['params_after_discard'] / 1e6:.3f} M",
                  fmt(r["paper_error"]), fmt(r["error_diff"]), fmt(r["paper_discarded_ratio"], 3),
                  fmt(r["ratio_diff"], 3)]
+        if compressed:
+            cells += [fmt(r["full_eval_error"]), fmt(r["compressed_eval_error"]),
+                      "" if pd.isna(r["compressed_params"]) else f"{r['compressed_params'] / 1e6:.3f} M",
+                      fmt(r["flop_ratio"]), fmt(r["agreement"], 4)]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     note = ("\nErrors are validation errors in percent at the last epoch (best: the lowest over all "
             "epochs). A block counts as discarded when its moving-average is_discarded is at least "
             f"{DISCARDED_AT} at the last epoch; the ratio divides by the gated blocks. Paper numbers "
-            "come from eps_resnet/reference/paper.csv (most were read off the paper's plots).\n")
+            "come from eps_resnet/reference/paper.csv (most were read off the paper's plots). The "
+            "compressed columns (ε runs): validation error of the full network and of the compressed "
+            "one (`eps-resnet evaluate`), parameters and FLOP ratio of the inference network, and "
+            "the share of validation images on which both predict the same class.\n")
     return "\n".join(lines) + "\n" + note
 
 

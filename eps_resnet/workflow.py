@@ -48,9 +48,11 @@ class Run:
         return "-".join(parts)
 
     def train_args(self, data_dir: str) -> str:
-        """The `eps-resnet train` flags of this run (without --out and --threads)."""
+        """The `eps-resnet train` flags of this run (without --out and --threads). No --gpus: the
+        job trains on the GPUs it was given (CUDA_VISIBLE_DEVICES from `eps-resnet gpu-run` or
+        from SLURM), so the batch is split over exactly those."""
         args = ["--dataset", self.dataset, "--depth", self.depth, "--variant", self.variant,
-                "--data-dir", f"{data_dir}/{self.dataset}", "--gpus", self.gpus, "--seed", self.seed]
+                "--data-dir", f"{data_dir}/{self.dataset}", "--seed", self.seed]
         if self.family != DATASETS[self.dataset].family:
             args += ["--family", self.family]
         if self.variant == "epsilon":
