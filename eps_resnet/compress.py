@@ -19,6 +19,7 @@ import time
 import numpy as np
 import yaml
 
+from .atomic import write_text
 from .data.files import DataError
 from .models.layouts import Block, Layout, compress_layout, count_flops, count_parameters, make_layout
 from .parse import DISCARDED_AT
@@ -333,9 +334,6 @@ def evaluate(model_dir: str, data_dir: str | None = None, dataset: str | None = 
     if settings.classes > 10:
         result["val_error_top5"] = top5 / n if n else None
     out = out or os.path.join(model_dir, "eval.json")
-    tmp = f"{out}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, out)
+    write_text(out, json.dumps(result, indent=1))
     log(f"{model_dir} ({kind}): val_error {result['val_error']:.4f} on {n} images -> {out}")
     return result

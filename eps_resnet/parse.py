@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 import yaml
 
+from .atomic import atomic_path
+
 #: A block counts as discarded when its moving-average is_discarded is at least this (figures,
 #: summary and compression agree on it).
 DISCARDED_AT = 0.5
 
-COLUMNS = ["run", "experiment", "dataset", "depth", "variant", "epsilon", "seed",
+COLUMNS = ["run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed",
            "epoch", "step", "metric", "block", "group", "value"]
 
 #: Metrics this project and the original write; anything else is kept but counted as unknown.
@@ -169,18 +171,19 @@ def run_metadata(run_dir: str) -> dict:
     """Experiment, dataset, depth, variant, ε and seed from run.yaml, or guessed from an original
     run folder's name (``train_log.cifar10-e_2.5-n_18``)."""
     meta = {"run": os.path.basename(os.path.normpath(run_dir)), "experiment": None, "dataset": None,
-            "depth": None, "variant": None, "epsilon": None, "seed": None}
+            "family": None, "depth": None, "variant": None, "epsilon": None, "seed": None}
     path = os.path.join(run_dir, "run.yaml")
     if os.path.exists(path):
         with open(path) as f:
             run = yaml.safe_load(f) or {}
         s = run.get("settings") or {}
-        meta.update({k: s.get(k) for k in ("dataset", "depth", "variant", "epsilon", "seed")})
+        meta.update({k: s.get(k) for k in ("dataset", "family", "depth", "variant", "epsilon", "seed")})
         meta["experiment"] = run.get("experiment")
         return meta
     m = RUN_NAME.search(meta["run"])
     if m:
         meta["dataset"], meta["epsilon"], meta["variant"] = m["dataset"], float(m["eps"]), "epsilon"
+        meta["family"] = "imagenet" if m["dataset"] == "imagenet" else "cifar"
         if m["n"]:
             meta["depth"] = 6 * int(m["n"]) + 2
         elif m["d"]:
@@ -220,7 +223,7 @@ def parse_run(run_dir: str, experiment: str | None = None) -> pd.DataFrame:
     if partial:
         anomalies.add("epoch(s) with missing metrics", partial)
     anomalies.warn(meta["run"])
-    for k in ("run", "experiment", "dataset", "depth", "variant", "epsilon", "seed"):
+    for k in ("run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed"):
         df[k] = meta[k]
     if df["variant"].isna().all():
         df["variant"] = "epsilon" if (df["metric"] == "is_discarded").any() else "standard"
@@ -239,7 +242,5 @@ def parse_runs(run_dirs, experiment: str | None = None) -> pd.DataFrame:
 
 def write_csv(df: pd.DataFrame, path: str) -> None:
     """Write through a temporary name so a reader never sees half a table."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .atomic import atomic_path  # noqa: E402
 from .parse import DISCARDED_AT  # noqa: E402
 
 KINDS = ("val-error", "lr", "compression-ratio", "blocks")
@@ -206,13 +207,10 @@ def plot(kind: str, df: pd.DataFrame, title: str | None = None, expected=()):
 
 def save(fig, path: str, pdf: bool = False) -> list[str]:
     """Write the figure as PNG (and PDF) through temporary names; returns the paths."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     paths = [path] + ([os.path.splitext(path)[0] + ".pdf"] if pdf else [])
     for p in paths:
-        ext = os.path.splitext(p)[1]
-        tmp = f"{p}.tmp-{os.getpid()}{ext}"
-        fig.savefig(tmp, bbox_inches="tight")
-        os.replace(tmp, p)
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
     return paths
 

@@ -8,12 +8,13 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from .atomic import write_text
 from .data import DATASETS
 from .models.layouts import check_depth, count_parameters, make_layout
 from .parse import DISCARDED_AT
 
 SUMMARY_COLUMNS = [
-    "run", "experiment", "dataset", "depth", "variant", "epsilon", "epochs",
+    "run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "epochs",
     "final_val_error", "best_val_error", "final_val_error_top5", "best_val_error_top5",
     "side_val_error", "discarded_blocks", "gated_blocks", "discarded_ratio",
     "params", "params_after_discard",
@@ -33,8 +34,11 @@ def _last(d: pd.DataFrame):
     return d.sort_values("epoch")["value"].iloc[-1] if len(d) else np.nan
 
 
-def _family(dataset) -> str | None:
-    info = DATASETS.get(dataset)
+def _family(meta) -> str | None:
+    """The run's network family (recorded since run.yaml has it; else the dataset's)."""
+    if "family" in meta and isinstance(meta["family"], str):
+        return meta["family"]
+    info = DATASETS.get(meta["dataset"])
     return info.family if info else None
 
 
@@ -50,7 +54,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         discarded = sorted(last_blocks.loc[last_blocks["value"] >= DISCARDED_AT, "block"])
         row = {
             "run": run, "experiment": meta["experiment"], "dataset": meta["dataset"],
-            "depth": meta["depth"], "variant": meta["variant"], "epsilon": meta["epsilon"],
+            "family": _family(meta), "depth": meta["depth"], "variant": meta["variant"], "epsilon": meta["epsilon"],
             "epochs": int(d["epoch"].max()),
             "final_val_error": 100 * _last(m["val_error"]),
             "best_val_error": 100 * m["val_error"]["value"].min() if len(m["val_error"]) else np.nan,
@@ -63,7 +67,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "discarded_ratio": _last(m["discarded_ratio"]),
             "params": np.nan, "params_after_discard": np.nan,
         }
-        family = _family(meta["dataset"])
+        family = _family(meta)
         if family and pd.notna(meta["depth"]):
             try:
                 check_depth(family, int(meta["depth"]))
@@ -108,7 +112,7 @@ def to_markdown(table: pd.DataFrame) -> str:
             return f"{v:.{digits}f}"
         return str(v)
 
-    head = ["run", "dataset", "depth", "variant", "ε", "epochs", "final err %", "best err %",
+    head = ["run", "dataset", "family", "depth", "variant", "ε", "epochs", "final err %", "best err %",
             "top-5 err %", "side err %", "discarded", "ratio", "params", "params after",
             "paper err %", "Δ err", "paper ratio", "Δ ratio"]
     compressed = "compressed_eval_error" in table.columns and table["compressed_eval_error"].notna().any()
@@ -117,7 +121,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         disc = "" if pd.isna(r["discarded_blocks"]) else f"{int(r['discarded_blocks'])}/{int(r['gated_blocks'])}"
-        cells = [r["run"], r["dataset"], fmt(r["depth"], 0), r["variant"], fmt(r["epsilon"], 2),
+        cells = [r["run"], r["dataset"], r["family"] or "", fmt(r["depth"], 0), r["variant"], fmt(r["epsilon"], 2),
                  fmt(r["epochs"], 0), fmt(r["final_val_error"]), fmt(r["best_val_error"]),
                  fmt(r["final_val_error_top5"]), fmt(r["side_val_error"]), disc,
                  fmt(r["discarded_ratio"], 3),
@@ -143,13 +147,8 @@ def to_markdown(table: pd.DataFrame) -> str:
 def write(table: pd.DataFrame, csv_path: str, md_path: str | None) -> None:
     for path, text in ((csv_path, table.to_csv(index=False)),
                        (md_path, "# Reproduction summary\n\n" + to_markdown(table) if md_path else None)):
-        if path is None:
-            continue
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        if path is not None:
+            write_text(path, text)
 
 
 def compressed_results(eval_files) -> pd.DataFrame:

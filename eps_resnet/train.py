@@ -13,12 +13,12 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
 import yaml
 
+from .atomic import write_text
 from .data import get_dataflow
 from .settings import RUN_FILE, SettingsError, TrainSettings, check_gpu_split, check_same_run, load_run_file
 
@@ -110,15 +110,7 @@ def _versions() -> dict:
 
 def write_yaml_atomic(path: str, data: dict) -> None:
     """Write YAML through a temporary file and a rename, so readers never see half a file."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".yaml")
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(data, f, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def _truncate_stats(out: str, start_epoch: int) -> None:
@@ -131,10 +123,7 @@ def _truncate_stats(out: str, start_epoch: int) -> None:
         stats = json.load(f)
     kept = [s for s in stats if s.get("epoch_num", 0) < start_epoch]
     if len(kept) != len(stats):
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp-stats-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(kept, f)
-        os.replace(tmp, path)
+        write_text(path, json.dumps(kept))
 
 
 def session_config(threads: int):

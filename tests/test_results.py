@@ -46,8 +46,9 @@ def test_original_log_golden():
     assert not ((df["epoch"] == 2) & (df["metric"] == "val_error")).any()
     # metadata guessed from the folder name
     row = df.iloc[0]
-    assert (row["dataset"], row["depth"], row["variant"], row["epsilon"]) == ("cifar10", 8, "epsilon", 2.5)
-    assert list(df.columns) == ["run", "experiment", "dataset", "depth", "variant", "epsilon", "seed",
+    assert (row["dataset"], row["family"], row["depth"], row["variant"], row["epsilon"]) == \
+        ("cifar10", "cifar", 8, "epsilon", 2.5)
+    assert list(df.columns) == ["run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed",
                                 "epoch", "step", "metric", "block", "group", "value"]
 
 
@@ -223,7 +224,7 @@ def test_summary_numbers_and_paper_columns():
     assert std["paper_error"] == 6.05 and std["error_diff"] == pytest.approx(0.07)
     assert std["params"] == std["params_after_discard"] == 1727962
     md = to_markdown(t.reset_index())
-    assert "| eps | cifar10 | 110 | epsilon | 2.50 | 3 | 5.30 | 5.20 |" in md
+    assert "| eps | cifar10 | cifar | 110 | epsilon | 2.50 | 3 | 5.30 | 5.20 |" in md
     assert "12/54" in md and "5.24" in md
 
 
