@@ -125,7 +125,7 @@ def compression_ratio(df: pd.DataFrame, title: str | None = None, missing=()):
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
         eps = df[df["variant"] == "epsilon"]
         runs = _runs(eps)
-        colours = _colours(runs)
+        colours = _colours(_runs(df))  # the same colour per run as in the other figures
         several = runs["depth"].nunique() > 1
         ratio = _metric(eps, "discarded_ratio")
         for _, meta in runs.iterrows():
