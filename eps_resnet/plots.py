@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -183,8 +184,9 @@ def blocks(df: pd.DataFrame, title: str | None = None, missing=()):
             ax.set_title(run_label(meta, several))
             ax.set_xlabel("residual group (input → output)")
         axes[0][0].set_ylabel("residual blocks")
+        axes[0][0].yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if len(runs):
-            axes[0][0].legend(frameon=False)
+            axes[0][0].legend(frameon=False, loc="lower left")
         if title:
             fig.suptitle(title)
         _missing_note(fig, missing)
