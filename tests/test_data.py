@@ -130,7 +130,7 @@ def test_offline_without_source_names_the_url_and_the_flag(tmp_path, monkeypatch
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "cannot download http://127.0.0.1:9/cifar-10-python.tar.gz" in err
-    assert "--source PATH" in err and "datasets.cifar10.source" in err
+    assert "--source PATH" in err and "datasets.cifar10.path" in err
     assert not (tmp_path / "c").exists()
 
 

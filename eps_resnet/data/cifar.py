@@ -114,7 +114,7 @@ def prepare(dataset: str, out: str, source: str | None, md5: str | None) -> tupl
                 verify(path, expected, remove_bad=True)
             else:
                 download(URL.format(archive), path, expected,
-                         f"--source PATH (config key datasets.{dataset}.source)")
+                         f"--source PATH (config key datasets.{dataset}.path)")
         train, test = read_archive(path, dataset)
         prov = {"source": os.path.abspath(path), "md5": expected}
     return {"train": train, "val": test}, prov

@@ -43,7 +43,7 @@ def _get(split: str, out: str, source: str | None, md5: dict) -> str:
     if os.path.exists(path):
         verify(path, expected, remove_bad=True)
         return path
-    return download(URL.format(name), path, expected, "--source DIR (config key datasets.svhn.source)")
+    return download(URL.format(name), path, expected, "--source DIR (config key datasets.svhn.path)")
 
 
 def prepare(out: str, source: str | None, md5: dict, extra: bool = False):
