@@ -19,11 +19,9 @@ import tempfile
 import time
 
 import eps_resnet  # noqa: F401
-from eps_resnet.compat import import_tf
 
 
 def measure(variant: str, n: int, batch: int, steps: int, warmup: int, gpus: int | None) -> float:
-    tf = import_tf()
     from tensorpack.callbacks import Callback
     from tensorpack.utils import logger
 
@@ -38,7 +36,7 @@ def measure(variant: str, n: int, batch: int, steps: int, warmup: int, gpus: int
             self.times.append(time.perf_counter())
 
     timer = StepTimer()
-    with tempfile.TemporaryDirectory() as out, tf.Graph().as_default():
+    with tempfile.TemporaryDirectory() as out:
         settings = TrainSettings(
             dataset="synthetic", depth=6 * n + 2, variant=variant,
             epsilon=2.5 if variant == "epsilon" else None, epochs=1,
