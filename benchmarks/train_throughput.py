@@ -72,7 +72,7 @@ def main():
         f"CPU ({os.cpu_count()} cores), NHWC"
     print(f"\nTraining throughput, batch {args.batch}, synthetic data, {device}; "
           f"median step after {args.warmup} warm-up steps, best of {args.rounds} round(s)")
-    print(f"| depth (n) | " + " | ".join(f"{v} img/s" for v in args.variants) +
+    print("| depth (n) | " + " | ".join(f"{v} img/s" for v in args.variants) +
           (" | epsilon / standard |" if {"standard", "epsilon"} <= set(args.variants) else " |"))
     print("|---" * (len(args.variants) + 1 + ({"standard", "epsilon"} <= set(args.variants))) + "|")
     for n in args.units:

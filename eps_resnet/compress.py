@@ -94,14 +94,14 @@ def _model(settings: TrainSettings, layout: Layout, variant: str | None = None):
 
 
 def _predictor(model, session_init, outputs):
+    """A tensorpack OfflinePredictor (inference mode, own graph) fed with (images, labels)."""
     from tensorpack import OfflinePredictor, PredictConfig
-
-    from .compat import import_tf
-
-    tf = import_tf()
-    from .train import session_config
     from tensorpack.tfutils.sesscreate import NewSessionCreator
 
+    from .compat import import_tf
+    from .train import session_config
+
+    tf = import_tf()
     with tf.Graph().as_default():
         return OfflinePredictor(PredictConfig(
             model=model, session_init=session_init, input_names=["input", "label"],
