@@ -13,7 +13,8 @@ This module computes the same function in a cheaper form (measured in
 reference):
 
 * ``relu(F - ε) + relu(-F - ε) == relu(|F| - ε)`` element-wise, and relu is monotone, so
-  ``s = relu(max|F| - ε)``: a single reduction instead of four full-size temporaries.
+  ``s = relu(max|F| - ε)``, with ``max|F| = max(max F, -min F)``: two reductions over F instead
+  of four full-size temporaries.
 * T is a saturated step whose derivative with respect to F vanishes outside a band of width 1/L,
   so the decision is computed from ``stop_gradient(F)``; the gradient of ``T * F`` with respect to
   F, which is T, is untouched.
@@ -42,7 +43,9 @@ def gate_value(branch, epsilon, L: float = GATE_L):
         if f.dtype != tf.float32:
             f = tf.cast(f, tf.float32)
         eps = tf.cast(epsilon, tf.float32)
-        s = tf.nn.relu(tf.reduce_max(tf.abs(f)) - eps)
+        # max|F| as max(max F, -min F): two reductions reading F, no full-size |F| temporary.
+        peak = tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name="Max")
+        s = tf.nn.relu(peak - eps)
         r3 = tf.nn.relu(-L * s + 1.0)
         return tf.nn.relu(-L * r3 + 1.0, name="T")
 
