@@ -54,6 +54,17 @@ def _missing_note(fig, missing):
                  color="#D55E00", ha="left", va="bottom")
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, missing):
+    """Axis labels, title, legend (when something is drawn) and the missing-runs note."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if ax.get_lines():
+        ax.legend(frameon=False)
+    _missing_note(fig, missing)
+    fig.tight_layout()
+
+
 def _metric(df, name):
     return df[df["metric"] == name]
 
@@ -80,13 +91,8 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
                 if len(d5):
                     ax.plot(d5[x], 100 * d5["value"], color=colours[meta["run"]], lw=1.6, ls="--",
                             label=label + " (top-5)")
-        ax.set_xlabel("epoch" if by_epoch else "training step (iterations)")
-        ax.set_ylabel("validation error (%)")
-        ax.set_title(title or "Validation error")
-        if len(runs):
-            ax.legend(frameon=False)
-        _missing_note(fig, missing)
-        fig.tight_layout()
+        _finish(fig, ax, "epoch" if by_epoch else "training step (iterations)",
+                "validation error (%)", title or "Validation error", missing)
     return fig
 
 
@@ -103,13 +109,8 @@ def learning_rate(df: pd.DataFrame, title: str | None = None, missing=()):
             ax.step(d["step"], d["value"], where="post", color=colours[meta["run"]], lw=1.6,
                     label=run_label(meta, several))
         ax.set_yscale("log")
-        ax.set_xlabel("training step (iterations)")
-        ax.set_ylabel("learning rate")
-        ax.set_title(title or "Learning rate")
-        if len(runs):
-            ax.legend(frameon=False)
-        _missing_note(fig, missing)
-        fig.tight_layout()
+        _finish(fig, ax, "training step (iterations)", "learning rate", title or "Learning rate",
+                missing)
     return fig
 
 
