@@ -121,38 +121,37 @@ def _variable_names(model) -> list[str]:
         return [v.op.name for v in g.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)]
 
 
-def remap_variables(reader, names: list[str], mapping: dict[str, str]) -> dict:
-    """Values for the compressed graph's variables, read from the full checkpoint's names."""
+def remap_variables(checkpoint: dict, names: list[str], mapping: dict[str, str]) -> dict:
+    """Values for the compressed graph's variables, taken from the full checkpoint's names."""
     values = {}
     for name in names:
         block, _, rest = name.partition("/")
         old = f"{mapping[block]}/{rest}" if block in mapping and rest else name
-        if not reader.has_tensor(old):
+        if old not in checkpoint:
             raise CompressError(f"the checkpoint has no variable {old} (needed for {name})")
-        values[name] = reader.get_tensor(old)
+        values[name] = checkpoint[old]
     return values
 
 
-def _open_checkpoint(path: str):
+def read_checkpoint(path: str) -> dict:
+    """Every variable of a checkpoint, {name: value}; read once, so that damage shows here and
+    the restores and checks below need no second read."""
     from .compat import import_tf
 
     tf = import_tf()
     try:
         reader = tf.train.load_checkpoint(path)
-        for name in reader.get_variable_to_shape_map():  # reads every byte: damage shows here
-            reader.get_tensor(name)
-        return reader
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
     except Exception as e:  # noqa: BLE001 (TensorFlow raises many types for a damaged file)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CompressError(f"checkpoint {path} cannot be read ({first}); it may be corrupted") from None
 
 
-def branch_weight_norms(reader, layout: Layout) -> dict[str, float]:
+def branch_weight_norms(checkpoint: dict, layout: Layout) -> dict[str, float]:
     """L2 norm of each block's branch convolution kernels (its 'weight collapse' measure)."""
-    shapes = reader.get_variable_to_shape_map()
     out = {}
     for b in layout.blocks:
-        sq = sum(float(np.sum(np.square(reader.get_tensor(n)))) for n in shapes
+        sq = sum(float(np.sum(np.square(v))) for n, v in checkpoint.items()
                  if n.startswith(f"{b.name}/conv") and not n.startswith(f"{b.name}/convshortcut")
                  and n.endswith("/W"))
         out[b.name] = float(np.sqrt(sq))
@@ -181,20 +180,20 @@ def compress(run_dir: str, out: str, step: int | None = None, limit: int | None 
                             "gates, so nothing can be discarded")
     path, step = choose_checkpoint(run_dir, step)
     values = discard_values(run_dir, step)
-    reader = _open_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     full = make_layout(settings.family, settings.depth)
     discarded = [b.name for b in full.blocks if values.get(b.name, 0.0) >= DISCARDED_AT]
     small, mapping = compress_layout(full, discarded)
     if not discarded:
         log(f"{run_dir}: no block is discarded at step {step}; the compressed model equals the full one")
 
-    from tensorpack.tfutils.sessinit import DictRestore, SaverRestore
+    from tensorpack.tfutils.sessinit import DictRestore
 
     full_model = _model(settings, full)
     gated = [f"{b.name}/is_discarded" for b in full.blocks]
-    full_pred = _predictor(full_model, SaverRestore(path), ["logits"] + gated)
+    full_pred = _predictor(full_model, DictRestore(checkpoint), ["logits"] + gated)
     small_model = _model(settings, small)
-    small_values = remap_variables(reader, _variable_names(small_model), mapping)
+    small_values = remap_variables(checkpoint, _variable_names(small_model), mapping)
     small_pred = _predictor(small_model, DictRestore(small_values), ["logits"])
 
     closed = {b: [] for b in discarded}
@@ -211,7 +210,7 @@ def compress(run_dir: str, out: str, step: int | None = None, limit: int | None 
         max_diff = max(max_diff, float(np.max(np.abs(logits - logits_small))))
         correct[0] += int(np.sum(logits.argmax(1) == y))
         correct[1] += int(np.sum(logits_small.argmax(1) == y))
-    norms = branch_weight_norms(reader, full)
+    norms = branch_weight_norms(checkpoint, full)
     kept_norms = [norms[b.name] for b in full.blocks if b.name not in discarded]
 
     os.makedirs(out, exist_ok=True)
@@ -301,7 +300,7 @@ def evaluate(model_dir: str, data_dir: str | None = None, dataset: str | None = 
              out: str | None = None, limit: int | None = None, log=print) -> dict:
     """Top-1 (and top-5 with more than 10 classes) validation error of a run folder's newest
     checkpoint or of a compressed model folder; written to ``out`` (default MODEL_DIR/eval.json)."""
-    from tensorpack.tfutils.sessinit import SaverRestore
+    from tensorpack.tfutils.sessinit import DictRestore
 
     comp_file = os.path.join(model_dir, COMPRESSED_FILE)
     if os.path.exists(comp_file):
@@ -320,8 +319,7 @@ def evaluate(model_dir: str, data_dir: str | None = None, dataset: str | None = 
     if data_dir:
         settings.data_dir = data_dir
     settings = settings.resolved()
-    _open_checkpoint(ckpt)
-    pred = _predictor(_model(settings, layout), SaverRestore(ckpt), ["logits"])
+    pred = _predictor(_model(settings, layout), DictRestore(read_checkpoint(ckpt)), ["logits"])
     top1 = top5 = n = 0
     for x, y in _batches(settings, limit):
         logits = pred(x, y)[0]

@@ -33,6 +33,7 @@ class Plan:
     steps_per_epoch: int
     start_epoch: int  # first epoch to train (1 for a new run)
     checkpoint: str | None  # to resume from
+    train_flow: object  # the training dataflow (built once: its length gives the epoch size)
 
     @property
     def finished(self) -> bool:
@@ -79,9 +80,9 @@ def plan(settings: TrainSettings) -> Plan:
     steps = s.steps_per_epoch or max(1, len(train_flow) // towers)
     found = latest_checkpoint(s.out)
     if found is None:
-        return Plan(s, steps, 1, None)
+        return Plan(s, steps, 1, None, train_flow)
     path, step = found
-    return Plan(s, steps, step // steps + 1, path)
+    return Plan(s, steps, step // steps + 1, path, train_flow)
 
 
 def _git_commit() -> str | None:
@@ -248,7 +249,7 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
             callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
         config = TrainConfig(
             model=model,
-            data=QueueInput(get_dataflow(s, "train", s.batch // towers)),
+            data=QueueInput(p.train_flow),
             callbacks=callbacks,
             monitors=DEFAULT_MONITORS() + [CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT,
                                                                 checkpoint_dir=s.out)],
