@@ -20,6 +20,7 @@ import numpy as np
 import eps_resnet  # noqa: F401
 from eps_resnet.compat import import_tf, visible_gpus
 from eps_resnet.models.layouts import compress_layout, count_flops, make_layout
+from eps_resnet.recipe import RECIPES
 
 DEFAULT_DISCARD = [f"res2.{i}" for i in (11, 13, 15, 17)] + [f"res3.{i}" for i in range(10, 18)]
 
@@ -30,7 +31,8 @@ def images_per_second(layout, batch, batches, warmup, data_format):
 
     from eps_resnet.models.resnet import ModelSpec, ResNetModel
 
-    model = ResNetModel(ModelSpec(layout, "epsilon", 10, 32, 2e-4, epsilon=2.5, data_format=data_format))
+    model = ResNetModel(ModelSpec(layout, "epsilon", 10, 32, RECIPES["cifar"], epsilon=2.5,
+                                  data_format=data_format))
     with tf.Graph().as_default():
         x = tf.placeholder(tf.float32, [None, 32, 32, 3], "input")
         y = tf.placeholder(tf.int32, [None], "label")

@@ -1,9 +1,12 @@
-"""Writing files so that a reader (or a rerun after a crash) never sees half of one."""
+"""The project's small files: written so that a reader (or a rerun after a crash) never sees half
+of one, and YAML read back."""
 from __future__ import annotations
 
 import os
 import tempfile
 from contextlib import contextmanager
+
+import yaml
 
 
 @contextmanager
@@ -26,3 +29,15 @@ def atomic_path(path: str):
 def write_text(path: str, text: str) -> None:
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
+
+
+def write_yaml(path: str, data: dict) -> None:
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def read_yaml(path: str) -> dict | None:
+    """A YAML mapping, ``{}`` for an empty file, None when the file does not exist."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return yaml.safe_load(f) or {}

@@ -13,7 +13,8 @@ from tensorpack.callbacks.monitor import MonitorBase
 from tensorpack.callbacks.param import GraphVarParam
 from tensorpack.utils import logger
 
-from .schedules import AdaptiveRestart, Points, stat_history, value_at
+from .runfolder import STATS_FILE, stat_history
+from .schedules import AdaptiveRestart, Points, replay, value_at
 
 
 class _VariableSetter(Callback):
@@ -61,16 +62,13 @@ class LearningRateSetter(_VariableSetter):
     def _before_train(self):
         self.rule = AdaptiveRestart(self.base, self.fast)
         done = self.epoch_num  # epochs already trained (> 0 when resuming)
-        stats_file = os.path.join(logger.get_logger_dir() or ".", "stats.json")
+        stats_file = os.path.join(logger.get_logger_dir() or ".", STATS_FILE)
         self.history = stat_history(stats_file, self.stat, done + 1) if self.rule.adaptive else []
-        value = None
-        for epoch in range(done + 1):
-            new = self.rule.after_epoch(epoch, self.history[:epoch])
-            value = value if new is None else new
+        replay(self.rule, self.history, done)  # the state an uninterrupted run has now
         if done and self.rule.restarts:
             logger.info(f"[learning_rate] resumed after epoch {done}; adaptive restarts at epochs "
                         f"{self.rule.restarts}")
-        self._set(value)
+        self._set(self.rule.value)
 
     def _trigger_epoch(self):
         if self.rule.adaptive:

@@ -6,7 +6,10 @@ import sys
 
 from . import compat  # noqa: F401  (before anything imports TensorFlow)
 from .data import DATASETS
-from .settings import LR_MODES, PRECISIONS, VARIANTS, SettingsError, TrainSettings
+from .errors import EpsResnetError
+from .models import VARIANTS
+from .recipe import LR_MODES
+from .settings import PRECISIONS, SettingsError, TrainSettings, default_of
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,21 +28,23 @@ def _add_train(sub):
                    help="CIFAR family: 6n+2 (110 = ResNet-110); ImageNet: 18, 34, 50, 101, 152")
     p.add_argument("--variant", required=True, metavar="VARIANT", help=f"one of {', '.join(VARIANTS)}")
     p.add_argument("--epsilon", type=float, help="ε of the gate (required for --variant epsilon)")
-    p.add_argument("--epsilon-start-epoch", type=int, default=0, metavar="K",
-                   help="keep ε = 0 (gates open) until K epochs finished; default 0: ε from the start")
-    p.add_argument("--epochs", type=int, help="default: the paper's (CIFAR 200, ε-ResNet 1000; "
+    p.add_argument("--epsilon-start-epoch", type=int, metavar="K",
+                   help="keep ε = 0 (gates open) until K epochs finished; default: the recipe's "
+                   "(0: ε from the start)")
+    p.add_argument("--epochs", type=int, help="default: the recipe's (CIFAR 200, ε-ResNet 1000; "
                    "SVHN 200; ImageNet 110)")
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
     p.add_argument("--batch", type=int, help="total batch, split across GPUs (default: the paper's)")
     p.add_argument("--gpus", type=int, help="GPUs to train on (default: all visible; 0: CPU)")
     p.add_argument("--data-dir", help="folder written by `eps-resnet prepare`")
     p.add_argument("--data-workers", type=int, help="dataflow processes (default: cores - 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=default_of("seed"))
     p.add_argument("--lr-schedule", metavar="MODE",
                    help=f"one of {', '.join(LR_MODES)} (default: adaptive for ε-ResNet on CIFAR/SVHN)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=int, default=default_of("threads"),
                    help="TensorFlow intra/inter-op threads (default 0: every core)")
-    p.add_argument("--precision", default="fp32", metavar="P", help=f"one of {', '.join(PRECISIONS)}")
+    p.add_argument("--precision", default=default_of("precision"), metavar="P",
+                   help=f"one of {', '.join(PRECISIONS)}")
     p.add_argument("--family", help="synthetic data only: cifar or imagenet network layout")
     p.add_argument("--image-size", type=int, help="synthetic data only: image side in pixels")
     p.add_argument("--classes", type=int, help="synthetic data only: number of classes")
@@ -47,11 +52,19 @@ def _add_train(sub):
     p.set_defaults(func=_cmd_train)
 
 
+def _train_settings(args) -> TrainSettings:
+    return TrainSettings(**{k: v for k, v in vars(args).items() if k not in ("func", "command")})
+
+
+def train_settings(argv: list[str]) -> TrainSettings:
+    """The settings that ``eps-resnet train ARGV`` trains with (before defaults are resolved)."""
+    return _train_settings(build_parser().parse_args(["train", *argv]))
+
+
 def _cmd_train(args) -> int:
     from .train import train
 
-    fields = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
-    train(TrainSettings(**fields))
+    train(_train_settings(args))
     return 0
 
 
@@ -146,15 +159,11 @@ def _read_csvs(paths):
 def _cmd_parse(args) -> int:
     import warnings
 
-    from .data.files import DataError
-    from .parse import ParseError, parse_runs, write_csv
+    from .parse import parse_runs, write_csv
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            df = parse_runs(args.runs, args.experiment)
-        except ParseError as e:
-            raise DataError(str(e)) from None
+        df = parse_runs(args.runs, args.experiment)
     for w in caught:
         print(f"eps-resnet parse: warning: {w.message}", file=sys.stderr)
     write_csv(df, args.out)
@@ -211,7 +220,7 @@ def _cmd_compress(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .compress import evaluate
+    from .evaluate import evaluate
 
     evaluate(args.model, args.data_dir, args.dataset, args.out, args.limit)
     return 0
@@ -253,12 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data.files import DataError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SettingsError, DataError) as e:
+    except EpsResnetError as e:
         print(f"eps-resnet {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 from .compat import import_tf
 
-tf = import_tf()
-
 #: The slope of the gate's ReLUs; the original implementation uses 1e6.
 GATE_L = 1e6
+#: The monitoring's verdict: a block counts as discarded when the moving average of its
+#: ``is_discarded`` (1 - T per batch) is at least this. Figures, summary and compression read it
+#: from here (this module builds no graph when imported, so they need not start TensorFlow).
+DISCARDED_AT = 0.5
 
 
 def gate_value(branch, epsilon, L: float = GATE_L):
@@ -38,6 +40,7 @@ def gate_value(branch, epsilon, L: float = GATE_L):
     The decision is always made in float32 from the branch's values, whatever precision the
     branch is computed in.
     """
+    tf = import_tf()
     with tf.name_scope("gate"):
         f = tf.stop_gradient(branch)
         if f.dtype != tf.float32:
@@ -56,6 +59,7 @@ def gated_residual(shortcut, branch, epsilon, L: float = GATE_L):
     Returns ``(output, is_discarded)`` where ``is_discarded = 1 - T`` is the float32 scalar that the
     monitoring averages (1.0 when the whole branch was cut on this batch).
     """
+    tf = import_tf()
     t = gate_value(branch, epsilon, L)
 
     def open_gate():

@@ -17,10 +17,12 @@ import tempfile
 import time
 from contextlib import contextmanager
 
+from .errors import EpsResnetError
+
 DEFAULT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "eps-resnet-gpu-slots")
 
 
-class SlotError(RuntimeError):
+class SlotError(EpsResnetError):
     """An impossible request (more GPUs than the machine has)."""
 
 

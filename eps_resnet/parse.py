@@ -18,13 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
-import yaml
 
 from .atomic import atomic_path
-
-#: A block counts as discarded when its moving-average is_discarded is at least this (figures,
-#: summary and compression agree on it).
-DISCARDED_AT = 0.5
+from .errors import EpsResnetError
+from .runfolder import LOG_FILE, STATS_FILE, load_run_file
 
 COLUMNS = ["run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed",
            "epoch", "step", "metric", "block", "group", "value"]
@@ -53,7 +50,7 @@ RUN_NAME = re.compile(r"(?P<dataset>cifar100|cifar10|svhn|imagenet).*?e_(?P<eps>
                       r"(?:.*?(?:n_(?P<n>\d+)|d_(?P<d>\d+)))?")
 
 
-class ParseError(ValueError):
+class ParseError(EpsResnetError):
     """A run folder that cannot be read at all; the message names it."""
 
 
@@ -162,8 +159,8 @@ def read_log(paths, anomalies: Anomalies):
 
 def _log_files(run_dir: str) -> list[str]:
     """log.log and the logs of earlier attempts (log.log.<time>), oldest first."""
-    older = sorted(glob.glob(os.path.join(run_dir, "log.log.*")))
-    current = os.path.join(run_dir, "log.log")
+    older = sorted(glob.glob(os.path.join(run_dir, f"{LOG_FILE}.*")))
+    current = os.path.join(run_dir, LOG_FILE)
     return older + ([current] if os.path.exists(current) else [])
 
 
@@ -172,10 +169,8 @@ def run_metadata(run_dir: str) -> dict:
     run folder's name (``train_log.cifar10-e_2.5-n_18``)."""
     meta = {"run": os.path.basename(os.path.normpath(run_dir)), "experiment": None, "dataset": None,
             "family": None, "depth": None, "variant": None, "epsilon": None, "seed": None}
-    path = os.path.join(run_dir, "run.yaml")
-    if os.path.exists(path):
-        with open(path) as f:
-            run = yaml.safe_load(f) or {}
+    run = load_run_file(run_dir)
+    if run is not None:
         s = run.get("settings") or {}
         meta.update({k: s.get(k) for k in ("dataset", "family", "depth", "variant", "epsilon", "seed")})
         meta["experiment"] = run.get("experiment")
@@ -196,7 +191,7 @@ def parse_run(run_dir: str, experiment: str | None = None) -> pd.DataFrame:
     if not os.path.isdir(run_dir):
         raise ParseError(f"{run_dir} is not a folder; expected a run folder with stats.json or log.log")
     anomalies = Anomalies()
-    stats_path = os.path.join(run_dir, "stats.json")
+    stats_path = os.path.join(run_dir, STATS_FILE)
     logs = _log_files(run_dir)
     records = []
     try:

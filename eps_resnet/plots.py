@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
-from .parse import DISCARDED_AT  # noqa: E402
+from .gate import DISCARDED_AT  # noqa: E402
 
 KINDS = ("val-error", "lr", "compression-ratio", "blocks")
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]

@@ -1,4 +1,5 @@
-"""Learning-rate and ε schedules: pure rules, and the tensorpack callbacks that apply them.
+"""Learning-rate and ε schedules: pure rules (the callbacks that apply them are in
+:mod:`eps_resnet.callbacks`; the schedules' values are in :mod:`eps_resnet.recipe`).
 
 A schedule is a list of ``(epoch, value)`` points: the value takes effect after ``epoch`` epochs
 have finished (``epoch = 0``: before the first epoch), as in tensorpack's
@@ -6,38 +7,15 @@ have finished (``epoch = 0``: before the first epoch), as in tensorpack's
 
 The adaptive rule of ε-ResNet (:class:`AdaptiveRestart`) restarts a faster schedule whenever the
 number of discarded blocks rises. It is a pure state machine fed with the per-epoch history of
-``discarded_cnt``, so that the tests can replay hand-made histories and a resumed run can rebuild
-its state from the run's stats.json.
+``discarded_cnt``; :func:`replay` runs it over a history, which is what the tests check on
+hand-made histories and what a resumed run does with its stats.json.
 """
 from __future__ import annotations
 
-import json
-import os
 from typing import Sequence
 
 Points = Sequence[tuple[int, float]]
 
-#: The paper's learning-rate schedules per dataset kind: the standard one, and the faster one the
-#: adaptive rule restarts (CIFAR: 82/123/300 -> 41/61/150; SVHN: 20/28/50 -> 10/14/25).
-LR_SCHEDULES: dict[str, dict[str, list[tuple[int, float]]]] = {
-    "cifar": {
-        "standard": [(0, 0.1), (82, 0.01), (123, 0.001), (300, 0.0002)],
-        "adaptive": [(0, 0.1), (41, 0.01), (61, 0.001), (150, 0.0002)],
-    },
-    "svhn": {
-        "standard": [(1, 0.1), (20, 0.01), (28, 0.001), (50, 0.0001)],
-        "adaptive": [(1, 0.1), (10, 0.01), (14, 0.001), (25, 0.0001)],
-    },
-    "imagenet": {
-        "standard": [(0, 0.1), (30, 1e-2), (60, 1e-3), (85, 1e-4), (95, 1e-5)],
-    },
-    # The offline demo on scikit-learn's digits: the CIFAR shape compressed to ~15 epochs.
-    "digits": {
-        "standard": [(0, 0.1), (8, 0.01), (12, 0.001)],
-        "adaptive": [(0, 0.1), (4, 0.01), (6, 0.001)],
-    },
-}
-INITIAL_LR = 0.1
 #: The original's restart test: k = 1 epoch of look-back, a rise of at least 1 discarded block.
 ADAPTIVE_LAST_K = 1
 ADAPTIVE_THRESHOLD = 1.0
@@ -81,6 +59,8 @@ class AdaptiveRestart:
         self.last_k = int(last_k)
         self.last_restart = 0
         self.restarts: list[int] = []
+        #: the value in force for the next epoch (None until a point has been reached)
+        self.value: float | None = None
 
     @property
     def adaptive(self) -> bool:
@@ -93,8 +73,12 @@ class AdaptiveRestart:
             self.last_restart = epoch
             self.restarts.append(epoch)
             self.schedule = [(e + epoch, v) for e, v in self.fast]
-            return self.schedule[0][1]
-        return next((v for e, v in self.schedule if e == epoch), None)
+            new = self.schedule[0][1]
+        else:
+            new = next((v for e, v in self.schedule if e == epoch), None)
+        if new is not None:
+            self.value = new
+        return new
 
     def _rose(self, epoch: int, history: Sequence[float]) -> bool:
         if len(history) < self.last_k + 1 or epoch - self.last_restart < self.last_k:
@@ -103,25 +87,14 @@ class AdaptiveRestart:
         return max(window) >= window[0] + self.threshold
 
 
-def replay(rule: AdaptiveRestart, history: Sequence[float], epochs: int,
-           initial: float = INITIAL_LR) -> list[float]:
-    """The learning rate used during each epoch 1..``epochs`` when ``history[i]`` is
-    ``discarded_cnt`` after epoch ``i + 1``. Advances ``rule``'s state."""
-    lr = rule.after_epoch(0, [])
-    lr = initial if lr is None else lr
+def replay(rule: AdaptiveRestart, history: Sequence[float], epochs: int) -> list[float]:
+    """The value used during each epoch 1..``epochs`` when ``history[i]`` is ``discarded_cnt``
+    after epoch ``i + 1``. Advances ``rule`` through the end of epoch ``epochs``, so that
+    ``rule.value`` is then the value of epoch ``epochs + 1`` (what a run resumed after
+    ``epochs`` epochs sets)."""
+    rule.after_epoch(0, [])
     used = []
     for epoch in range(1, epochs + 1):
-        used.append(lr)
-        new = rule.after_epoch(epoch, history[:epoch])
-        lr = lr if new is None else new
+        used.append(rule.value)
+        rule.after_epoch(epoch, history[:epoch])
     return used
-
-
-def stat_history(stats_file: str, name: str, before_epoch: int) -> list[float]:
-    """Per-epoch values of ``name`` in a tensorpack stats.json, for epochs < ``before_epoch``."""
-    if not os.path.exists(stats_file):
-        return []
-    with open(stats_file) as f:
-        stats = json.load(f)
-    return [float(s[name]) for s in stats
-            if name in s and "epoch_num" in s and s["epoch_num"] < before_epoch]

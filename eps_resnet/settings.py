@@ -1,67 +1,60 @@
-"""Training settings: defaults per dataset, validation before anything heavy starts, run.yaml.
+"""Training settings: the one record of a run, from the workflow's config or the command line to
+training, with every default filled in from the recipe and every rule checked once.
 
 Everything here is plain Python (no TensorFlow), so that bad input is refused in a fraction of a
-second with a one-line message naming the flag and the allowed values.
+second with a one-line message naming the flag and the allowed values. The workflow builds the
+same record from config/experiments.yaml (:mod:`eps_resnet.workflow`) and hands it to
+``eps-resnet train`` as flags (:meth:`TrainSettings.to_args`), which the command parses back into
+an equal record.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 
-import yaml
-
 from .data import DATASETS, dataset_info
-from .models.layouts import FAMILIES, check_depth
-from .schedules import LR_SCHEDULES, epsilon_schedule
+from .errors import EpsResnetError
+from .models import FAMILIES, VARIANTS, check_depth
+from .recipe import LR_MODES, RECIPES, Recipe
+from .schedules import epsilon_schedule
 
-VARIANTS = ("standard", "side", "epsilon")
-LR_MODES = ("standard", "adaptive")
 PRECISIONS = ("fp32",)
-RUN_FILE = "run.yaml"
-
-#: Epochs when --epochs is not given: (baselines, ε-ResNet), per schedule kind (paper.md; the
-#: digits demo is sized for minutes on a laptop).
-DEFAULT_EPOCHS = {"cifar": (200, 1000), "svhn": (200, 200), "imagenet": (110, 110),
-                  "digits": (15, 15)}
-#: Datasets small enough to train either network family (the demo shows both on digits).
-FREE_FAMILY = ("synthetic", "digits")
 
 #: Settings that may differ when a run folder is reused: where things are, how many devices and
 #: threads run it, and how long it trains (raising --epochs extends a finished run).
 NOT_IDENTITY = ("out", "data_dir", "gpus", "data_workers", "threads", "epochs")
 
 
-class SettingsError(ValueError):
-    """Bad command-line or config input; the message is one line naming the input."""
+class SettingsError(EpsResnetError):
+    """Bad command-line or config input; the message is one line starting with the flag."""
 
 
 @dataclass
 class TrainSettings:
+    """A training run. ``None`` means "the default": the recipe's (epochs, batch, learning-rate
+    mode, ε start), the dataset's (family, image size, classes) or the machine's (GPUs, data
+    workers); :meth:`resolved` fills them in."""
     dataset: str
     depth: int
     variant: str
     out: str
     epsilon: float | None = None
-    epsilon_start_epoch: int = 0
+    epsilon_start_epoch: int | None = None
     epochs: int | None = None
     steps_per_epoch: int | None = None
     batch: int | None = None
     gpus: int | None = None
     data_dir: str | None = None
     seed: int = 0
-    lr_schedule: str | None = None  # "standard" or "adaptive"
-    family: str | None = None  # only for --dataset synthetic: "cifar" or "imagenet"
+    lr_schedule: str | None = None  # a mode of recipe.LR_MODES
+    family: str | None = None  # only the families the dataset lists (synthetic, digits: either)
     image_size: int | None = None  # only for --dataset synthetic
     classes: int | None = None  # only for --dataset synthetic
     data_workers: int | None = None
     threads: int = 0  # TensorFlow intra/inter-op threads; 0 lets TensorFlow use every core
     precision: str = "fp32"
-
-    # -- derived ----------------------------------------------------------------------------
-    @property
-    def info(self):
-        return dataset_info(self.dataset)
 
     def resolved(self) -> "TrainSettings":
         """A validated copy with every default filled in (except ``gpus`` and
@@ -77,12 +70,12 @@ class TrainSettings:
             if value is not None and not synthetic and value != fixed:
                 raise SettingsError(f"{flag} is only for --dataset synthetic; {s.dataset} fixes it "
                                     f"at {fixed}")
-        if s.family is not None and s.family != info.family and s.dataset not in FREE_FAMILY:
-            raise SettingsError(f"--family {s.family} does not train on {s.dataset}; only "
-                                f"{', '.join(FREE_FAMILY)} take either family")
         s.family = s.family or info.family
         if s.family not in FAMILIES:
             raise SettingsError(f"--family {s.family!r} is unknown; expected one of {', '.join(FAMILIES)}")
+        if s.family not in info.families:
+            raise SettingsError(f"--family {s.family} does not train on {s.dataset}; expected "
+                                f"{' or '.join(info.families)}")
         imagenet_like = s.family == "imagenet"
         s.image_size = s.image_size or (224 if synthetic and imagenet_like else info.image_size)
         s.classes = s.classes or (1000 if synthetic and imagenet_like else info.num_classes)
@@ -96,29 +89,33 @@ class TrainSettings:
             check_depth(s.family, int(s.depth))
         except ValueError as e:
             raise SettingsError(f"{e} (dataset {s.dataset}, {s.family} family)") from None
+        recipe = s.recipe
         if s.variant == "epsilon":
             if s.epsilon is None:
                 raise SettingsError("--epsilon is required for --variant epsilon; expected a number >= 0")
+            if not math.isfinite(s.epsilon):
+                raise SettingsError(f"--epsilon {s.epsilon} is not a finite number; expected a number >= 0")
             if s.epsilon < 0:
                 raise SettingsError(f"--epsilon {s.epsilon} is negative; expected a number >= 0")
         elif s.epsilon is not None:
             raise SettingsError(f"--epsilon is only for --variant epsilon, not {s.variant}")
+        if s.epsilon_start_epoch is None:
+            s.epsilon_start_epoch = recipe.epsilon_start_epoch
         if s.epsilon_start_epoch < 0:
             raise SettingsError(f"--epsilon-start-epoch {s.epsilon_start_epoch} is negative; expected >= 0")
-        kind = s.schedule_kind
         if s.lr_schedule is None:
-            adaptive_ok = "adaptive" in LR_SCHEDULES[kind]
-            s.lr_schedule = "adaptive" if (s.variant == "epsilon" and adaptive_ok) else "standard"
+            adaptive = s.variant == "epsilon" and "adaptive" in recipe.lr_modes
+            s.lr_schedule = "adaptive" if adaptive else "standard"
         if s.lr_schedule not in LR_MODES:
             raise SettingsError(f"--lr-schedule {s.lr_schedule!r} is unknown; expected one of {', '.join(LR_MODES)}")
-        if s.lr_schedule not in LR_SCHEDULES[kind]:
+        if s.lr_schedule not in recipe.lr_modes:
             raise SettingsError(f"--lr-schedule {s.lr_schedule} does not exist for {s.dataset}; "
-                                f"expected one of {', '.join(LR_SCHEDULES[kind])}")
+                                f"expected one of {', '.join(recipe.lr_modes)}")
         if s.lr_schedule == "adaptive" and s.variant != "epsilon":
             raise SettingsError("--lr-schedule adaptive needs --variant epsilon (it follows discarded blocks)")
         if s.epochs is None:
-            s.epochs = DEFAULT_EPOCHS[kind][s.variant == "epsilon"]
-        s.batch = s.batch if s.batch is not None else info.batch
+            s.epochs = recipe.epochs(s.variant)
+        s.batch = s.batch if s.batch is not None else recipe.batch
         for flag, value, low in (("--epochs", s.epochs, 1), ("--batch", s.batch, 1),
                                  ("--steps-per-epoch", s.steps_per_epoch, 1),
                                  ("--gpus", s.gpus, 0), ("--data-workers", s.data_workers, 1),
@@ -136,29 +133,50 @@ class TrainSettings:
             s.data_dir = os.path.abspath(s.data_dir)
         return s
 
+    # -- derived ----------------------------------------------------------------------------
     @property
-    def schedule_kind(self) -> str:
-        """Key of LR_SCHEDULES and DEFAULT_EPOCHS for these settings."""
-        if self.family == "imagenet" and self.info.schedule != "digits":
-            return "imagenet"
-        return self.info.schedule
+    def info(self):
+        return dataset_info(self.dataset)
 
     @property
-    def lr_points(self):
-        return LR_SCHEDULES[self.schedule_kind]
+    def recipe(self) -> Recipe:
+        """The training recipe of this dataset and network family."""
+        return RECIPES[self.info.recipes[self.family or self.info.family]]
 
     @property
     def epsilon_points(self):
         if self.variant != "epsilon":
             return None
-        return epsilon_schedule(self.epsilon, self.epsilon_start_epoch)
+        return epsilon_schedule(self.epsilon, self.epsilon_start_epoch or 0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def to_args(self, exclude=()) -> list[str]:
+        """The ``eps-resnet train`` flags that give these settings back (settings left at their
+        default are not written)."""
+        args = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in exclude or value is None or value == f.default:
+                continue
+            args += [flag_of(f.name), str(value)]
+        return args
+
     def identity(self) -> dict:
         """The settings that define a run: two runs with different identities never share a folder."""
         return {k: v for k, v in self.to_dict().items() if k not in NOT_IDENTITY}
+
+
+def flag_of(field: str) -> str:
+    """The command-line flag of a settings field (``epsilon_start_epoch`` -> ``--epsilon-start-epoch``)."""
+    return "--" + field.replace("_", "-")
+
+
+def default_of(field: str):
+    """The default of a settings field (what an absent flag means)."""
+    f = TrainSettings.__dataclass_fields__[field]
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def check_gpu_split(batch: int, gpus: int) -> None:
@@ -174,29 +192,3 @@ def default_data_workers() -> int:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     return max(1, cores - 1)
-
-
-def load_run_file(out: str) -> dict | None:
-    path = os.path.join(out, RUN_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
-
-
-def check_same_run(settings: TrainSettings) -> None:
-    """Refuse an output folder that holds a run of another configuration."""
-    existing = load_run_file(settings.out)
-    if existing is None:
-        if os.path.isdir(settings.out) and any(
-                n.startswith(("model-", "checkpoint", "stats.json")) for n in os.listdir(settings.out)):
-            raise SettingsError(f"--out {settings.out} holds training files but no {RUN_FILE}; "
-                                "expected an empty or new folder, or one of this project's runs")
-        return
-    old = {k: v for k, v in (existing.get("settings") or {}).items() if k not in NOT_IDENTITY}
-    new = settings.identity()
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if diff:
-        detail = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in diff)
-        raise SettingsError(f"--out {settings.out} belongs to a different configuration ({detail}); "
-                            "expected a new folder or the same settings to resume")

@@ -8,10 +8,11 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from .atomic import write_text
+from .atomic import read_yaml, write_text
 from .data import DATASETS
 from .models.layouts import check_depth, count_parameters, make_layout
-from .parse import DISCARDED_AT
+from .gate import DISCARDED_AT
+from .runfolder import COMPRESSED_FILE, EVAL_FILE
 
 SUMMARY_COLUMNS = [
     "run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "epochs",
@@ -156,16 +157,12 @@ def compressed_results(eval_files) -> pd.DataFrame:
     eval.json), parameters, FLOP ratio and prediction agreement, keyed by run name."""
     import json
 
-    import yaml
-
     rows = []
     for path in eval_files:
-        folder = os.path.dirname(os.path.abspath(path))
-        with open(os.path.join(folder, "compressed.yaml")) as f:
-            info = yaml.safe_load(f)
+        info = read_yaml(os.path.join(os.path.dirname(os.path.abspath(path)), COMPRESSED_FILE))
         with open(path) as f:
             small = json.load(f)
-        full_eval = os.path.join(info["run"], "eval.json")
+        full_eval = os.path.join(info["run"], EVAL_FILE)
         full = json.load(open(full_eval)) if os.path.exists(full_eval) else {}
         rows.append({
             "run": os.path.basename(os.path.normpath(info["run"])),

@@ -1,28 +1,23 @@
 """Training: resolved settings -> tensorpack TrainConfig -> launch, with resume and run.yaml.
 
-A run folder holds ``log.log`` (plus ``log.log.<time>`` from earlier attempts), ``stats.json``,
-TensorBoard events, checkpoints (``model-<step>``) and ``run.yaml`` (settings, resolved values,
-package versions, git commit, status). Running the same command on the same folder resumes from
-the newest checkpoint; on a finished run it does nothing.
+Running the same command on the same run folder (:mod:`eps_resnet.runfolder`) resumes from the
+newest checkpoint; on a finished run it does nothing.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
-import yaml
-
-from .atomic import write_text
+from .compat import session_config
 from .data import get_dataflow
-from .settings import RUN_FILE, SettingsError, TrainSettings, check_gpu_split, check_same_run, load_run_file
+from .runfolder import (check_same_run, latest_checkpoint, load_run_file, truncate_stats,
+                        write_run_file)
+from .settings import SettingsError, TrainSettings, check_gpu_split
 
-WEIGHT_DECAY = {"cifar": 2e-4, "imagenet": 1e-4}
 CHECKPOINTS_KEPT = 10
 
 
@@ -38,22 +33,6 @@ class Plan:
     @property
     def finished(self) -> bool:
         return self.start_epoch > self.settings.epochs
-
-
-def latest_checkpoint(out: str) -> tuple[str, int] | None:
-    """(path, global step) of the newest checkpoint in a run folder, read without TensorFlow."""
-    index = os.path.join(out, "checkpoint")
-    if not os.path.exists(index):
-        return None
-    with open(index) as f:
-        m = re.search(r'^model_checkpoint_path:\s*"(.+)"', f.read(), re.M)
-    if not m:
-        return None
-    path = m.group(1) if os.path.isabs(m.group(1)) else os.path.join(out, m.group(1))
-    step = re.search(r"-(\d+)$", path)
-    if not step or not os.path.exists(path + ".index"):
-        return None
-    return path, int(step.group(1))
 
 
 def visible_gpu_count() -> int:
@@ -109,55 +88,6 @@ def _versions() -> dict:
             "eps_resnet": __version__}
 
 
-def write_yaml_atomic(path: str, data: dict) -> None:
-    """Write YAML through a temporary file and a rename, so readers never see half a file."""
-    write_text(path, yaml.safe_dump(data, sort_keys=False))
-
-
-def _truncate_stats(out: str, start_epoch: int) -> None:
-    """Drop stats.json entries of epochs that will be trained again (after a crash between the
-    stats and the checkpoint of an epoch), so the history has each epoch once."""
-    path = os.path.join(out, "stats.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        stats = json.load(f)
-    kept = [s for s in stats if s.get("epoch_num", 0) < start_epoch]
-    if len(kept) != len(stats):
-        write_text(path, json.dumps(kept))
-
-
-def session_config(threads: int):
-    """Session options: tensorpack's defaults, but TensorFlow's own thread pools (tensorpack pins
-    intra-op threads to 1, which costs 20-30% on CPUs)."""
-    from tensorpack.tfutils.common import get_default_sess_config
-
-    config = get_default_sess_config()
-    config.intra_op_parallelism_threads = threads
-    config.inter_op_parallelism_threads = threads
-    return config
-
-
-def build_model(s: TrainSettings, data_format: str):
-    """The ResNetModel of resolved settings."""
-    from .models import make_layout
-    from .models.resnet import ModelSpec, ResNetModel
-    from .schedules import value_at
-
-    eps_points = s.epsilon_points
-    return ResNetModel(ModelSpec(
-        layout=make_layout(s.family, s.depth), variant=s.variant, num_classes=s.classes,
-        image_size=s.image_size, weight_decay=WEIGHT_DECAY[s.family],
-        epsilon=(value_at(eps_points, 0) if eps_points else None) or 0.0,
-        nesterov=s.family == "imagenet", data_format=data_format, input_format=input_format(s)))
-
-
-def input_format(s: TrainSettings) -> str:
-    """What the dataflow of these settings delivers (see ModelSpec.input_format)."""
-    return "rgb8" if s.dataset == "imagenet" or (s.dataset == "synthetic" and s.family == "imagenet") \
-        else "centered"
-
-
 def inferencers(model):
     from tensorpack.callbacks import ClassificationError, ScalarStats
 
@@ -184,9 +114,10 @@ def _run_record(p: Plan, data_format: str, status: str, started: str) -> dict:
             "steps_per_epoch": p.steps_per_epoch, "data_format": data_format,
             "device": f"{s.gpus} GPU(s)" if s.gpus else "CPU",
             "towers": max(1, s.gpus), "batch_per_tower": s.batch // max(1, s.gpus),
-            "weight_decay": WEIGHT_DECAY[s.family], "nesterov": s.family == "imagenet",
-            "lr_schedule_points": [list(x) for x in s.lr_points["standard"]],
-            "lr_adaptive_points": ([list(x) for x in s.lr_points["adaptive"]]
+            "recipe": s.recipe.name,
+            "weight_decay": s.recipe.weight_decay, "nesterov": s.recipe.nesterov,
+            "lr_schedule_points": [list(x) for x in s.recipe.lr_points("standard")],
+            "lr_adaptive_points": ([list(x) for x in s.recipe.lr_points("adaptive")]
                                    if s.lr_schedule == "adaptive" else None),
             "epsilon_schedule_points": ([list(x) for x in s.epsilon_points]
                                         if s.epsilon_points else None),
@@ -223,25 +154,26 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
     from tensorpack.utils import logger
 
     from .callbacks import CheckpointAfterStats, EpochScheduleSetter, LearningRateSetter
+    from .models.resnet import build_model
 
     os.makedirs(s.out, exist_ok=True)
     data_format = "NCHW" if s.gpus else "NHWC"
     previous = load_run_file(s.out) or {}
     started = previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    _truncate_stats(s.out, p.start_epoch)
+    truncate_stats(s.out, p.start_epoch)
     logger.set_logger_dir(s.out, action="k")  # 'k': keep the folder, never ask on stdin
-    write_yaml_atomic(os.path.join(s.out, RUN_FILE), _run_record(p, data_format, "running", started))
+    write_run_file(s.out, _run_record(p, data_format, "running", started))
     if p.checkpoint:
         logger.info(f"Resuming from {p.checkpoint} at epoch {p.start_epoch} of {s.epochs}")
 
     with tf.Graph().as_default():  # a fresh graph: train() may run several times in a process
         tf.set_random_seed(s.seed)
         towers = max(1, s.gpus)
-        model = build_model(s, data_format)
+        model = build_model(s, data_format=data_format)
         callbacks = [
             InferenceRunner(get_dataflow(s, "val", s.batch // towers), inferencers(model)),
-            LearningRateSetter(s.lr_points["standard"],
-                               s.lr_points["adaptive"] if s.lr_schedule == "adaptive" else None),
+            LearningRateSetter(s.recipe.lr_points("standard"),
+                               s.recipe.lr_points("adaptive") if s.lr_schedule == "adaptive" else None),
             EstimatedTimeLeft(),
             *extra_callbacks,
         ]
@@ -261,6 +193,6 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
         )
         trainer = SyncMultiGPUTrainerReplicated(s.gpus) if s.gpus > 1 else SimpleTrainer()
         launch_train_with_config(config, trainer)
-    write_yaml_atomic(os.path.join(s.out, RUN_FILE), _run_record(p, data_format, "finished", started))
+    write_run_file(s.out, _run_record(p, data_format, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")
     return p

@@ -1,69 +1,77 @@
 """The workflow's view of config/experiments.yaml: the table of training runs it describes.
 
 The Snakefile stays thin: it asks this module which runs an experiment has, what each run's
-folder is called and which `eps-resnet train` flags it needs, and whether a dataset can be had.
+folder is called, and the `eps-resnet train` flags of each. A run's settings are the very
+:class:`~eps_resnet.settings.TrainSettings` that `eps-resnet train` parses from those flags
+(tested for every run of the shipped configs), validated by the same
+:meth:`~eps_resnet.settings.TrainSettings.resolved` when the workflow starts.
 """
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
 from .data import DATASETS
-from .models.layouts import check_depth
+from .errors import EpsResnetError
+from .runfolder import run_path
+from .settings import SettingsError, TrainSettings
+
+#: Experiment keys that are training settings, by the settings field they set (the others:
+#: depths, variants, epsilons, epochs and gpus make the runs; see :meth:`RunTable._runs`).
+SETTINGS_KEYS = {"dataset": "dataset", "family": "family", "lr_schedule": "lr_schedule",
+                 "epsilon_start_epoch": "epsilon_start_epoch", "steps_per_epoch": "steps_per_epoch",
+                 "batch": "batch", "seed": "seed", "precision": "precision"}
+#: Of those, the keys that only the ε runs of an experiment take.
+EPSILON_ONLY = ("lr_schedule", "epsilon_start_epoch")
+#: The config key to name when a settings field is refused.
+KEY_OF_FIELD = {**{v: k for k, v in SETTINGS_KEYS.items()}, "depth": "depths",
+                "epsilon": "epsilons", "variant": "variants", "epochs": "epochs",
+                "data_workers": "resources.train.data_workers"}
 
 
-class WorkflowConfigError(ValueError):
+class WorkflowConfigError(EpsResnetError):
     """A configuration that the schema accepts but that cannot work; names the key."""
 
 
 @dataclass(frozen=True)
 class Run:
     experiment: str
-    dataset: str
-    family: str
-    depth: int
-    variant: str  # standard, side or epsilon
-    epsilon: float | None
-    epochs: int | None
-    lr_schedule: str | None
-    epsilon_start_epoch: int
-    steps_per_epoch: int | None
-    batch: int | None
-    gpus: int
-    seed: int
-    data_workers: int | None
+    settings: TrainSettings  # what `eps-resnet train` gets, except --threads (Snakemake's)
+    gpus: int  # GPUs the job asks the scheduler for; training uses the ones it is given
 
     @property
     def name(self) -> str:
-        """The run folder's name: dataset, family (if not the dataset's own), depth, variant, ε,
-        seed (if not 0). Distinct settings that matter give distinct folders."""
-        parts = [self.dataset]
-        if self.family != DATASETS[self.dataset].family:
-            parts.append(self.family)
-        parts += [f"d{self.depth}", self.variant]
-        if self.variant == "epsilon":
-            parts.append(f"e{self.epsilon:g}")
-        if self.seed:
-            parts.append(f"s{self.seed}")
-        return "-".join(parts)
+        return run_name(self.settings)
 
-    def train_args(self, data_dir: str) -> str:
-        """The `eps-resnet train` flags of this run (without --out and --threads). No --gpus: the
-        job trains on the GPUs it was given (CUDA_VISIBLE_DEVICES from `eps-resnet gpu-run` or
-        from SLURM), so the batch is split over exactly those."""
-        args = ["--dataset", self.dataset, "--depth", self.depth, "--variant", self.variant,
-                "--data-dir", f"{data_dir}/{self.dataset}", "--seed", self.seed]
-        if self.family != DATASETS[self.dataset].family:
-            args += ["--family", self.family]
-        if self.variant == "epsilon":
-            args += ["--epsilon", self.epsilon, "--epsilon-start-epoch", self.epsilon_start_epoch]
-            if self.lr_schedule:
-                args += ["--lr-schedule", self.lr_schedule]
-        for flag, value in (("--epochs", self.epochs), ("--steps-per-epoch", self.steps_per_epoch),
-                            ("--batch", self.batch), ("--data-workers", self.data_workers)):
-            if value is not None:
-                args += [flag, value]
-        return " ".join(shlex.quote(str(a)) for a in args)
+    @property
+    def dataset(self) -> str:
+        return self.settings.dataset
+
+    @property
+    def variant(self) -> str:
+        return self.settings.variant
+
+    def train_args(self) -> str:
+        """The `eps-resnet train` flags of this run, shell-quoted (without --threads: the rule
+        passes the threads Snakemake gives the job). No --gpus: the job trains on the GPUs it
+        was given (CUDA_VISIBLE_DEVICES from `eps-resnet gpu-run` or from SLURM), so the batch
+        is split over exactly those."""
+        return " ".join(shlex.quote(a) for a in self.settings.to_args(exclude=("threads",)))
+
+
+def run_name(s: TrainSettings) -> str:
+    """A run folder's name: dataset, family (if not the dataset's own), depth, variant, ε, seed
+    (if not 0). Distinct settings that matter give distinct folders."""
+    parts = [s.dataset]
+    if s.family and s.family != DATASETS[s.dataset].family:
+        parts.append(s.family)
+    parts += [f"d{s.depth}", s.variant]
+    if s.variant == "epsilon":
+        parts.append(f"e{s.epsilon:g}")
+    if s.seed:
+        parts.append(f"s{s.seed}")
+    return "-".join(parts)
 
 
 class RunTable:
@@ -72,36 +80,36 @@ class RunTable:
     def __init__(self, config: dict):
         self.config = config
         self.datasets = config.get("datasets") or {}
-        workers = ((config.get("resources") or {}).get("train") or {}).get("data_workers")
+        self.results_dir = config.get("results_dir", "results")
+        self.data_dir = config.get("data_dir", "data")
         self.runs: dict[str, list[Run]] = {}
         for name, exp in config["experiments"].items():
-            dataset = exp["dataset"]
-            family = exp.get("family") or DATASETS[dataset].family
-            if family != DATASETS[dataset].family and dataset not in ("digits",):
-                raise WorkflowConfigError(
-                    f"experiments.{name}.family: {family} does not train on {dataset}")
-            epochs = exp.get("epochs") or {}
-            runs = []
-            for depth in exp["depths"]:
-                try:
-                    check_depth(family, depth)
-                except ValueError as e:
-                    raise WorkflowConfigError(f"experiments.{name}.depths: {e}") from None
-                common = dict(experiment=name, dataset=dataset, family=family, depth=depth,
-                              steps_per_epoch=exp.get("steps_per_epoch"), batch=exp.get("batch"),
-                              gpus=exp.get("gpus", 1), seed=exp.get("seed", 0), data_workers=workers,
-                              epsilon_start_epoch=exp.get("epsilon_start_epoch", 0))
-                for variant in exp.get("variants", ["standard"]):
-                    runs.append(Run(variant=variant, epsilon=None, epochs=epochs.get("baseline"),
-                                    lr_schedule=None, **common))
-                for eps in exp.get("epsilons", []):
-                    runs.append(Run(variant="epsilon", epsilon=float(eps), epochs=epochs.get("epsilon"),
-                                    lr_schedule=exp.get("lr_schedule"), **common))
+            runs = self._runs(name, exp)
             names = [r.name for r in runs]
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise WorkflowConfigError(f"experiments.{name}: runs listed twice: {', '.join(duplicates)}")
             self.runs[name] = runs
+
+    def _runs(self, name: str, exp: dict) -> list[Run]:
+        workers = ((self.config.get("resources") or {}).get("train") or {}).get("data_workers")
+        common = {field: exp[key] for key, field in SETTINGS_KEYS.items() if exp.get(key) is not None}
+        epochs = exp.get("epochs") or {}
+        variants = [(v, None) for v in exp.get("variants", ["standard"])]
+        variants += [("epsilon", float(e)) for e in exp.get("epsilons", [])]
+        runs = []
+        for depth in exp["depths"]:
+            for variant, eps in variants:
+                own = {k: v for k, v in common.items()
+                       if variant == "epsilon" or k not in EPSILON_ONLY}
+                settings = TrainSettings(
+                    **own, depth=depth, variant=variant, epsilon=eps, data_workers=workers,
+                    epochs=epochs.get("epsilon" if variant == "epsilon" else "baseline"),
+                    data_dir=f"{self.data_dir}/{exp['dataset']}", out="")
+                settings.out = run_path(self.results_dir, name, run_name(settings))
+                _check(name, settings)
+                runs.append(Run(experiment=name, settings=settings, gpus=exp.get("gpus", 1)))
+        return runs
 
     def experiment(self, name: str) -> list[Run]:
         if name not in self.runs:
@@ -140,3 +148,16 @@ class RunTable:
         if d.get("lmdb"):
             flags.append("--lmdb")
         return " ".join(shlex.quote(str(f)) for f in flags)
+
+
+def _check(experiment: str, settings: TrainSettings) -> None:
+    """Validate a run as `eps-resnet train` will, naming the config key that is wrong."""
+    try:
+        settings.resolved()
+    except SettingsError as e:
+        flag = re.match(r"--([a-z-]+)", str(e))
+        field = flag.group(1).replace("-", "_") if flag else None
+        key = KEY_OF_FIELD.get(field)
+        where = (key if key and key.startswith("resources.")
+                 else f"experiments.{experiment}" + (f".{key}" if key else ""))
+        raise WorkflowConfigError(f"{where}: {e}") from None

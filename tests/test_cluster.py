@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from slurm_cluster import LocalSlurm, SlurmUnavailable
-from test_workflow import BIN, ROOT, job_counts, load
+from helpers import BIN, ROOT, job_counts, load
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ from eps_resnet.cli import main
 from eps_resnet.data import cifar
 from eps_resnet.data.files import DataError, read_marker
 from eps_resnet.data.prepare import memory_dataflow, prepare
+from eps_resnet.recipe import RECIPES
 
 
 def md5(path):
@@ -53,7 +54,7 @@ def test_cifar10_archive_prepares_loads_augments_and_batches(tmp_path, capsys):
     stored = np.load(out / "train_images.npy")
     np.testing.assert_array_equal(stored[0], first[b"data"][0].reshape(3, 32, 32).transpose(1, 2, 0))
 
-    train = memory_dataflow(str(out), "cifar10", "train", 16)
+    train = memory_dataflow(str(out), "train", 16, RECIPES["cifar"].augmentation)
     train.reset_state()
     x, y = next(iter(train))
     assert x.shape == (16, 32, 32, 3) and x.dtype == np.float32 and y.dtype == np.int32
@@ -61,7 +62,7 @@ def test_cifar10_archive_prepares_loads_augments_and_batches(tmp_path, capsys):
     mean = np.load(out / "mean.npy")
     # augmentation: zero padding shows up as -mean at the borders of shifted crops
     assert np.abs(x).max() <= 255
-    val = memory_dataflow(str(out), "cifar10", "val", 16)
+    val = memory_dataflow(str(out), "val", 16)
     val.reset_state()
     batches = list(val)
     assert [len(b[1]) for b in batches] == [16, 4]  # every validation image once
@@ -160,7 +161,7 @@ def test_svhn_mat_pair(tmp_path):
                  "--md5", f"train={sums['train']}", "--md5", f"test={sums['test']}"]) == 0
     labels = np.load(out / "train_labels.npy")
     assert labels.min() >= 0 and labels.max() <= 9 and len(labels) == 40
-    df = memory_dataflow(str(out), "svhn", "train", 8)
+    df = memory_dataflow(str(out), "train", 8, RECIPES["svhn"].augmentation)
     df.reset_state()
     x, y = next(iter(df))
     assert x.shape == (8, 32, 32, 3) and x.dtype == np.float32

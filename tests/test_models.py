@@ -4,6 +4,7 @@ import pytest
 
 from eps_resnet.models import check_depth, make_layout
 from eps_resnet.models.layouts import block_parameters, count_parameters
+from eps_resnet.recipe import RECIPES
 
 
 def build(tf, family, depth, variant, classes=10, size=32, data_format="NHWC", training=True):
@@ -20,8 +21,8 @@ def build(tf, family, depth, variant, classes=10, size=32, data_format="NHWC", t
 
     g = tf.Graph()
     with g.as_default():
-        model = ResNetModel(ModelSpec(make_layout(family, depth), variant, classes, size, 1e-4,
-                                      epsilon=2.5, data_format=data_format))
+        model = ResNetModel(ModelSpec(make_layout(family, depth), variant, classes, size,
+                                      RECIPES["synthetic"], epsilon=2.5, data_format=data_format))
         inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
         jit = tensorflow.xla.experimental.jit_scope() if data_format == "NCHW" else nullcontext()
         with TowerContext("", is_training=training), jit:

@@ -3,11 +3,12 @@ import json
 
 import pytest
 
-from eps_resnet.schedules import (LR_SCHEDULES, AdaptiveRestart, epsilon_schedule, replay,
-                                  stat_history, value_at)
+from eps_resnet.recipe import RECIPES
+from eps_resnet.runfolder import stat_history
+from eps_resnet.schedules import AdaptiveRestart, epsilon_schedule, replay, value_at
 
-BASE = LR_SCHEDULES["cifar"]["standard"]  # 0.1, x0.1 after 82 and 123, 2e-4 after 300
-FAST = LR_SCHEDULES["cifar"]["adaptive"]  # 0.1, x0.1 after 41 and 61, 2e-4 after 150
+BASE = RECIPES["cifar"].lr_points("standard")  # 0.1, x0.1 after 82 and 123, 2e-4 after 300
+FAST = RECIPES["cifar"].lr_points("adaptive")  # 0.1, x0.1 after 41 and 61, 2e-4 after 150
 
 
 def expected(*spans):
@@ -88,7 +89,7 @@ def test_a_drop_never_restarts():
 
 
 def test_svhn_schedule_starts_after_epoch_one():
-    rule = AdaptiveRestart(LR_SCHEDULES["svhn"]["standard"], LR_SCHEDULES["svhn"]["adaptive"])
+    rule = AdaptiveRestart(RECIPES["svhn"].lr_points("standard"), RECIPES["svhn"].lr_points("adaptive"))
     history = [0.0] * 11 + [1.0] * 50  # rise during epoch 12
     lrs = replay(rule, history, 40)
     assert rule.restarts == [12]
@@ -103,15 +104,12 @@ def test_replaying_a_prefix_rebuilds_the_same_state(split):
     whole = adaptive()
     lrs = replay(whole, history, 150)
     resumed = adaptive()
-    lr = None
-    for epoch in range(split + 1):
-        new = resumed.after_epoch(epoch, history[:epoch])
-        lr = lr if new is None else new
+    # callbacks.LearningRateSetter after `split` epochs: replay the history it has, set the value
+    replay(resumed, history[:split], split)
     rest = []
-    for epoch in range(split + 1, 151):
-        rest.append(lr)
-        new = resumed.after_epoch(epoch, history[:epoch])
-        lr = lr if new is None else new
+    for epoch in range(split + 1, 151):  # then one rule step at the end of each epoch
+        rest.append(resumed.value)
+        resumed.after_epoch(epoch, history[:epoch])
     assert lrs[split:] == rest
     assert resumed.restarts == whole.restarts
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import eps_resnet_cmd
+from helpers import eps_resnet_cmd
 from eps_resnet.cli import main as cli_main
 from eps_resnet.models import make_layout
 

@@ -1,40 +1,10 @@
 """The Snakemake workflow: dry runs of the paper's config, config errors, and a tiny demo run
 end to end (real training, compression, parsing, figures and summary)."""
 import os
-import re
-import subprocess
-import sys
 
 import pytest
-import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.dirname(sys.executable)
-
-
-def snakemake(*args, cwd=ROOT, timeout=600):
-    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"])
-    return subprocess.run([os.path.join(BIN, "snakemake"), "--snakefile",
-                           os.path.join(ROOT, "workflow", "Snakefile"), *map(str, args)],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def job_counts(output: str) -> dict:
-    """The 'Job stats' table of a dry run: {rule: count}."""
-    table = output.split("Job stats:")[-1].split("Reasons:")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
-            if m.group(1) != "total"}
-
-
-def load(name):
-    with open(os.path.join(ROOT, "config", name)) as f:
-        return yaml.safe_load(f)
-
-
-def write(tmp_path, config, name="config.yaml"):
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(config))
-    return path
+from helpers import ROOT, job_counts, load, snakemake, write
 
 
 def test_dry_run_of_the_paper_experiments(tmp_path):

@@ -2,37 +2,47 @@
 
 The table below is what argument checking and the workflow need to know about a dataset before
 anything heavy is imported: which network family trains on it, how many classes and what image
-size it has, and which learning-rate schedules the paper uses for it.
+size it has, and which training recipe (:mod:`eps_resnet.recipe`) applies to it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    family: str  # "cifar" or "imagenet": the network layout that trains on it
     num_classes: int
     image_size: int
-    schedule: str  # key into eps_resnet.schedules.LR_SCHEDULES
-    batch: int  # the paper's total batch size
-    description: str
+    #: network family -> recipe (:data:`eps_resnet.recipe.RECIPES`); the first family is the
+    #: dataset's own, and only the families listed here train on it.
+    recipes: dict[str, str] = field(hash=False)
+    description: str = ""
+
+    @property
+    def family(self) -> str:
+        return next(iter(self.recipes))
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(self.recipes)
 
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo("cifar10", "cifar", 10, 32, "cifar", 128, "CIFAR-10"),
-        DatasetInfo("cifar100", "cifar", 100, 32, "cifar", 128, "CIFAR-100"),
-        DatasetInfo("svhn", "cifar", 10, 32, "svhn", 128, "SVHN cropped digits"),
-        DatasetInfo("imagenet", "imagenet", 1000, 224, "imagenet", 256, "ILSVRC-2012"),
-        DatasetInfo("digits", "cifar", 10, 32, "digits", 64,
+        DatasetInfo("cifar10", 10, 32, {"cifar": "cifar"}, "CIFAR-10"),
+        DatasetInfo("cifar100", 100, 32, {"cifar": "cifar"}, "CIFAR-100"),
+        DatasetInfo("svhn", 10, 32, {"cifar": "svhn"}, "SVHN cropped digits"),
+        DatasetInfo("imagenet", 1000, 224, {"imagenet": "imagenet"}, "ILSVRC-2012"),
+        DatasetInfo("digits", 10, 32, {"cifar": "digits", "imagenet": "digits_imagenet"},
                     "scikit-learn's 8x8 handwritten digits upscaled to 32x32 (offline demo)"),
-        DatasetInfo("synthetic", "cifar", 10, 32, "cifar", 128,
+        DatasetInfo("synthetic", 10, 32, {"cifar": "synthetic", "imagenet": "synthetic_imagenet"},
                     "procedurally generated images, no files (tests and benchmarks)"),
     )
 }
+#: The datasets `eps-resnet prepare` and the workflow know (synthetic data needs no files).
+PREPARABLE = tuple(name for name in DATASETS if name != "synthetic")
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -47,20 +57,21 @@ def dataset_info(name: str) -> DatasetInfo:
 def get_dataflow(settings, split: str, batch: int):
     """The dataflow of ``split`` ("train" or "val") in batches of ``batch`` for resolved
     TrainSettings (with several GPUs, ``batch`` is one GPU's share)."""
+    recipe = settings.recipe
     if settings.dataset == "synthetic":
         from .synthetic import dataflow
 
         return dataflow(split, batch, settings.image_size, settings.classes, settings.seed,
-                        uint8=settings.family == "imagenet")
+                        uint8=recipe.input_format == "rgb8")
     from .prepare import memory_dataflow, open_prepared
 
     meta = open_prepared(settings.data_dir, settings.dataset)
-    if settings.dataset == "imagenet":
+    if recipe.augmentation == "imagenet":
         from .imagenet import dataflow
 
         return dataflow(settings.data_dir, meta, split, batch, settings.data_workers,
                         settings.image_size)
-    df = memory_dataflow(settings.data_dir, settings.dataset, split, batch)
+    df = memory_dataflow(settings.data_dir, split, batch, recipe.augmentation)
     if split == "train":
         # Augment in other processes, so that TensorFlow's feed never waits for numpy.
         from tensorpack.dataflow import MultiProcessRunnerZMQ

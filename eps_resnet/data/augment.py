@@ -42,3 +42,7 @@ def svhn_train(x: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
     mean = x.mean(axis=(1, 2, 3), keepdims=True)
     x = (x - mean) * rng.uniform(0.8, 1.2, (n, 1, 1, 1)).astype(np.float32) + mean
     return np.clip(x, 0, 255)
+
+
+#: The in-memory pipelines by the recipe's name (ImageNet's runs in :mod:`.imagenet`).
+PIPELINES = {"cifar": cifar_train, "svhn": svhn_train, "none": None}

@@ -13,11 +13,14 @@ from contextlib import contextmanager
 import numpy as np
 import yaml
 
+from ..atomic import read_yaml
+from ..errors import EpsResnetError
+
 MARKER = "prepared.yaml"
 DOWNLOAD_TIMEOUT_S = 30
 
 
-class DataError(RuntimeError):
+class DataError(EpsResnetError):
     """A dataset problem the user can fix; the message is one line naming the file or folder."""
 
 
@@ -105,11 +108,7 @@ def save_arrays(folder: str, split: str, images: np.ndarray, labels: np.ndarray)
 
 
 def read_marker(out: str) -> dict | None:
-    path = os.path.join(out, MARKER)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
+    return read_yaml(os.path.join(out, MARKER))
 
 
 def write_marker(folder: str, info: dict) -> None:

@@ -13,10 +13,9 @@ import time
 
 import numpy as np
 
-from . import DATASETS
+from . import DATASETS, PREPARABLE
 from .files import DataError, clean_leftovers, read_marker, save_arrays, staging_dir, write_marker
 
-PREPARABLE = ("cifar10", "cifar100", "svhn", "imagenet", "digits")
 FORMAT_VERSION = 1
 
 
@@ -136,8 +135,9 @@ def open_prepared(data_dir: str | None, dataset: str) -> dict:
     return info
 
 
-def memory_dataflow(data_dir: str, dataset: str, split: str, batch: int):
-    """An in-memory dataset's batches with the paper's training augmentation."""
+def memory_dataflow(data_dir: str, split: str, batch: int, augmentation: str = "none"):
+    """An in-memory dataset's batches; training batches go through ``augmentation`` (a name of
+    :data:`eps_resnet.recipe.AUGMENTATIONS`, from the run's recipe)."""
     from . import augment
     from .arrays import ArrayBatches
 
@@ -145,9 +145,5 @@ def memory_dataflow(data_dir: str, dataset: str, split: str, batch: int):
     labels = np.load(os.path.join(data_dir, f"{split}_labels.npy"))
     mean = np.load(os.path.join(data_dir, "mean.npy"))
     train = split == "train"
-    aug = None
-    if train and dataset != "digits":
-        # Digits are trained as they are: shifting them makes the training responses much larger
-        # than the validation ones, and ε gates then decide differently on the two.
-        aug = augment.svhn_train if dataset == "svhn" else augment.cifar_train
+    aug = augment.PIPELINES[augmentation] if train else None
     return ArrayBatches(images, labels, batch, shuffle=train, augment=aug, mean=mean)

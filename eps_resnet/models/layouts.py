@@ -114,6 +114,25 @@ def compress_layout(layout: Layout, discarded) -> tuple[Layout, dict[str, str]]:
     return replace(layout, blocks=tuple(kept), side_after=None), mapping
 
 
+def structure_of(layout: Layout, mapping: dict[str, str]) -> list[list[dict]]:
+    """A compressed layout as plain data (for compressed.yaml): per group, each block's fields
+    and the full network's block it came from."""
+    return [[dict(name=b.name, from_block=mapping[b.name], channels=b.channels, stride=b.stride,
+                  preactivated=b.preactivated, shortcut_only=b.shortcut_only) for b in g]
+            for g in layout.groups]
+
+
+def layout_from_structure(family: str, depth: int, structure: list[list[dict]]) -> Layout:
+    """The layout that :func:`structure_of` wrote (a compressed network has no side output)."""
+    full = make_layout(family, depth)
+    blocks = tuple(Block(name=b["name"], group=int(b["name"][3:].split(".")[0]),
+                         index=int(b["name"].split(".")[1]), channels=b["channels"],
+                         stride=b["stride"], preactivated=b["preactivated"],
+                         shortcut_only=b["shortcut_only"])
+                   for g in structure for b in g)
+    return Layout(full.family, full.depth, full.block_type, blocks, None)
+
+
 def make_layout(family: str, depth: int) -> Layout:
     """The :class:`Layout` of a network of ``family`` and ``depth``."""
     check_depth(family, depth)

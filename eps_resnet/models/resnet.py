@@ -22,13 +22,13 @@ from tensorpack.models.regularize import regularize_cost
 
 from ..compat import import_tf
 from ..gate import gated_residual
+from ..recipe import Recipe
+from . import VARIANTS
 from .blocks import BLOCK_FUNCTIONS
-from .layouts import Layout
+from .layouts import Layout, make_layout
 
 tf = import_tf()
 
-VARIANTS = ("standard", "side", "epsilon")
-SIDE_LOSS_WEIGHT = 0.1
 # ImageNet inputs arrive as RGB in [0, 255]; normalised with the usual per-channel statistics.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,14 +40,23 @@ class ModelSpec:
     variant: str
     num_classes: int
     image_size: int
-    weight_decay: float
+    #: weight decay, momentum and Nesterov, the initial learning rate, the side loss weight and
+    #: the input format (what the dataflow delivers) come from the run's recipe.
+    recipe: Recipe
     epsilon: float = 0.0  # initial value of the ε variable (callbacks may change it)
-    nesterov: bool = False
     data_format: str = "NHWC"
-    learning_rate: float = 0.1  # initial value of the learning-rate variable
-    # "rgb8": uint8 RGB in [0, 255] (the ImageNet pipeline), normalised with ImageNet statistics;
-    # "centered": float32 pixels minus the per-pixel mean (CIFAR, SVHN, digits pipelines).
-    input_format: str = "centered"
+
+
+def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC") -> "ResNetModel":
+    """The model of resolved :class:`~eps_resnet.settings.TrainSettings`: the one way training,
+    compression, evaluation and export build it. ``layout``: another layout of the same run
+    (a compressed one); default, the run's own."""
+    return ResNetModel(ModelSpec(
+        layout=layout or make_layout(settings.family, settings.depth), variant=settings.variant,
+        num_classes=settings.classes, image_size=settings.image_size, recipe=settings.recipe,
+        # the final ε: training sets the scheduled value before its first step, and restoring a
+        # checkpoint restores the value it was saved with
+        epsilon=settings.epsilon or 0.0, data_format=data_format))
 
 
 def graph_scalar(name: str, value: float):
@@ -113,14 +122,14 @@ class ResNetModel(ModelDesc):
     def inputs(self):
         s = self.spec.image_size
         # ImageNet batches travel as uint8 (4x less to copy between processes and to the GPU).
-        dtype = tf.uint8 if self.spec.input_format == "rgb8" else tf.float32
+        dtype = tf.uint8 if self.spec.recipe.input_format == "rgb8" else tf.float32
         return [tf.TensorSpec([None, s, s, 3], dtype, "input"),
                 tf.TensorSpec([None], tf.int32, "label")]
 
     # -- graph -------------------------------------------------------------------------------
     def _normalise(self, image):
         image = tf.cast(image, tf.float32)
-        if self.spec.input_format == "rgb8":
+        if self.spec.recipe.input_format == "rgb8":
             image = image / 255.0
             image = (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
         else:
@@ -170,11 +179,11 @@ class ResNetModel(ModelDesc):
         tf.identity(logits, name="logits")
         tf.nn.softmax(logits, name="prob")
 
-        wd_cost = tf.multiply(spec.weight_decay, regularize_cost(".*/W", tf.nn.l2_loss),
+        wd_cost = tf.multiply(spec.recipe.weight_decay, regularize_cost(".*/W", tf.nn.l2_loss),
                               name="wd_cost")
         losses = [xent, wd_cost]
         if side_xent is not None:
-            losses.append(tf.multiply(SIDE_LOSS_WEIGHT, side_xent, name="side_loss"))
+            losses.append(tf.multiply(spec.recipe.side_loss_weight, side_xent, name="side_loss"))
         cost = tf.add_n(losses, name="cost")
         add_moving_summary(cost, wd_cost)
 
@@ -187,5 +196,6 @@ class ResNetModel(ModelDesc):
         return cost
 
     def optimizer(self):
-        lr = graph_scalar("learning_rate", self.spec.learning_rate)
-        return tf.train.MomentumOptimizer(lr, 0.9, use_nesterov=self.spec.nesterov)
+        recipe = self.spec.recipe
+        lr = graph_scalar("learning_rate", recipe.initial_lr)
+        return tf.train.MomentumOptimizer(lr, recipe.momentum, use_nesterov=recipe.nesterov)

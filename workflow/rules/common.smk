@@ -1,8 +1,18 @@
-# Helpers: config validation, the table of runs, and the input functions of the rules.
+# Helpers: config validation, the table of runs, and the input functions of the rules. Names of
+# datasets, figures and run-folder files come from the eps_resnet package.
 import os
 
 from snakemake.utils import validate
 
+from eps_resnet.data import PREPARABLE
+from eps_resnet.plots import KINDS as PLOT_KINDS
+from eps_resnet.runfolder import (
+    COMPRESSED_DIR,
+    COMPRESSED_FILE,
+    DONE_FILE,
+    EVAL_FILE,
+    run_path,
+)
 from eps_resnet.workflow import RunTable, WorkflowConfigError
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -16,14 +26,28 @@ DATA = config["data_dir"]
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
 LOGS = os.path.join(RESULTS, "logs")
-PLOT_KINDS = ["val-error", "lr", "compression-ratio", "blocks"]
 
 
 wildcard_constraints:
     experiment="[A-Za-z0-9_]+",
     run="[A-Za-z0-9_.+-]+",
-    dataset="cifar10|cifar100|svhn|imagenet|digits",
+    dataset="|".join(PREPARABLE),
     kind="|".join(PLOT_KINDS),
+
+
+def in_run(*parts, experiment="{experiment}", run="{run}"):
+    """A path in a run folder: the rules' pattern by default, one run's path when given."""
+    return run_path(RESULTS, experiment, run, *parts)
+
+
+def in_runs(experiments, *parts, variant=None):
+    """That path in every run of the experiments (of one variant, if given)."""
+    return [
+        in_run(*parts, experiment=e, run=r.name)
+        for e in experiments
+        for r in RUNS.experiment(e)
+        if variant is None or r.variant == variant
+    ]
 
 
 def all_targets():
@@ -46,7 +70,7 @@ def prepare_flags(wildcards):
 
 
 def train_args(wildcards):
-    return RUNS.get(wildcards.experiment, wildcards.run).train_args(DATA)
+    return RUNS.get(wildcards.experiment, wildcards.run).train_args()
 
 
 def train_gpus(wildcards):
@@ -54,11 +78,11 @@ def train_gpus(wildcards):
 
 
 def run_dir(wildcards):
-    return os.path.join(RESULTS, "runs", wildcards.experiment, wildcards.run)
+    return in_run(experiment=wildcards.experiment, run=wildcards.run)
 
 
 def compressed_dir(wildcards):
-    return os.path.join(run_dir(wildcards), "compressed")
+    return in_run(COMPRESSED_DIR, experiment=wildcards.experiment, run=wildcards.run)
 
 
 def prepared_dir(wildcards):
@@ -67,18 +91,11 @@ def prepared_dir(wildcards):
 
 def experiment_done_markers(wildcards):
     """The finished-training markers of every run of an experiment."""
-    return [os.path.join(RESULTS, "runs", wildcards.experiment, r.name, "train.done")
-            for r in RUNS.experiment(wildcards.experiment)]
+    return in_runs([wildcards.experiment], DONE_FILE)
 
 
 def experiment_run_dirs(wildcards):
-    return [os.path.join(RESULTS, "runs", wildcards.experiment, r.name)
-            for r in RUNS.experiment(wildcards.experiment)]
-
-
-def experiment_compressed(wildcards):
-    return [os.path.join(RESULTS, "runs", wildcards.experiment, r.name, "compressed", "eval.json")
-            for r in RUNS.experiment(wildcards.experiment) if r.variant == "epsilon"]
+    return in_runs([wildcards.experiment])
 
 
 def expected_runs(wildcards):
@@ -90,12 +107,10 @@ def all_parsed(wildcards):
 
 
 def all_compressed(wildcards):
-    return [os.path.join(RESULTS, "runs", e, r.name, "compressed", "eval.json")
-            for e in RUNS.available_experiments() for r in RUNS.experiment(e)
-            if r.variant == "epsilon"]
+    return in_runs(
+        RUNS.available_experiments(), COMPRESSED_DIR, EVAL_FILE, variant="epsilon"
+    )
 
 
 def all_full_evals(wildcards):
-    return [os.path.join(RESULTS, "runs", e, r.name, "eval.json")
-            for e in RUNS.available_experiments() for r in RUNS.experiment(e)
-            if r.variant == "epsilon"]
+    return in_runs(RUNS.available_experiments(), EVAL_FILE, variant="epsilon")

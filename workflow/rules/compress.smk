@@ -5,9 +5,9 @@ rule compress:
     conda:
         "../../environment.yml"
     input:
-        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "train.done"),
+        in_run(DONE_FILE),
     output:
-        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "compressed", "compressed.yaml"),
+        in_run(COMPRESSED_DIR, COMPRESSED_FILE),
     params:
         run=run_dir,
         out=compressed_dir,
@@ -25,9 +25,9 @@ rule evaluate_compressed:
     conda:
         "../../environment.yml"
     input:
-        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "compressed", "compressed.yaml"),
+        in_run(COMPRESSED_DIR, COMPRESSED_FILE),
     output:
-        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "compressed", "eval.json"),
+        in_run(COMPRESSED_DIR, EVAL_FILE),
     params:
         model=compressed_dir,
     log:
@@ -41,9 +41,9 @@ rule evaluate_full:
     conda:
         "../../environment.yml"
     input:
-        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "train.done"),
+        in_run(DONE_FILE),
     output:
-        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "eval.json"),
+        in_run(EVAL_FILE),
     params:
         model=run_dir,
     log:

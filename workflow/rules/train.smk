@@ -9,10 +9,9 @@ rule train:
     input:
         prepared,
     output:
-        os.path.join(RESULTS, "runs", "{experiment}", "{run}", "train.done"),
+        in_run(DONE_FILE),
     params:
         args=train_args,
-        out=run_dir,
     log:
         os.path.join(LOGS, "train", "{experiment}", "{run}.log"),
     benchmark:
@@ -24,5 +23,5 @@ rule train:
         mem_mb=config["resources"]["train"]["mem_mb"],
     shell:
         "eps-resnet gpu-run --gpus {resources.gpu} -- "
-        "eps-resnet train {params.args} --threads {threads} --out {params.out} > {log} 2>&1 "
+        "eps-resnet train {params.args} --threads {threads} > {log} 2>&1 "
         "&& touch {output}"

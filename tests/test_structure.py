@@ -1,0 +1,144 @@
+"""One run record, one recipe table, one source for every list: checked in-process (no
+Snakemake, no TensorFlow), so that the config, the command line, the schema and the README
+cannot drift from the package."""
+import dataclasses
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from eps_resnet.cli import train_settings
+from eps_resnet.data import DATASETS, PREPARABLE
+from eps_resnet.models import FAMILIES, VARIANTS
+from eps_resnet.models.resnet import build_model
+from eps_resnet.recipe import LR_MODES, RECIPES, markdown_table
+from eps_resnet.settings import PRECISIONS, SettingsError, TrainSettings, default_of
+from eps_resnet.workflow import RunTable, WorkflowConfigError
+from helpers import ROOT, load
+
+
+def schema():
+    with open(os.path.join(ROOT, "workflow", "schemas", "config.schema.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+# -- one run record from config to training ----------------------------------------------------
+@pytest.mark.parametrize("config", ["experiments.yaml", "demo.yaml"])
+def test_every_run_round_trips_through_the_train_command_line(config):
+    table = RunTable(load(config))
+    runs = [r for runs in table.runs.values() for r in runs]
+    assert runs
+    for run in runs:
+        argv = shlex.split(run.train_args()) + ["--threads", "3"]
+        parsed = train_settings(argv)
+        assert parsed == dataclasses.replace(run.settings, threads=3), run.name
+        assert parsed.resolved() == dataclasses.replace(run.settings, threads=3).resolved()
+
+
+def test_run_table_of_the_paper_config():
+    table = RunTable(load("experiments.yaml"))
+    names = {e: [r.name for r in runs] for e, runs in table.runs.items()}
+    assert names == {
+        "cifar10": ["cifar10-d110-standard", "cifar10-d110-side", "cifar10-d110-epsilon-e2.5"],
+        "cifar100": ["cifar100-d110-standard", "cifar100-d110-epsilon-e2.5"],
+        "svhn": ["svhn-d110-standard", "svhn-d110-epsilon-e1.5"],
+        "imagenet": ["imagenet-d101-standard", "imagenet-d101-epsilon-e2", "imagenet-d101-epsilon-e2.1"],
+    }
+    eps = table.get("cifar10", "cifar10-d110-epsilon-e2.5")
+    s = eps.settings.resolved()
+    assert (s.epsilon, s.epochs, s.lr_schedule, s.batch, s.epsilon_start_epoch) == (2.5, 1000, "adaptive", 128, 0)
+    assert s.out == os.path.abspath("results/runs/cifar10/cifar10-d110-epsilon-e2.5")
+    assert s.data_dir == os.path.abspath("data/cifar10")
+    std = table.get("cifar10", "cifar10-d110-standard").settings.resolved()
+    assert (std.epsilon, std.epochs, std.lr_schedule) == (None, 200, "standard")
+    imagenet = table.get("imagenet", "imagenet-d101-epsilon-e2.1")
+    assert imagenet.gpus == 4 and imagenet.settings.gpus is None  # trains on the GPUs it is given
+    assert imagenet.settings.resolved().recipe is RECIPES["imagenet"]
+    assert table.available_experiments() == ["cifar10", "cifar100", "svhn"]  # no ImageNet path
+
+
+def test_adding_an_epsilon_adds_one_run_in_process():
+    config = load("experiments.yaml")
+    before = RunTable(config).experiment("cifar10")
+    config["experiments"]["cifar10"]["epsilons"].append(2.7)
+    after = RunTable(config).experiment("cifar10")
+    assert [r.name for r in after] == [r.name for r in before] + ["cifar10-d110-epsilon-e2.7"]
+    assert after[:-1] == before
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda e: e.update(depths=[100]), "experiments.cifar10.depths: --depth 100 is not a CIFAR-family depth"),
+    (lambda e: e.update(family="imagenet"),
+     "experiments.cifar10.family: --family imagenet does not train on cifar10"),
+    (lambda e: e.update(lr_schedule="adaptive", dataset="imagenet", depths=[50]),
+     "experiments.cifar10.lr_schedule: --lr-schedule adaptive does not exist for imagenet"),
+    (lambda e: e.update(epsilons=[float("nan")]), "experiments.cifar10.epsilons: --epsilon nan is not a finite"),
+    (lambda e: e.update(variants=["standard", "standard"]), "experiments.cifar10: runs listed twice"),
+])
+def test_a_config_that_cannot_train_names_its_key(edit, message):
+    config = load("experiments.yaml")
+    edit(config["experiments"]["cifar10"])
+    with pytest.raises(WorkflowConfigError, match=re.escape(message)):
+        RunTable(config)
+
+
+# -- every list and default defined once ---------------------------------------------------------
+def test_the_schema_takes_its_lists_and_defaults_from_the_package():
+    s = schema()
+    exp = s["properties"]["experiments"]["patternProperties"]["^[A-Za-z0-9_]+$"]["properties"]
+    assert tuple(exp["dataset"]["enum"]) == PREPARABLE
+    pattern = next(iter(s["properties"]["datasets"]["patternProperties"]))
+    assert pattern == f"^({'|'.join(PREPARABLE)})$"
+    assert tuple(exp["family"]["enum"]) == FAMILIES
+    assert tuple(exp["variants"]["items"]["enum"]) == tuple(v for v in VARIANTS if v != "epsilon")
+    assert tuple(exp["lr_schedule"]["enum"]) == LR_MODES
+    assert tuple(exp["precision"]["enum"]) == PRECISIONS
+    assert exp["seed"]["default"] == default_of("seed")
+    assert exp["precision"]["default"] == default_of("precision")
+    # defaults that depend on the dataset live in the recipe, not in the schema
+    for key in ("epsilon_start_epoch", "lr_schedule", "batch", "steps_per_epoch"):
+        assert "default" not in exp[key], key
+
+
+def test_every_dataset_family_has_a_recipe():
+    for info in DATASETS.values():
+        assert set(info.families) <= set(FAMILIES)
+        for family, recipe in info.recipes.items():
+            assert RECIPES[recipe].name == recipe
+            s = TrainSettings(dataset=info.name, depth=8 if family == "cifar" else 18,
+                              variant="epsilon", epsilon=1.0, family=family, out="x").resolved()
+            r = s.recipe
+            assert (s.batch, s.epochs, s.epsilon_start_epoch) == (r.batch, r.epochs_epsilon,
+                                                                  r.epsilon_start_epoch)
+            assert s.lr_schedule == ("adaptive" if r.adaptive_decays else "standard")
+    with pytest.raises(SettingsError, match="--family imagenet does not train on svhn"):
+        TrainSettings(dataset="svhn", depth=18, variant="standard", family="imagenet", out="x").resolved()
+
+
+def test_the_model_takes_the_recipe(tf):
+    for dataset, family, depth in (("cifar10", "cifar", 8), ("imagenet", "imagenet", 18)):
+        s = TrainSettings(dataset=dataset, depth=depth, variant="epsilon", epsilon=2.0,
+                          out="x").resolved()
+        spec = build_model(s).spec
+        assert spec.recipe is RECIPES[family] and spec.layout.family == family
+        assert spec.epsilon == 2.0 and spec.num_classes == s.classes
+
+
+def test_readme_recipe_table_is_the_package_table():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert markdown_table() in readme
+
+
+# -- one room per concern ---------------------------------------------------------------------
+def test_results_settings_and_workflow_modules_do_not_start_tensorflow():
+    code = ("import sys; import eps_resnet.parse, eps_resnet.summary, eps_resnet.plots, "
+            "eps_resnet.settings, eps_resnet.runfolder, eps_resnet.workflow, eps_resnet.recipe, "
+            "eps_resnet.gate; print('tensorflow' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "False"
