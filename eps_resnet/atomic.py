@@ -18,6 +18,11 @@ def atomic_path(path: str):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-",
                                suffix=os.path.splitext(path)[1])
     os.close(fd)
+    # mkstemp makes the file private (0600); give it the mode any new file gets under the umask,
+    # so collaborators read results as they read everything else the user writes
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         os.replace(tmp, path)

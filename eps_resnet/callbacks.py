@@ -11,6 +11,7 @@ import os
 from tensorpack.callbacks import Callback, ModelSaver
 from tensorpack.callbacks.monitor import MonitorBase
 from tensorpack.callbacks.param import GraphVarParam
+from tensorpack.input_source import QueueInput
 from tensorpack.utils import logger
 
 from .runfolder import STATS_FILE, stat_history
@@ -91,3 +92,14 @@ class CheckpointAfterStats(ModelSaver, MonitorBase):
     last in ``monitors``, this saver runs after them: a checkpoint always has its stats, and
     stats without a checkpoint are dropped and retrained on resume.
     """
+
+
+class OrderedQueueInput(QueueInput):
+    """tensorpack's QueueInput without its queue-size summary: the queue's fill level depends on
+    timing, and stats.json holds only what a seed determines (so that two runs compare equal)."""
+
+    def _get_callbacks(self):
+        from tensorpack.callbacks.concurrency import StartProcOrThread
+        from tensorpack.input_source.input_source import _get_reset_callback
+
+        return [StartProcOrThread(self.thread), _get_reset_callback(self._inf_ds)]

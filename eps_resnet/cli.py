@@ -45,6 +45,10 @@ def _add_train(sub):
                    help="TensorFlow intra/inter-op threads (default 0: every core)")
     p.add_argument("--precision", default=default_of("precision"), metavar="P",
                    help=f"one of {', '.join(PRECISIONS)}")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                   default=default_of("deterministic"),
+                   help="TensorFlow's deterministic ops, so that the same seed gives the same numbers "
+                   "on the same machine (default); --no-deterministic trades that for speed")
     p.add_argument("--family", help="synthetic data only: cifar or imagenet network layout")
     p.add_argument("--image-size", type=int, help="synthetic data only: image side in pixels")
     p.add_argument("--classes", type=int, help="synthetic data only: number of classes")
@@ -135,7 +139,7 @@ def _add_results(sub):
     p.set_defaults(func=_cmd_summarize)
 
 
-def _read_csvs(paths):
+def _read_csvs(paths, what: str):
     import os
 
     import pandas as pd
@@ -148,12 +152,22 @@ def _read_csvs(paths):
         if not os.path.isfile(path):
             raise DataError(f"{path} does not exist; expected a CSV written by `eps-resnet parse`")
         try:
-            frames.append(pd.read_csv(path))
+            frame = pd.read_csv(path)
         except pd.errors.EmptyDataError:
             continue  # a parse of runs that have not written anything yet
-    if not frames:
-        return pd.DataFrame(columns=COLUMNS)
-    return pd.concat(frames, ignore_index=True)
+        except (pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise DataError(f"{path} is not a CSV ({str(e).splitlines()[0][:120]}); expected one "
+                            "written by `eps-resnet parse`") from None
+        lacking = [c for c in ("run", "metric", "value") if c not in frame.columns]
+        if lacking:
+            raise DataError(f"{path} lacks the column(s) {', '.join(lacking)}; expected a CSV "
+                            "written by `eps-resnet parse`")
+        frames.append(frame)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    if df.empty:
+        raise DataError(f"{', '.join(paths)} hold(s) no results; nothing to {what} (parse runs "
+                        "that finished at least one epoch first)")
+    return df
 
 
 def _cmd_parse(args) -> int:
@@ -176,7 +190,7 @@ def _cmd_plot(args) -> int:
 
     if args.kind not in KINDS:
         raise SettingsError(f"plot kind {args.kind!r} is unknown; expected one of {', '.join(KINDS)}")
-    fig = plot(args.kind, _read_csvs(args.inputs), args.title, args.expect)
+    fig = plot(args.kind, _read_csvs(args.inputs, "plot"), args.title, args.expect)
     print(", ".join(save(fig, args.out, args.pdf)))
     return 0
 
@@ -186,7 +200,7 @@ def _cmd_summarize(args) -> int:
 
     from .summary import summarize, with_compressed, write
 
-    table = with_compressed(summarize(_read_csvs(args.inputs)), args.compressed)
+    table = with_compressed(summarize(_read_csvs(args.inputs, "summarise")), args.compressed)
     md = args.md or os.path.splitext(args.out)[0] + ".md"
     write(table, args.out, md)
     print(f"{args.out}, {md}: {len(table)} run(s)")
@@ -226,6 +240,26 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_check_config(sub):
+    p = sub.add_parser("check-config", help="check a workflow config file (syntax, schema, runs)",
+                       description="Check a workflow config file as the workflow will: YAML syntax "
+                       "(with the line of an error, which Snakemake's own message lacks), the "
+                       "schema, and that every run can train. Prints its experiments and runs.")
+    p.add_argument("config", nargs="+", metavar="FILE", help="config file(s), e.g. config/demo.yaml")
+    p.set_defaults(func=_cmd_check_config)
+
+
+def _cmd_check_config(args) -> int:
+    from .workflow import RunTable, load_config, validate_config
+
+    for path in args.config:
+        table = RunTable(validate_config(load_config(path)))
+        runs = [r for runs in table.runs.values() for r in runs]
+        print(f"{path}: {len(table.runs)} experiment(s), {len(runs)} training run(s): "
+              + ", ".join(f"{e} ({len(r)})" for e, r in table.runs.items()))
+    return 0
+
+
 def _add_gpu_run(sub):
     p = sub.add_parser("gpu-run", help="run a command on GPUs of its own (local GPU slots)",
                        description="Run COMMAND with CUDA_VISIBLE_DEVICES set to N GPUs that no other "
@@ -258,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_results(sub)
     _add_compress(sub)
     _add_gpu_run(sub)
+    _add_check_config(sub)
     return parser
 
 
@@ -267,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except EpsResnetError as e:
         print(f"eps-resnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # the file system said no (permissions, a full disk, a file where a folder should be):
+        # the user's to fix, so one line naming the path rather than a traceback
+        print(f"eps-resnet {args.command}: error: {e.strerror or e}"
+              + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
         return 2
 
 

@@ -60,3 +60,16 @@ def session_config(threads: int = 0):
     config.intra_op_parallelism_threads = threads
     config.inter_op_parallelism_threads = threads
     return config
+
+
+def die_with_parent() -> None:
+    """Linux's PR_SET_PDEATHSIG through libc: the calling process (a data worker) gets SIGHUP
+    when its parent dies, however it dies. tensorpack does the same only when the python-prctl
+    package is installed (it needs libcap headers to build), else its workers outlive a killed
+    trainer."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGHUP)  # 1 = PR_SET_PDEATHSIG
+

@@ -18,12 +18,13 @@ import numpy as np
 
 from .atomic import write_yaml
 from .errors import EpsResnetError
-from .evaluate import predictor, read_checkpoint, val_batches
+from .evaluate import (check_fits, describe, model_variables, predictor, read_checkpoint,
+                       val_batches)
 from .gate import DISCARDED_AT
 from .models.layouts import (Layout, compress_layout, count_flops, count_parameters, make_layout,
                              structure_of)
 from .runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, SAVED_MODEL, STATS_FILE,
-                        choose_checkpoint, read_stats, run_settings)
+                        choose_checkpoint, lock, read_stats, run_settings)
 from .settings import TrainSettings
 
 #: The agreement the compressed model must reach with the full one on validation images.
@@ -46,19 +47,6 @@ def discard_values(run_dir: str, step: int) -> dict[str, float]:
         raise CompressError(f"{path} has no is_discarded values at or before step {step}")
     entry = entries[-1]
     return {k[: -len("/is_discarded")]: float(v) for k, v in entry.items() if k.endswith("/is_discarded")}
-
-
-def _variable_names(model) -> list[str]:
-    from tensorpack.tfutils.tower import TowerContext
-
-    from .compat import import_tf
-
-    tf = import_tf()
-    with tf.Graph().as_default() as g:
-        inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
-        with TowerContext("", is_training=False):
-            model.build_graph(*inputs)
-        return [v.op.name for v in g.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)]
 
 
 def remap_variables(checkpoint: dict, names: list[str], mapping: dict[str, str]) -> dict:
@@ -87,14 +75,19 @@ def branch_weight_norms(checkpoint: dict, layout: Layout) -> dict[str, float]:
 def compress(run_dir: str, out: str, step: int | None = None, limit: int | None = None,
              log=print) -> dict:
     """Compress the ε-ResNet of ``run_dir`` into ``out``; returns compressed.yaml's content."""
-    from .models.resnet import build_model
-
     settings = run_settings(run_dir).resolved()
     if settings.variant != "epsilon":
         raise CompressError(f"{run_dir} is a {settings.variant} run, not an ε-ResNet: it has no "
                             "gates, so nothing can be discarded")
     path, step = choose_checkpoint(run_dir, step)
     values = discard_values(run_dir, step)
+    with lock(out, "eps-resnet compress"):
+        return _compress(settings, run_dir, out, path, step, values, limit, log)
+
+
+def _compress(settings, run_dir, out, path, step, values, limit, log) -> dict:
+    from .models.resnet import build_model
+
     checkpoint = read_checkpoint(path)
     full = make_layout(settings.family, settings.depth)
     discarded = [b.name for b in full.blocks if values.get(b.name, 0.0) >= DISCARDED_AT]
@@ -105,9 +98,11 @@ def compress(run_dir: str, out: str, step: int | None = None, limit: int | None 
     from tensorpack.tfutils.sessinit import DictRestore
 
     gated = [f"{b.name}/is_discarded" for b in full.blocks]
-    full_pred = predictor(build_model(settings, full), DictRestore(checkpoint), ["logits"] + gated)
+    full_model = build_model(settings, full)
+    check_fits(full_model, checkpoint, path, f"{run_dir} ({describe(settings)})")
+    full_pred = predictor(full_model, DictRestore(checkpoint), ["logits"] + gated)
     small_model = build_model(settings, small)
-    small_values = remap_variables(checkpoint, _variable_names(small_model), mapping)
+    small_values = remap_variables(checkpoint, list(model_variables(small_model)), mapping)
     small_pred = predictor(small_model, DictRestore(small_values), ["logits"])
 
     closed = {b: [] for b in discarded}

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 
 from .atomic import read_yaml, write_text
 from .errors import EpsResnetError
 from .models.layouts import Layout, layout_from_structure, make_layout
-from .runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, EVAL_FILE, choose_checkpoint,
+from .runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, EVAL_FILE, choose_checkpoint, lock,
                         run_settings)
 from .settings import TrainSettings
 
@@ -33,6 +34,45 @@ def read_checkpoint(path: str) -> dict:
     except Exception as e:  # noqa: BLE001 (TensorFlow raises many types for a damaged file)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EvaluateError(f"checkpoint {path} cannot be read ({first}); it may be corrupted") from None
+
+
+def model_variables(model) -> dict[str, tuple]:
+    """{name: shape} of every variable the model's inference graph restores."""
+    from tensorpack.tfutils.tower import TowerContext
+
+    from .compat import import_tf
+
+    tf = import_tf()
+    with tf.Graph().as_default() as g:
+        inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
+        with TowerContext("", is_training=False):
+            model.build_graph(*inputs)
+        return {v.op.name: tuple(v.shape.as_list())
+                for v in g.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)}
+
+
+def check_fits(model, checkpoint: dict, path: str, what: str) -> None:
+    """Refuse a checkpoint that does not hold exactly the model's network: every variable of the
+    model present with its shape, and no residual block of the checkpoint left unused. (A
+    partial restore would run a partly random network and report a wrong error.)"""
+    wanted = model_variables(model)
+    missing = [n for n in wanted if n not in checkpoint]
+    shapes = [f"{n} {tuple(checkpoint[n].shape)} vs {wanted[n]}" for n in wanted
+              if n in checkpoint and tuple(checkpoint[n].shape) != wanted[n]]
+    blocks = {b for b in (re.match(r"(res\d+\.\d+)/", n) for n in wanted) if b}
+    blocks = {b.group(1) for b in blocks}
+    unused = sorted({m.group(1) for m in (re.match(r"(res\d+\.\d+)/", n) for n in checkpoint)
+                     if m and m.group(1) not in blocks})
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} variable(s) missing (e.g. {missing[0]})")
+    if shapes:
+        problems.append(f"{len(shapes)} of another shape (e.g. {shapes[0]})")
+    if unused:
+        problems.append(f"blocks {', '.join(unused[:4])}{' ...' if len(unused) > 4 else ''} unused")
+    if problems:
+        raise EvaluateError(f"checkpoint {path} does not fit the network of {what}: "
+                            f"{'; '.join(problems)}; expected the checkpoint that run trained")
 
 
 def predictor(model, session_init, outputs):
@@ -83,17 +123,25 @@ def evaluate(model_dir: str, data_dir: str | None = None, dataset: str | None = 
              out: str | None = None, limit: int | None = None, log=print) -> dict:
     """Top-1 (and top-5 with more than 10 classes) validation error of a run folder's newest
     checkpoint or of a compressed model folder; written to ``out`` (default MODEL_DIR/eval.json)."""
-    from tensorpack.tfutils.sessinit import DictRestore
-
-    from .models.resnet import build_model
-
     settings, layout, ckpt, kind = model_folder(model_dir)
     if dataset and dataset != settings.dataset:
         raise EvaluateError(f"--dataset {dataset} differs from the model's dataset {settings.dataset}")
     if data_dir:
         settings.data_dir = data_dir
     settings = settings.resolved()
-    pred = predictor(build_model(settings, layout), DictRestore(read_checkpoint(ckpt)), ["logits"])
+    out = out or os.path.join(model_dir, EVAL_FILE)
+    with lock(os.path.dirname(os.path.abspath(out)), "eps-resnet evaluate"):
+        return _evaluate(model_dir, settings, layout, ckpt, kind, out, limit, log)
+
+
+def _evaluate(model_dir, settings, layout, ckpt, kind, out, limit, log) -> dict:
+    from tensorpack.tfutils.sessinit import DictRestore
+
+    from .models.resnet import build_model
+
+    model, values = build_model(settings, layout), read_checkpoint(ckpt)
+    check_fits(model, values, ckpt, f"{model_dir} ({describe(settings)})")
+    pred = predictor(model, DictRestore(values), ["logits"])
     top1 = top5 = n = 0
     for x, y in val_batches(settings, limit):
         logits = pred(x, y)[0]
@@ -105,7 +153,10 @@ def evaluate(model_dir: str, data_dir: str | None = None, dataset: str | None = 
               "dataset": settings.dataset, "images": n, "val_error": top1 / n if n else None}
     if settings.classes > 10:
         result["val_error_top5"] = top5 / n if n else None
-    out = out or os.path.join(model_dir, EVAL_FILE)
     write_text(out, json.dumps(result, indent=1))
     log(f"{model_dir} ({kind}): val_error {result['val_error']:.4f} on {n} images -> {out}")
     return result
+
+
+def describe(s: TrainSettings) -> str:
+    return f"{s.family} family, depth {s.depth}, {s.variant}, {s.classes} classes, from its settings"

@@ -157,7 +157,7 @@ def read_log(paths, anomalies: Anomalies):
     return records
 
 
-def _log_files(run_dir: str) -> list[str]:
+def log_files(run_dir: str) -> list[str]:
     """log.log and the logs of earlier attempts (log.log.<time>), oldest first."""
     older = sorted(glob.glob(os.path.join(run_dir, f"{LOG_FILE}.*")))
     current = os.path.join(run_dir, LOG_FILE)
@@ -192,7 +192,7 @@ def parse_run(run_dir: str, experiment: str | None = None) -> pd.DataFrame:
         raise ParseError(f"{run_dir} is not a folder; expected a run folder with stats.json or log.log")
     anomalies = Anomalies()
     stats_path = os.path.join(run_dir, STATS_FILE)
-    logs = _log_files(run_dir)
+    logs = log_files(run_dir)
     records = []
     try:
         if os.path.exists(stats_path):

@@ -9,9 +9,13 @@ network) and, for ε-ResNets, ``compressed/`` (``compressed.yaml``, ``model``, `
 """
 from __future__ import annotations
 
+import fcntl
+import glob
 import json
 import os
 import re
+import time
+from contextlib import contextmanager
 
 from .atomic import read_yaml, write_text, write_yaml
 from .errors import EpsResnetError
@@ -27,6 +31,7 @@ EVAL_FILE = "eval.json"
 COMPRESSED_DIR = "compressed"
 COMPRESSED_FILE = "compressed.yaml"
 SAVED_MODEL = "saved_model"
+LOCK_FILE = ".lock"
 
 
 class RunFolderError(EpsResnetError):
@@ -74,18 +79,57 @@ def check_same_run(settings: TrainSettings) -> None:
                             "expected a new folder or the same settings to resume")
 
 
+# -- one process per folder ------------------------------------------------------------------
+@contextmanager
+def lock(folder: str, command: str):
+    """Hold ``folder`` for this process (created if needed) while the block runs.
+
+    An advisory lock on ``folder/.lock``: the OS releases it when the process ends, however it
+    ends, so a killed run never leaves a stale lock. A second holder is refused at once with a
+    message naming the process that has it."""
+    created = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_FILE)
+    f = open(path, "a+")
+    ok = False
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunFolderError(f"{folder} is in use by {holder}; wait for it to finish or stop "
+                                 "it (one process writes into a folder at a time)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} ({command}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        f.flush()
+        yield
+        ok = True
+    finally:
+        if not ok and created and os.listdir(folder) == [LOCK_FILE]:
+            os.unlink(path)  # a command that failed leaves no folder it made behind
+            os.rmdir(folder)
+        f.close()  # releases the lock
+
+
 # -- checkpoints -------------------------------------------------------------------------------
+def _index_path(out: str) -> str | None:
+    """The checkpoint the folder's index names, or None when the index is missing or damaged."""
+    index = os.path.join(out, CHECKPOINT_INDEX)
+    try:
+        with open(index, "rb") as f:
+            text = f.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r'^model_checkpoint_path:\s*"(.+)"', text, re.M)
+    return (m.group(1) if os.path.isabs(m.group(1)) else os.path.join(out, m.group(1))) if m else None
+
+
 def latest_checkpoint(out: str) -> tuple[str, int] | None:
     """(path, global step) of the newest checkpoint named by the folder's index."""
-    index = os.path.join(out, CHECKPOINT_INDEX)
-    if not os.path.exists(index):
-        return None
-    with open(index) as f:
-        m = re.search(r'^model_checkpoint_path:\s*"(.+)"', f.read(), re.M)
-    if not m:
-        return None
-    path = m.group(1) if os.path.isabs(m.group(1)) else os.path.join(out, m.group(1))
-    step = re.search(r"-(\d+)$", path)
+    path = _index_path(out)
+    step = re.search(r"-(\d+)$", path) if path else None
     if not step or not os.path.exists(path + ".index"):
         return None
     return path, int(step.group(1))
@@ -116,22 +160,134 @@ def choose_checkpoint(run_dir: str, step: int | None) -> tuple[str, int]:
     return found[step], step
 
 
+def checkpoint_problem(path: str) -> str | None:
+    """Why the checkpoint at ``path`` (``.../model-<step>``) cannot be restored, or None when
+    every tensor in it reads back (TensorFlow checks each one's size and checksum)."""
+    if not os.path.exists(path + ".index"):
+        return "its .index file is missing"
+    if not glob.glob(glob.escape(path) + ".data-*"):
+        return "its .data file is missing"
+    from .compat import import_tf
+
+    tf = import_tf()
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # noqa: BLE001 (TensorFlow raises many types for a damaged file)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"it does not read back ({first[:160]})"
+    return None
+
+
+def _checkpoint_steps(out: str) -> dict[int, list[str]]:
+    """{step: [file names]} of every ``model-<step>.*`` file in the folder, complete or not."""
+    found: dict[int, list[str]] = {}
+    for name in os.listdir(out):
+        m = re.fullmatch(rf"{CHECKPOINT_PREFIX}-(\d+)\.(index|data-\d+-of-\d+|meta)", name)
+        if m:
+            found.setdefault(int(m.group(1)), []).append(name)
+    return found
+
+
+def resume_point(out: str, warn=print) -> tuple[str, int] | None:
+    """The newest checkpoint of a run folder that restores, as (path, step), repairing the
+    folder on the way: newer checkpoints that lack a file or do not read back are set aside
+    (renamed ``*.damaged-<time>``, never deleted), and a missing or damaged ``checkpoint``
+    index is rewritten from the model files present. None for a folder without checkpoint
+    files; a folder whose checkpoint files all fail is refused (nothing is renamed then)."""
+    if not os.path.isdir(out):
+        return None
+    steps = _checkpoint_steps(out)
+    named = _index_path(out)
+    index_exists = os.path.exists(os.path.join(out, CHECKPOINT_INDEX))
+    if not steps:
+        if index_exists:
+            raise RunFolderError(f"{out} has a {CHECKPOINT_INDEX} index but no {CHECKPOINT_PREFIX}-"
+                                 "<step> files; expected the run's checkpoints, or a new --out")
+        return None
+    problems = {}
+    for step in sorted(steps, reverse=True):
+        path = os.path.join(out, f"{CHECKPOINT_PREFIX}-{step}")
+        problem = checkpoint_problem(path)
+        if problem is None:
+            break
+        problems[step] = problem
+    else:
+        detail = "; ".join(f"{CHECKPOINT_PREFIX}-{s}: {p}" for s, p in problems.items())
+        raise RunFolderError(f"{out} holds checkpoint files but none restores ({detail}); move "
+                             "them away to start over, or use a new --out")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for bad, problem in problems.items():
+        for name in steps[bad]:
+            os.replace(os.path.join(out, name), os.path.join(out, f"{name}.damaged-{stamp}"))
+        warn(f"{out}: set aside {CHECKPOINT_PREFIX}-{bad} ({problem}); resuming from "
+             f"{CHECKPOINT_PREFIX}-{step}")
+    if named != path:
+        if index_exists and not problems:
+            warn(f"{out}: the {CHECKPOINT_INDEX} index is damaged or out of date; rebuilt from "
+                 f"the model files ({CHECKPOINT_PREFIX}-{step})")
+        elif not index_exists:
+            warn(f"{out}: the {CHECKPOINT_INDEX} index is missing; rebuilt from the model files "
+                 f"({CHECKPOINT_PREFIX}-{step})")
+        write_index(out, [s for s in sorted(steps) if s not in problems])
+    return path, step
+
+
+def write_index(out: str, steps: list[int]) -> None:
+    """The ``checkpoint`` index TensorFlow's Saver keeps, naming ``steps`` (newest last)."""
+    names = [f"{CHECKPOINT_PREFIX}-{s}" for s in steps]
+    lines = [f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{n}"' for n in names]
+    write_text(os.path.join(out, CHECKPOINT_INDEX), "\n".join(lines) + "\n")
+
+
 # -- stats.json --------------------------------------------------------------------------------
 def read_stats(run_dir: str) -> list[dict]:
     """tensorpack's per-epoch metrics of a run folder ([] before the first epoch ends)."""
-    path = os.path.join(run_dir, STATS_FILE)
+    return load_stats(os.path.join(run_dir, STATS_FILE))
+
+
+def load_stats(path: str) -> list[dict]:
+    """A tensorpack stats.json ([] when it does not exist); one-line error when unreadable."""
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, "rb") as f:
+            stats = json.loads(f.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RunFolderError(f"{path} is not valid JSON ({str(e).splitlines()[0][:120]}); expected "
+                             "tensorpack's list of per-epoch metrics") from None
+    if not isinstance(stats, list):
+        raise RunFolderError(f"{path} holds a {type(stats).__name__}; expected tensorpack's list of "
+                             "per-epoch metrics")
+    return stats
+
+
+def repair_stats(out: str, warn=print) -> None:
+    """Set an unreadable stats.json aside (renamed, never deleted) and rebuild it from the run's
+    log files, which print every epoch's metrics too."""
+    try:
+        read_stats(out)
+        return
+    except RunFolderError as e:
+        problem = str(e)
+    from .parse import Anomalies, log_files, read_log
+
+    path = os.path.join(out, STATS_FILE)
+    aside = f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(path, aside)
+    entries: dict[tuple[int, int], dict] = {}
+    for epoch, step, name, value in read_log(log_files(out), Anomalies()):
+        entry = entries.setdefault((epoch, step), {"epoch_num": epoch, "global_step": step})
+        entry[name] = float(value)
+    write_text(path, json.dumps(list(entries.values())))
+    warn(f"{problem.split(';')[0]}: set aside as {os.path.basename(aside)}; rebuilt "
+         f"{len(entries)} epoch(s) from the log")
 
 
 def stat_history(stats_file: str, name: str, before_epoch: int) -> list[float]:
     """Per-epoch values of ``name`` in a tensorpack stats.json, for epochs < ``before_epoch``."""
-    if not os.path.exists(stats_file):
-        return []
-    with open(stats_file) as f:
-        stats = json.load(f)
+    stats = load_stats(stats_file)
     return [float(s[name]) for s in stats
             if name in s and "epoch_num" in s and s["epoch_num"] < before_epoch]
 

@@ -55,6 +55,7 @@ class TrainSettings:
     data_workers: int | None = None
     threads: int = 0  # TensorFlow intra/inter-op threads; 0 lets TensorFlow use every core
     precision: str = "fp32"
+    deterministic: bool = True  # TensorFlow's deterministic ops (the data order always is)
 
     def resolved(self) -> "TrainSettings":
         """A validated copy with every default filled in (except ``gpus`` and
@@ -160,7 +161,10 @@ class TrainSettings:
             value = getattr(self, f.name)
             if f.name in exclude or value is None or value == f.default:
                 continue
-            args += [flag_of(f.name), str(value)]
+            if isinstance(value, bool):
+                args.append(flag_of(f.name) if value else "--no-" + flag_of(f.name)[2:])
+            else:
+                args += [flag_of(f.name), str(value)]
         return args
 
     def identity(self) -> dict:

@@ -10,12 +10,13 @@ import platform
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .compat import session_config
 from .data import get_dataflow
-from .runfolder import (check_same_run, latest_checkpoint, load_run_file, truncate_stats,
-                        write_run_file)
+from .runfolder import (check_same_run, load_run_file, lock, repair_stats, resume_point,
+                        truncate_stats, write_run_file)
 from .settings import SettingsError, TrainSettings, check_gpu_split
 
 CHECKPOINTS_KEPT = 10
@@ -42,9 +43,11 @@ def visible_gpu_count() -> int:
 
 
 def plan(settings: TrainSettings) -> Plan:
-    """Validate everything that can be checked without building a graph, and decide where the
-    run starts. Raises SettingsError with a one-line message."""
+    """Validate everything that can be checked without building a graph or writing a file.
+    Raises SettingsError (or DataError) with a one-line message; where the run starts is
+    decided by :func:`resume` once the run folder is held."""
     s = settings.resolved()
+    check_out(s.out)
     check_same_run(s)
     available = visible_gpu_count()
     if s.gpus is None:
@@ -57,11 +60,56 @@ def plan(settings: TrainSettings) -> Plan:
     towers = max(1, s.gpus)
     train_flow = get_dataflow(s, "train", s.batch // towers)
     steps = s.steps_per_epoch or max(1, len(train_flow) // towers)
-    found = latest_checkpoint(s.out)
-    if found is None:
-        return Plan(s, steps, 1, None, train_flow)
-    path, step = found
-    return Plan(s, steps, step // steps + 1, path, train_flow)
+    return Plan(s, steps, 1, None, train_flow)
+
+
+@contextmanager
+def seeded(seed: int, deterministic: bool):
+    """Seed Python's, numpy's and the default graph's random numbers, and switch TensorFlow's
+    deterministic ops on or off for the block (the switch is process-wide: it is put back
+    after). The data needs none of this: its batches are functions of (seed, batch index),
+    see eps_resnet.data.ordered."""
+    import random
+
+    import numpy as np
+    from tensorflow.python.framework import config
+
+    from .compat import import_tf
+
+    random.seed(seed)
+    np.random.seed(seed)
+    import_tf().set_random_seed(seed)
+    before = config.is_op_determinism_enabled()
+    (config.enable_op_determinism if deterministic else config.disable_op_determinism)()
+    try:
+        yield
+    finally:
+        (config.enable_op_determinism if before else config.disable_op_determinism)()
+
+
+def check_out(out: str) -> None:
+    """A run folder can be made (or is one) at ``out``."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SettingsError(f"--out {out} is a file; expected a folder (new, or a run to resume)")
+    parent = out
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise SettingsError(f"--out {out} is inside {parent}, which is a file; expected a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SettingsError(f"--out {out}: {parent} is not writable by this user")
+
+
+def resume(p: Plan, warn=print) -> Plan:
+    """Where the held run folder resumes: its newest checkpoint that restores (damaged newer
+    ones are set aside, a damaged index is rebuilt; see runfolder.resume_point); stats.json
+    is repaired from the log if unreadable."""
+    found = resume_point(p.settings.out, warn)
+    repair_stats(p.settings.out, warn)
+    if found is not None:
+        p.checkpoint, step = found
+        p.start_epoch = step // p.steps_per_epoch + 1
+    return p
 
 
 def _git_commit() -> str | None:
@@ -138,6 +186,15 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
 
     ``extra_callbacks`` (tensorpack callbacks) are added to the run's, e.g. by benchmarks."""
     p = plan(settings)
+    with lock(p.settings.out, "eps-resnet train"):
+        return _train(resume(p, warn=_warn), log, extra_callbacks)
+
+
+def _warn(message: str) -> None:
+    print(f"eps-resnet train: warning: {message}", file=sys.stderr)
+
+
+def _train(p: Plan, log, extra_callbacks) -> Plan:
     s = p.settings
     if p.finished:
         log(f"{s.out}: already finished ({s.epochs} epochs, checkpoint {p.checkpoint}); nothing to do")
@@ -146,17 +203,16 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
     from .compat import import_tf
 
     tf = import_tf()
-    from tensorpack import (DEFAULT_MONITORS, EstimatedTimeLeft, InferenceRunner, QueueInput,
-                            SimpleTrainer, SyncMultiGPUTrainerReplicated, TrainConfig,
-                            launch_train_with_config)
+    from tensorpack import (DEFAULT_MONITORS, EstimatedTimeLeft, InferenceRunner, SimpleTrainer,
+                            SyncMultiGPUTrainerReplicated, TrainConfig, launch_train_with_config)
     from tensorpack.tfutils.sesscreate import NewSessionCreator
     from tensorpack.tfutils.sessinit import SaverRestore
     from tensorpack.utils import logger
 
-    from .callbacks import CheckpointAfterStats, EpochScheduleSetter, LearningRateSetter
+    from .callbacks import (CheckpointAfterStats, EpochScheduleSetter, LearningRateSetter,
+                            OrderedQueueInput)
     from .models.resnet import build_model
 
-    os.makedirs(s.out, exist_ok=True)
     data_format = "NCHW" if s.gpus else "NHWC"
     previous = load_run_file(s.out) or {}
     started = previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -166,9 +222,12 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
     if p.checkpoint:
         logger.info(f"Resuming from {p.checkpoint} at epoch {p.start_epoch} of {s.epochs}")
 
-    with tf.Graph().as_default():  # a fresh graph: train() may run several times in a process
-        tf.set_random_seed(s.seed)
+    # a fresh graph: train() may run several times in a process
+    with tf.Graph().as_default(), seeded(s.seed, s.deterministic):
         towers = max(1, s.gpus)
+        # every tower takes one batch per step: a resumed run continues with the batch an
+        # uninterrupted run would take next
+        p.train_flow.start_at((p.start_epoch - 1) * p.steps_per_epoch * towers)
         model = build_model(s, data_format=data_format)
         callbacks = [
             InferenceRunner(get_dataflow(s, "val", s.batch // towers), inferencers(model)),
@@ -181,7 +240,7 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
             callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
         config = TrainConfig(
             model=model,
-            data=QueueInput(p.train_flow),
+            data=OrderedQueueInput(p.train_flow),
             callbacks=callbacks,
             monitors=DEFAULT_MONITORS() + [CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT,
                                                                 checkpoint_dir=s.out)],
@@ -192,7 +251,15 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
             session_creator=NewSessionCreator(config=session_config(s.threads)),
         )
         trainer = SyncMultiGPUTrainerReplicated(s.gpus) if s.gpus > 1 else SimpleTrainer()
-        launch_train_with_config(config, trainer)
+        try:
+            launch_train_with_config(config, trainer)
+        except BaseException as e:
+            # run.yaml must not keep saying "running" after the process is gone
+            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            record = _run_record(p, data_format, status, started)
+            record["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            write_run_file(s.out, record)
+            raise
     write_run_file(s.out, _run_record(p, data_format, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")
     return p

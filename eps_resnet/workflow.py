@@ -8,9 +8,12 @@ folder is called, and the `eps-resnet train` flags of each. A run's settings are
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
+
+import yaml
 
 from .data import DATASETS
 from .errors import EpsResnetError
@@ -30,8 +33,55 @@ KEY_OF_FIELD = {**{v: k for k, v in SETTINGS_KEYS.items()}, "depth": "depths",
                 "data_workers": "resources.train.data_workers"}
 
 
+#: The workflow's config schema (types, ranges and the workflow-wide defaults).
+SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflow",
+                      "schemas", "config.schema.yaml")
+
+
 class WorkflowConfigError(EpsResnetError):
-    """A configuration that the schema accepts but that cannot work; names the key."""
+    """A configuration that cannot work; the message names the file or key."""
+
+
+def load_config(path: str) -> dict:
+    """A config file; a YAML syntax error names the file, line and column."""
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+        raise WorkflowConfigError(f"{where}: {e.problem or e.context}; expected YAML "
+                                  "(see config/README.md)") from None
+    except OSError as e:
+        raise WorkflowConfigError(f"{path}: {e.strerror}") from None
+    if not isinstance(config, dict):
+        raise WorkflowConfigError(f"{path}: expected a mapping of config keys, got "
+                                  f"{type(config).__name__}")
+    return config
+
+
+def validate_config(config: dict, schema_path: str = SCHEMA) -> dict:
+    """Check ``config`` against the schema and fill in the schema's defaults (in place). The
+    first problem becomes one line naming the key (``experiments.cifar10.depths: ...``)."""
+    import jsonschema
+
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    base = jsonschema.validators.validator_for(schema)
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = sub["default"]
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    validator = jsonschema.validators.extend(base, {"properties": properties_with_defaults})(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "config"
+        raise WorkflowConfigError(f"{key}: {error.message}")
+    return config
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """The Snakemake workflow: dry runs of the paper's config, config errors, and a tiny demo run
 end to end (real training, compression, parsing, figures and summary)."""
 import os
+import subprocess
 
 import pytest
 
-from helpers import ROOT, job_counts, load, snakemake, write
+from helpers import BIN, ROOT, job_counts, load, snakemake, write
 
 
 def test_dry_run_of_the_paper_experiments(tmp_path):
@@ -102,3 +103,61 @@ def test_tiny_demo_end_to_end(tmp_path):
                                     "summary": 1, "all": 1}
     assert "digits_imagenet-" not in r.stdout.split("Job stats:")[0].replace(
         "digits_imagenet-val-error.png, figures", "")  # no figure of the other experiment
+
+
+def test_a_run_needing_more_gpus_than_allowed_stops_before_training(tmp_path):
+    config = load("experiments.yaml")
+    config["datasets"]["imagenet"]["path"] = str(tmp_path / "ILSVRC2012")
+    r = snakemake("figures/imagenet-val-error.png", "-n", "--cores", "8", "--resources", "gpu=2",
+                  "--directory", tmp_path, "--configfile", write(tmp_path, config))
+    assert r.returncode != 0
+    assert ("experiments.imagenet.gpus: imagenet-d101-standard needs 4 GPUs but "
+            "--resources gpu=2 allows 2") in r.stdout + r.stderr
+    r = snakemake("figures/imagenet-val-error.png", "-n", "--cores", "8", "--resources", "gpu=4",
+                  "--directory", tmp_path, "--configfile", write(tmp_path, config))
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_all_without_an_imagenet_path(tmp_path):
+    r = snakemake("-n", "--directory", tmp_path, "--configfile",
+                  os.path.join(ROOT, "config", "experiments.yaml"))
+    assert r.returncode == 0
+    assert (r.stdout + r.stderr).count("`all` leaves out imagenet: set datasets.imagenet.path") == 1
+    config = load("experiments.yaml")
+    config["experiments"] = {"imagenet": config["experiments"]["imagenet"]}
+    r = snakemake("-n", "--directory", tmp_path, "--configfile", write(tmp_path, config))
+    assert r.returncode != 0
+    assert "no experiment can run: imagenet need(s) datasets.imagenet.path" in r.stdout + r.stderr
+    assert "expected at least one argument" not in r.stdout + r.stderr
+
+
+def test_config_overrides_alone_and_with_a_config_file(tmp_path):
+    r = snakemake("-n", "-p", "--directory", tmp_path, "--config", "results_dir=elsewhere")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "elsewhere/runs/cifar10/cifar10-d110-epsilon-e2.5" in r.stdout
+    r = snakemake("-n", "-p", "--directory", tmp_path, "--configfile",
+                  os.path.join(ROOT, "config", "demo.yaml"), "--config", "results_dir=other")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "other/runs/digits_cifar/" in r.stdout and "cifar10-d110" not in r.stdout
+
+
+def test_a_wrong_config_is_one_line_naming_the_key(tmp_path):
+    config = load("experiments.yaml")
+    config["experiments"]["svhn"]["depths"] = ["deep"]
+    r = snakemake("-n", "--directory", tmp_path, "--configfile", write(tmp_path, config))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "experiments.svhn.depths.0: 'deep' is not of type 'integer'" in out
+    assert "patternProperties" not in out and "$schema" not in out  # no schema dump
+
+
+def test_config_syntax_errors_name_file_and_line(tmp_path):
+    from eps_resnet.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data_dir: data\nexperiments:\n  a: {dataset: cifar10\n  b: 1\n")
+    r = subprocess.run([os.path.join(BIN, "eps-resnet"), "check-config", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"{bad}, line 4, column 4:" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert main(["check-config", os.path.join(ROOT, "config", "demo.yaml")]) == 0

@@ -56,25 +56,28 @@ def dataset_info(name: str) -> DatasetInfo:
 
 def get_dataflow(settings, split: str, batch: int):
     """The dataflow of ``split`` ("train" or "val") in batches of ``batch`` for resolved
-    TrainSettings (with several GPUs, ``batch`` is one GPU's share)."""
-    recipe = settings.recipe
+    TrainSettings (with several GPUs, ``batch`` is one GPU's share): batch ``k`` is a function of
+    (seed, k) alone, delivered in order (:mod:`.ordered`); training batches are computed ahead
+    by ``settings.data_workers`` processes, validation batches in this one."""
+    from .ordered import OrderedBatches
+
+    recipe, seed = settings.recipe, settings.seed
     if settings.dataset == "synthetic":
-        from .synthetic import dataflow
+        from .synthetic import source
 
-        return dataflow(split, batch, settings.image_size, settings.classes, settings.seed,
-                        uint8=recipe.input_format == "rgb8")
-    from .prepare import memory_dataflow, open_prepared
+        src = source(split, batch, settings.image_size, settings.classes, seed,
+                     uint8=recipe.input_format == "rgb8")
+    else:
+        from .prepare import memory_source, open_prepared
 
-    meta = open_prepared(settings.data_dir, settings.dataset)
-    if recipe.augmentation == "imagenet":
-        from .imagenet import dataflow
+        meta = open_prepared(settings.data_dir, settings.dataset)
+        if recipe.augmentation == "imagenet":
+            from .imagenet import dataflow
 
-        return dataflow(settings.data_dir, meta, split, batch, settings.data_workers,
-                        settings.image_size)
-    df = memory_dataflow(settings.data_dir, split, batch, recipe.augmentation)
-    if split == "train":
-        # Augment in other processes, so that TensorFlow's feed never waits for numpy.
-        from tensorpack.dataflow import MultiProcessRunnerZMQ
-
-        df = MultiProcessRunnerZMQ(df, settings.data_workers)
-    return df
+            return dataflow(settings.data_dir, meta, split, batch, settings.data_workers,
+                            settings.image_size, seed)
+        else:
+            src = memory_source(settings.data_dir, split, batch, recipe.augmentation, seed)
+    # Synthetic batches are ready-made arrays: worker processes would only add copies.
+    workers = settings.data_workers if split == "train" and settings.dataset != "synthetic" else 0
+    return OrderedBatches(src, workers)

@@ -187,41 +187,85 @@ def augmentors(train: bool, size: int = 224):
     ]
 
 
-def dataflow(data_dir: str, meta: dict, split: str, batch: int, workers: int, size: int = 224):
-    """Batches of (uint8 RGB images N x size x size x 3, int32 labels)."""
-    import cv2
-    from tensorpack.dataflow import (BatchData, DataFromList, LMDBSerializer, LocallyShuffleData,
-                                     MultiProcessMapDataZMQ, imgaug)
+def _reseed(aug, rng: np.random.RandomState) -> None:
+    """Make an augmentor (and the augmentors inside it) draw from ``rng``."""
+    aug.rng = rng
+    children = list(getattr(aug, "augmentors", [])) + list(getattr(aug, "aug_lists", []))
+    if getattr(aug, "aug", None) is not None:
+        children.append(aug.aug)
+    for child in children:
+        _reseed(child, rng)
 
-    train = split == "train"
-    aug = imgaug.AugmentorList(augmentors(train, size))
-    lmdb_path = os.path.join(data_dir, f"{split}.lmdb")
-    use_lmdb = meta.get("lmdb") and os.path.exists(lmdb_path)
 
-    def decode(dp):
-        data, label = dp
-        if use_lmdb:
+class ImageNetBatches:
+    """A batch source (:mod:`.ordered`) of (uint8 RGB images N x size x size x 3, int32 labels):
+    images read by index from the folder (or from the LMDB file by key), training batches in a
+    permutation per pass seeded by (seed, pass), each image augmented with an RNG seeded by
+    (seed, batch index, position)."""
+
+    def __init__(self, data_dir: str, meta: dict, split: str, batch: int, size: int = 224,
+                 seed: int = 0):
+        from tensorpack.dataflow import imgaug
+
+        self.train = split == "train"
+        self.batch_size, self.seed = int(batch), seed
+        self.aug = imgaug.AugmentorList(augmentors(self.train, size))
+        self.lmdb_path = os.path.join(data_dir, f"{split}.lmdb")
+        self.use_lmdb = bool(meta.get("lmdb")) and os.path.exists(self.lmdb_path)
+        self.items = [(os.path.join(meta["source"], rel), label)
+                      for rel, label in read_index(data_dir, split)]
+        self._env, self._pid = None, None
+
+    def __len__(self):
+        n = len(self.items)
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
+
+    def _read(self, i: int):
+        import cv2
+
+        if self.use_lmdb:
+            import lmdb
+            from tensorpack.utils.serialize import loads
+
+            if self._pid != os.getpid():  # an LMDB environment must not cross a fork
+                self._env = lmdb.open(self.lmdb_path, readonly=True, lock=False, readahead=False,
+                                      subdir=os.path.isdir(self.lmdb_path), max_readers=64)
+                self._pid = os.getpid()
+            with self._env.begin() as txn:
+                data, label = loads(txn.get(f"{i:08}".encode("ascii")))
             img = cv2.imdecode(np.asarray(data, np.uint8), cv2.IMREAD_COLOR)
         else:
-            img = cv2.imread(data, cv2.IMREAD_COLOR)
+            path, label = self.items[i]
+            img = cv2.imread(path, cv2.IMREAD_COLOR)
         if img is None:
-            raise DataError(f"cannot decode an image of {split} ({data if not use_lmdb else 'lmdb'})")
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        return [aug.augment(img), np.int32(label)]
+            raise DataError(f"cannot decode image {i} of {self.lmdb_path if self.use_lmdb else path}")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), label
 
-    if use_lmdb:
-        df = LMDBSerializer.load(lmdb_path, shuffle=False)
-        if train:
-            df = LocallyShuffleData(df, 10000)
-    else:
-        root = meta["source"]
-        items = [(os.path.join(root, rel), label) for rel, label in read_index(data_dir, split)]
-        df = DataFromList(items, shuffle=train)
-    # Training streams forever (epochs are counted in steps); validation maps every image
-    # exactly once per pass (strict), with a buffer no larger than the split.
-    buffer = max(64, 2 * batch) if train else max(1, min(max(64, 2 * batch), len(df)))
-    df = MultiProcessMapDataZMQ(df, max(1, workers), decode, buffer_size=buffer, strict=not train)
-    return BatchData(df, batch, remainder=not train)
+    def batch(self, k: int) -> list:
+        from .ordered import AUGMENTATION, pass_order, rng_for
+
+        if self.train:
+            idx = pass_order(self.seed, len(self.items), self.batch_size, k)
+        else:
+            j = k % len(self)
+            idx = range(j * self.batch_size, min((j + 1) * self.batch_size, len(self.items)))
+        images, labels = [], []
+        for pos, i in enumerate(idx):
+            img, label = self._read(int(i))
+            _reseed(self.aug, rng_for(self.seed, AUGMENTATION, k, pos))
+            images.append(self.aug.augment(img))
+            labels.append(label)
+        return [np.stack(images), np.asarray(labels, np.int32)]
+
+
+def dataflow(data_dir: str, meta: dict, split: str, batch: int, workers: int, size: int = 224,
+             seed: int = 0):
+    """:class:`ImageNetBatches` as a tensorpack DataFlow (training batches computed ahead by
+    ``workers`` processes, delivered in order)."""
+    from .ordered import OrderedBatches
+
+    return OrderedBatches(ImageNetBatches(data_dir, meta, split, batch, size, seed),
+                          workers if split == "train" else 0)
 
 
 def write_index(folder: str, split: str, items) -> None:

@@ -135,9 +135,9 @@ def open_prepared(data_dir: str | None, dataset: str) -> dict:
     return info
 
 
-def memory_dataflow(data_dir: str, split: str, batch: int, augmentation: str = "none"):
-    """An in-memory dataset's batches; training batches go through ``augmentation`` (a name of
-    :data:`eps_resnet.recipe.AUGMENTATIONS`, from the run's recipe)."""
+def memory_source(data_dir: str, split: str, batch: int, augmentation: str = "none", seed: int = 0):
+    """An in-memory dataset's batch source (:mod:`.ordered`); training batches go through
+    ``augmentation`` (a name of :data:`eps_resnet.recipe.AUGMENTATIONS`, from the run's recipe)."""
     from . import augment
     from .arrays import ArrayBatches
 
@@ -146,4 +146,12 @@ def memory_dataflow(data_dir: str, split: str, batch: int, augmentation: str = "
     mean = np.load(os.path.join(data_dir, "mean.npy"))
     train = split == "train"
     aug = augment.PIPELINES[augmentation] if train else None
-    return ArrayBatches(images, labels, batch, shuffle=train, augment=aug, mean=mean)
+    return ArrayBatches(images, labels, batch, shuffle=train, augment=aug, mean=mean, seed=seed)
+
+
+def memory_dataflow(data_dir: str, split: str, batch: int, augmentation: str = "none",
+                    seed: int = 0, workers: int = 0):
+    """:func:`memory_source` as a tensorpack DataFlow delivering batches in order."""
+    from .ordered import OrderedBatches
+
+    return OrderedBatches(memory_source(data_dir, split, batch, augmentation, seed), workers)

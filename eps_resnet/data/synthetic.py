@@ -24,12 +24,12 @@ def make_images(n: int, image_size: int, classes: int, seed: int):
     return protos[labels] + noise, labels
 
 
-def dataflow(split: str, batch: int, image_size: int, classes: int, seed: int = 0,
-             uint8: bool = False):
+def source(split: str, batch: int, image_size: int, classes: int, seed: int = 0,
+           uint8: bool = False) -> ArrayBatches:
     """Batches of generated images; ``uint8``: RGB in [0, 255] as ImageNet-family models take."""
     train = split == "train"
     n = min(TRAIN_IMAGES if train else VAL_IMAGES, MAX_FLOATS // (3 * image_size ** 2))
     images, labels = make_images(max(n, batch), image_size, classes, seed + (0 if train else 1))
     if uint8:
         images = np.clip(images + 128, 0, 255).astype(np.uint8)
-    return ArrayBatches(images, labels, batch, shuffle=train)
+    return ArrayBatches(images, labels, batch, shuffle=train, seed=seed)

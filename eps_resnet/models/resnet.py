@@ -98,6 +98,20 @@ def _classifier(name_scope: str, features, label, num_classes: int, top5: bool, 
     return logits, xent
 
 
+def _checkpoint_moving_averages() -> None:
+    """Make the moving averages of the monitored summaries part of the checkpoints.
+
+    tensorpack creates them as local variables, which checkpoints leave out: a resumed run would
+    restart them from zero, and the adaptive learning rate, which reads the average of
+    discarded_cnt, would follow another history than the uninterrupted run. As global variables
+    they are saved with every checkpoint and restored on resume."""
+    graph = tf.get_default_graph()
+    local = graph.get_collection_ref(tf.GraphKeys.LOCAL_VARIABLES)
+    for var in [v for v in local if v.op.name.startswith("EMA/")]:
+        local.remove(var)
+        graph.add_to_collection(tf.GraphKeys.GLOBAL_VARIABLES, var)
+
+
 class ResNetModel(ModelDesc):
     """Pre-activation ResNet of any layout, in the ``standard``, ``side`` or ``epsilon`` variant."""
 
@@ -193,6 +207,7 @@ class ResNetModel(ModelDesc):
             # Moving averages (decay 0.95, kept by tensorpack in the main training tower only):
             # the per-block values are what compression and the per-group figures read.
             add_moving_summary(cnt, ratio, *discarded)
+        _checkpoint_moving_averages()
         return cost
 
     def optimizer(self):

@@ -1,8 +1,7 @@
 # Helpers: config validation, the table of runs, and the input functions of the rules. Names of
 # datasets, figures and run-folder files come from the eps_resnet package.
 import os
-
-from snakemake.utils import validate
+import sys
 
 from eps_resnet.data import PREPARABLE
 from eps_resnet.plots import KINDS as PLOT_KINDS
@@ -13,11 +12,12 @@ from eps_resnet.runfolder import (
     EVAL_FILE,
     run_path,
 )
-from eps_resnet.workflow import RunTable, WorkflowConfigError
+from eps_resnet.workflow import RunTable, WorkflowConfigError, validate_config
 
-validate(config, schema="../schemas/config.schema.yaml")
-
+# One line naming the key for a config that is wrong (snakemake.utils.validate would print the
+# whole schema); the schema's defaults are filled in.
 try:
+    validate_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
     RUNS = RunTable(config)
 except WorkflowConfigError as e:
     raise WorkflowError(str(e))
@@ -50,18 +50,45 @@ def in_runs(experiments, *parts, variant=None):
     ]
 
 
-def all_targets():
-    """Figures of every experiment whose dataset can be had, and the summary."""
+def all_targets(wildcards):
+    """Figures of every experiment whose dataset can be had, and the summary; experiments left
+    out for lack of a dataset path are named once."""
+    available = RUNS.available_experiments()
+    left_out = [e for e in RUNS.runs if e not in available]
+    if not available:
+        raise WorkflowError(
+            f"no experiment can run: {', '.join(left_out)} need(s) datasets.imagenet.path "
+            "in the config (the extracted ILSVRC-2012 folder)"
+        )
+    if left_out:
+        print(
+            f"Note: `all` leaves out {', '.join(left_out)}: set datasets.imagenet.path in the "
+            "config to include it",
+            file=sys.stderr,
+        )
     targets = [os.path.join(RESULTS, "summary.csv")]
-    for exp in RUNS.available_experiments():
+    for exp in available:
         targets += [os.path.join(FIGURES, f"{exp}-{kind}.png") for kind in PLOT_KINDS]
     return targets
 
 
+def gpu_cap():
+    """The --resources gpu=N of this Snakemake run (None: not limited)."""
+    cap = workflow.global_resources.get("gpu")
+    return getattr(cap, "value", cap)
+
+
 def prepared(wildcards):
-    """The prepared-dataset marker a training run needs (fails at once, naming the config key,
-    for a dataset that has no path configured)."""
+    """The prepared-dataset marker a training run needs. Fails at once, naming the config key,
+    for a dataset that has no path configured, and for a run that asks for more GPUs than
+    --resources gpu=N allows (Snakemake would quietly give it fewer, changing its per-GPU batch)."""
     run = RUNS.get(wildcards.experiment, wildcards.run)
+    cap = gpu_cap()
+    if cap is not None and run.gpus > int(cap):
+        raise WorkflowError(
+            f"experiments.{run.experiment}.gpus: {run.name} needs {run.gpus} GPUs but "
+            f"--resources gpu={cap} allows {cap}; raise gpu= or lower the experiment's gpus"
+        )
     return os.path.join(DATA, RUNS.require_dataset(run.dataset), "prepared.yaml")
 
 

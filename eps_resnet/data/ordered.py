@@ -1,0 +1,113 @@
+"""Batches in a fixed order: batch ``k`` of a run is a pure function of (seed, k).
+
+A *batch source* knows how many batches make one pass over its data (``len``) and computes the
+``k``-th batch of the run (``batch(k)``, ``k`` counted from 0 over the whole run): which images
+(a permutation per pass, seeded by (seed, pass)) and how they are augmented (an RNG seeded by
+(seed, k)). :class:`OrderedBatches` feeds such a source to tensorpack: worker processes compute
+batches ahead, the main process delivers them strictly in order. So a run's data does not depend
+on the number of workers, on timing, or on where it was interrupted: a run resumed at step ``s``
+continues with batch ``s`` exactly as an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+from collections import deque
+from typing import Protocol
+
+import numpy as np
+from tensorpack.dataflow import DataFlow
+
+#: Purposes of the per-batch seeds, so that the permutation and the augmentation draw from
+#: independent streams.
+PERMUTATION, AUGMENTATION = 0, 1
+
+
+class BatchSource(Protocol):
+    def __len__(self) -> int: ...
+
+    def batch(self, k: int) -> list: ...
+
+
+def rng_for(seed: int, purpose: int, *index: int) -> np.random.RandomState:
+    """A RandomState determined by (seed, purpose, index...) alone."""
+    return np.random.RandomState([int(seed) & 0xFFFFFFFF, purpose, *index])
+
+
+def pass_order(seed: int, n: int, batch: int, k: int) -> np.ndarray:
+    """The item indices of training batch ``k``: pass ``k // (n // batch)`` visits the items in a
+    permutation seeded by (seed, pass); only full batches are used."""
+    per_pass = n // batch
+    p, j = divmod(k, per_pass)
+    order = rng_for(seed, PERMUTATION, p).permutation(n)
+    return order[j * batch:(j + 1) * batch]
+
+
+# Sources for the worker processes, inherited when they are forked (a source holds memory-mapped
+# arrays or file lists that must not be pickled for every batch).
+_SOURCES: dict[int, BatchSource] = {}
+_token = itertools.count()
+
+
+def _compute(token: int, k: int):
+    return _SOURCES[token].batch(k)
+
+
+def _worker_init():
+    from ..compat import die_with_parent
+
+    die_with_parent()
+
+
+class OrderedBatches(DataFlow):
+    """A tensorpack DataFlow over a batch source: each iteration is one pass (``len(source)``
+    batches), continuing the batch count where the previous one stopped; ``start_at(k)`` sets
+    the first batch (a resumed run's global step). ``workers`` > 0 computes up to ``prefetch``
+    batches ahead in that many processes."""
+
+    def __init__(self, source: BatchSource, workers: int = 0, prefetch: int | None = None):
+        self.source = source
+        self.workers = int(workers)
+        self.prefetch = prefetch or max(2, 2 * self.workers)
+        self._next = 0
+        self._pool = None
+        self._pending: deque = deque()
+
+    def __len__(self):
+        return len(self.source)
+
+    def start_at(self, k: int) -> None:
+        if self._pool is not None:
+            raise RuntimeError("start_at() must come before reset_state()")
+        self._next = int(k)
+
+    def reset_state(self):
+        if self.workers > 0 and self._pool is None:
+            self._token = next(_token)
+            _SOURCES[self._token] = self.source
+            self._pool = multiprocessing.get_context("fork").Pool(self.workers,
+                                                                  initializer=_worker_init)
+            self._submitted = self._next
+
+    def _take(self):
+        if self._pool is None:
+            k, self._next = self._next, self._next + 1
+            return self.source.batch(k)
+        while len(self._pending) < self.prefetch:
+            self._pending.append(self._pool.apply_async(_compute, (self._token, self._submitted)))
+            self._submitted += 1
+        self._next += 1
+        return self._pending.popleft().get()
+
+    def __iter__(self):
+        for _ in range(len(self)):
+            yield self._take()
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+            _SOURCES.pop(self._token, None)
+
+    def __del__(self):
+        self.close()

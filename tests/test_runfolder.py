@@ -1,0 +1,248 @@
+"""Run folders that survive damage, concurrency and bad values: each case done for real to a real
+run folder (files deleted, truncated, garbled; two processes racing; a trainer killed)."""
+import glob
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from eps_resnet.cli import main
+from helpers import eps_resnet_cmd
+
+pytestmark = pytest.mark.slow
+
+STEPS = 5
+ARGS = ["train", "--dataset", "synthetic", "--depth", "14", "--variant", "epsilon", "--epsilon",
+        "2.5", "--batch", "16", "--steps-per-epoch", str(STEPS), "--seed", "1"]
+
+
+def train(out, epochs=4, *extra):
+    return main([*ARGS, "--epochs", str(epochs), *extra, "--out", str(out)])
+
+
+def epochs_of(run):
+    with open(os.path.join(run, "stats.json")) as f:
+        return [s["epoch_num"] for s in json.load(f) if "val_error" in s]
+
+
+def aside(run):
+    return sorted(n for n in os.listdir(run) if ".damaged-" in n)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pristine") / "R"
+    assert train(out) == 0
+    assert epochs_of(out) == [1, 2, 3, 4]
+    return out
+
+
+@pytest.fixture
+def run(pristine, tmp_path):
+    copy = tmp_path / "R"
+    shutil.copytree(pristine, copy)
+    return copy
+
+
+def test_missing_index_file_of_the_newest_checkpoint(run, capsys):
+    (run / "model-20.index").unlink()
+    assert train(run) == 0
+    err = capsys.readouterr().err
+    assert "set aside model-20 (its .index file is missing); resuming from model-15" in err
+    assert [n.split(".damaged-")[0] for n in aside(run)] == ["model-20.data-00000-of-00001"]
+    assert epochs_of(run) == [1, 2, 3, 4]  # epoch 4 trained again, once
+    for step in (5, 10, 15, 20):
+        assert (run / f"model-{step}.index").exists()
+
+
+@pytest.mark.parametrize("damage", ["delete", "text", "binary"])
+def test_missing_or_damaged_checkpoint_index_is_rebuilt(run, capsys, damage):
+    index = run / "checkpoint"
+    if damage == "delete":
+        index.unlink()
+    elif damage == "text":
+        index.write_text("this is not a checkpoint index\n")
+    else:
+        index.write_bytes(b"\xff\xfe\x00junk")
+    before = (run / "stats.json").read_bytes()
+    assert train(run) == 0
+    out = capsys.readouterr()
+    assert "already finished" in out.out
+    assert "rebuilt from the model files (model-20)" in out.err
+    assert (run / "stats.json").read_bytes() == before  # nothing retrained, nothing lost
+    assert 'model_checkpoint_path: "model-20"' in index.read_text()
+    # compress and evaluate read the repaired folder too
+    assert main(["evaluate", str(run), "--limit", "32"]) == 0
+
+
+def test_truncated_newest_data_file_then_extending_the_run(run, capsys):
+    data = run / "model-20.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:1000])
+    assert train(run, 5) == 0
+    err = capsys.readouterr().err
+    assert "set aside model-20 (it does not read back" in err
+    assert epochs_of(run) == [1, 2, 3, 4, 5]
+    assert yaml.safe_load((run / "run.yaml").read_text())["status"] == "finished"
+
+
+def test_folder_whose_checkpoints_all_fail_is_refused_and_left_alone(run, capsys):
+    for data in glob.glob(str(run / "model-*.data-*")):
+        with open(data, "r+b") as f:
+            f.truncate(100)
+    names = sorted(os.listdir(run))
+    assert train(run) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds checkpoint files but none restores" in err and len(err.splitlines()) == 1
+    assert sorted(os.listdir(run)) == names
+
+
+def test_unreadable_stats_is_set_aside_and_rebuilt_from_the_log(run, capsys):
+    good = epochs_of(run)
+    (run / "stats.json").write_text('[{"epoch_num": 1, "val_err')
+    # compress names the file in one line instead of a JSONDecodeError traceback
+    assert main(["compress", str(run), "--out", str(run / "compressed")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "stats.json is not valid JSON" in err and len(err.splitlines()) == 1
+    assert not (run / "compressed").exists()
+    assert train(run, 5) == 0
+    err = capsys.readouterr().err
+    assert "stats.json is not valid JSON" in err and "rebuilt 4 epoch(s) from the log" in err
+    assert any(n.startswith("stats.json.damaged-") for n in aside(run))
+    assert epochs_of(run) == good + [5]
+    stats = json.loads((run / "stats.json").read_text())
+    assert all("val_error" in s and "discarded_cnt" in s for s in stats)
+
+
+def test_a_second_process_on_the_same_folder_is_refused(run):
+    first = subprocess.Popen(eps_resnet_cmd(*ARGS, "--epochs", "200", "--out", run),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and "process" not in (run / ".lock").read_text():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        for argv in (eps_resnet_cmd(*ARGS, "--epochs", "200", "--out", run),
+                     eps_resnet_cmd("evaluate", run)):
+            second = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            assert second.returncode == 2, second.stderr[-2000:]
+            assert f"is in use by process {first.pid} (eps-resnet train" in second.stderr
+        assert first.poll() is None  # the first one goes on
+    finally:
+        first.kill()
+        first.wait()
+    # the lock died with its process: the folder can be used again at once
+    assert main(["evaluate", str(run), "--limit", "16"]) == 0
+
+
+@pytest.mark.parametrize("depth", [8, 20])
+def test_run_yaml_that_does_not_describe_the_checkpoint_is_refused(run, capsys, depth):
+    record = yaml.safe_load((run / "run.yaml").read_text())
+    record["settings"]["depth"] = depth
+    (run / "run.yaml").write_text(yaml.safe_dump(record))
+    for argv in (["evaluate", str(run)], ["compress", str(run), "--out", str(run / "c")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "does not fit the network of" in err and len(err.splitlines()) == 1
+        assert ("unused" in err) if depth == 8 else ("missing" in err)
+    assert not (run / "eval.json").exists() and not (run / "c").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_epsilon_is_refused(tmp_path, capsys, value):
+    assert main([*ARGS[:7], f"--epsilon={value}", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a finite number" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_that_is_a_file_or_inside_one(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    for out, message in ((f, "is a file; expected a folder"), (f / "run", "which is a file")):
+        assert main([*ARGS, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+
+
+def test_files_follow_the_umask(pristine, tmp_path):
+    from eps_resnet.atomic import write_text
+
+    old = os.umask(0o027)
+    try:
+        write_text(str(tmp_path / "a.txt"), "x")
+        assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o640
+        os.umask(0o002)
+        write_text(str(tmp_path / "b.txt"), "x")
+        assert stat.S_IMODE(os.stat(tmp_path / "b.txt").st_mode) == 0o664
+        os.umask(0o022)
+        out = tmp_path / "R"
+        shutil.copytree(pristine, out)
+        assert train(out, 5) == 0
+        for name in ("run.yaml", "checkpoint"):
+            assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o644, name
+        assert main(["parse", str(out), "--out", str(tmp_path / "runs.csv")]) == 0
+        assert main(["plot", "lr", "--in", str(tmp_path / "runs.csv"), "--out",
+                     str(tmp_path / "lr.png")]) == 0
+        for name in ("runs.csv", "lr.png"):
+            assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o644, name
+    finally:
+        os.umask(old)
+
+
+def test_empty_results_are_an_error(tmp_path, capsys):
+    from eps_resnet.parse import COLUMNS
+
+    csv = tmp_path / "runs.csv"
+    csv.write_text(",".join(COLUMNS) + "\n")
+    assert main(["plot", "val-error", "--in", str(csv), "--out", str(tmp_path / "x.png")]) == 2
+    assert "nothing to plot" in capsys.readouterr().err
+    assert main(["summarize", "--in", str(csv), "--out", str(tmp_path / "s.csv")]) == 2
+    assert "nothing to summarise" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "s.csv").exists()
+
+
+def _children(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_data_workers_end_when_their_trainer_is_killed(tmp_path):
+    data = tmp_path / "digits"
+    assert main(["prepare", "digits", "--out", str(data)]) == 0
+    trainer = subprocess.Popen(eps_resnet_cmd(
+        "train", "--dataset", "digits", "--data-dir", data, "--depth", "8", "--variant", "standard",
+        "--batch", "16", "--steps-per-epoch", "2000", "--epochs", "1", "--data-workers", "2",
+        "--out", tmp_path / "run"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, workers = time.time() + 120, []
+        while time.time() < deadline and len(workers) < 2:
+            workers = [p for p in _children(trainer.pid)
+                       if "python" in open(f"/proc/{p}/cmdline").read()]
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the trainer started no data workers"
+        time.sleep(2)
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), "data workers outlived their trainer"
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
