@@ -8,6 +8,7 @@ the ratio epsilon / standard measured in the same run.
 
     python benchmarks/train_throughput.py                 # n = 5 and 18, batch 128
     python benchmarks/train_throughput.py --units 5 --steps 20 --rounds 1
+    python benchmarks/train_throughput.py --determinism on off   # what TF's deterministic ops cost
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import time
 import eps_resnet  # noqa: F401
 
 
-def measure(variant: str, n: int, batch: int, steps: int, warmup: int, gpus: int | None) -> float:
+def measure(variant: str, n: int, batch: int, steps: int, warmup: int, gpus: int | None,
+            deterministic: bool = True) -> float:
     from tensorpack.callbacks import Callback
     from tensorpack.utils import logger
 
@@ -40,7 +42,8 @@ def measure(variant: str, n: int, batch: int, steps: int, warmup: int, gpus: int
         settings = TrainSettings(
             dataset="synthetic", depth=6 * n + 2, variant=variant,
             epsilon=2.5 if variant == "epsilon" else None, epochs=1,
-            steps_per_epoch=warmup + steps, batch=batch, gpus=gpus, out=os.path.join(out, "run"))
+            steps_per_epoch=warmup + steps, batch=batch, gpus=gpus, out=os.path.join(out, "run"),
+            deterministic=deterministic)
         logger.setLevel("WARNING")
         train(settings, log=lambda *a: None, extra_callbacks=[timer])
     gaps = [b - a for a, b in zip(timer.times[warmup:], timer.times[warmup + 1:])]
@@ -56,31 +59,47 @@ def main():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rounds", type=int, default=2, help="alternating repetitions")
     p.add_argument("--gpus", type=int, default=None, help="default: all visible (0: CPU)")
+    p.add_argument("--determinism", nargs="+", choices=["on", "off"], default=["on"],
+                   help="TensorFlow's deterministic ops (training's default: on); both: the cost")
     args = p.parse_args()
 
-    results: dict[tuple[int, str], list[float]] = {}
+    results: dict[tuple, list[float]] = {}
     for r in range(args.rounds):
         for n in args.units:
-            for variant in args.variants:
-                ips = measure(variant, n, args.batch, args.steps, args.warmup, args.gpus)
-                results.setdefault((n, variant), []).append(ips)
-                print(f"round {r + 1}: n={n:<3d} {variant:<9s} {ips:8.1f} img/s", file=sys.stderr)
+            for det in args.determinism:
+                for variant in args.variants:
+                    ips = measure(variant, n, args.batch, args.steps, args.warmup, args.gpus,
+                                  det == "on")
+                    results.setdefault((n, variant, det), []).append(ips)
+                    print(f"round {r + 1}: n={n:<3d} {variant:<9s} determinism {det:<3s} "
+                          f"{ips:8.1f} img/s", file=sys.stderr)
 
     from eps_resnet.compat import visible_gpus
 
     device = f"{len(visible_gpus())} GPU(s), NCHW" if args.gpus != 0 and visible_gpus() else \
         f"CPU ({os.cpu_count()} cores), NHWC"
-    print(f"\nTraining throughput, batch {args.batch}, synthetic data, {device}; "
-          f"median step after {args.warmup} warm-up steps, best of {args.rounds} round(s)")
-    print("| depth (n) | " + " | ".join(f"{v} img/s" for v in args.variants) +
-          (" | epsilon / standard |" if {"standard", "epsilon"} <= set(args.variants) else " |"))
-    print("|---" * (len(args.variants) + 1 + ({"standard", "epsilon"} <= set(args.variants))) + "|")
+    from eps_resnet.provenance import cpu
+
+    print(f"\nTraining throughput, batch {args.batch}, synthetic data, {device}, "
+          f"{cpu()['model']}; median step after {args.warmup} warm-up steps, best of "
+          f"{args.rounds} round(s)")
+    both = {"standard", "epsilon"} <= set(args.variants)
+    print("| depth (n) | determinism | " + " | ".join(f"{v} img/s" for v in args.variants) +
+          (" | epsilon / standard |" if both else " |"))
+    print("|---" * (len(args.variants) + 2 + both) + "|")
     for n in args.units:
-        best = {v: max(results[(n, v)]) for v in args.variants}
-        row = f"| {6 * n + 2} ({n}) | " + " | ".join(f"{best[v]:.1f}" for v in args.variants)
-        if "standard" in best and "epsilon" in best:
-            row += f" | {best['epsilon'] / best['standard']:.3f}"
-        print(row + " |")
+        for det in args.determinism:
+            best = {v: max(results[(n, v, det)]) for v in args.variants}
+            row = f"| {6 * n + 2} ({n}) | {det} | " + " | ".join(f"{best[v]:.1f}" for v in args.variants)
+            if both:
+                row += f" | {best['epsilon'] / best['standard']:.3f}"
+            print(row + " |")
+    if set(args.determinism) == {"on", "off"}:
+        print("\n| depth (n) | variant | determinism on / off |\n|---|---|---|")
+        for n in args.units:
+            for v in args.variants:
+                ratio = max(results[(n, v, "on")]) / max(results[(n, v, "off")])
+                print(f"| {6 * n + 2} ({n}) | {v} | {ratio:.3f} |")
 
 
 if __name__ == "__main__":

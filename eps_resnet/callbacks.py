@@ -103,3 +103,28 @@ class OrderedQueueInput(QueueInput):
         from tensorpack.input_source.input_source import _get_reset_callback
 
         return [StartProcOrThread(self.thread), _get_reset_callback(self._inf_ds)]
+
+
+#: Ops for which TensorFlow's op determinism has no deterministic GPU kernel and raises
+#: UnimplementedError when they run (TensorFlow's determinism RFC and release notes; none of
+#: them is in this project's networks, but a modified model may bring one in).
+GPU_OPS_WITHOUT_DETERMINISM = frozenset({
+    "SparseTensorDenseMatMul", "Bincount", "DenseBincount", "SparseBincount", "RaggedBincount",
+    "CropAndResizeGradImage", "CropAndResizeGradBoxes", "UnsortedSegmentProd", "SegmentProd",
+})
+
+
+class DeterminismCheck(Callback):
+    """Before the first step, names the graph's ops that have no deterministic GPU kernel (in
+    the log, and through ``found`` in run.yaml), so that a run does not fail hours in when such
+    an op first runs at its first validation."""
+
+    def __init__(self, found):
+        self.found = found
+
+    def _setup_graph(self):
+        ops = sorted({op.type for op in self.graph.get_operations()} & GPU_OPS_WITHOUT_DETERMINISM)
+        if ops:
+            logger.warn(f"--deterministic: no deterministic GPU kernel for {', '.join(ops)}; "
+                        "TensorFlow will stop when they run (use --no-deterministic)")
+            self.found(ops)

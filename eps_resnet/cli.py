@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import compat  # noqa: F401  (before anything imports TensorFlow)
@@ -240,6 +241,34 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_compare(sub):
+    p = sub.add_parser("compare", help="whether two runs are identical (a reproduction check)",
+                       description="Compare every metric of every epoch of two run folders' "
+                       "stats.json. Exit code 0 if they are identical (within --tolerance), 1 "
+                       "if not; the report names the first difference and the largest one.")
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--tolerance", type=float, default=0.0, metavar="T",
+                   help="largest absolute difference still counted as equal (default 0: bit for bit)")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> int:
+    import math
+
+    from .compare import compare_runs
+    from .runfolder import RunFolderError
+
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise SettingsError(f"--tolerance {args.tolerance} is not a number >= 0")
+    for run in (args.run_a, args.run_b):
+        if not os.path.isfile(os.path.join(run, "stats.json")):
+            raise RunFolderError(f"{run} has no stats.json; expected a run folder of `eps-resnet train`")
+    result = compare_runs(args.run_a, args.run_b, args.tolerance)
+    print(result.report(args.tolerance))
+    return 0 if result.identical else 1
+
+
 def _add_check_config(sub):
     p = sub.add_parser("check-config", help="check a workflow config file (syntax, schema, runs)",
                        description="Check a workflow config file as the workflow will: YAML syntax "
@@ -293,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compress(sub)
     _add_gpu_run(sub)
     _add_check_config(sub)
+    _add_compare(sub)
     return parser
 
 

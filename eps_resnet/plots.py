@@ -13,6 +13,7 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
@@ -28,24 +29,45 @@ STYLE = {
 }
 
 
-def run_label(meta: pd.Series, several_depths: bool) -> str:
+def run_label(meta: pd.Series, several_depths: bool, with_seed: bool = False) -> str:
     variant = meta["variant"]
     label = f"ε = {meta['epsilon']:g}" if variant == "epsilon" and pd.notna(meta["epsilon"]) else str(variant)
     if several_depths and pd.notna(meta["depth"]):
         label = f"{int(meta['depth'])} layers, {label}"
+    if with_seed and pd.notna(meta.get("seed")):
+        label += f", seed {int(meta['seed'])}"
     return label
 
 
 def _runs(df: pd.DataFrame) -> pd.DataFrame:
-    """One row of metadata per run, in a stable, readable order (standard, side, ε ascending)."""
+    """One row of metadata per run, in a stable, readable order (standard, side, ε ascending,
+    then seeds); ``setting`` names the runs that differ only in their seed."""
     order = {"standard": 0, "side": 1, "epsilon": 2}
-    runs = df.drop_duplicates("run")[["run", "dataset", "depth", "variant", "epsilon"]].copy()
+    cols = ["run", "dataset", "depth", "variant", "epsilon"] + (["seed"] if "seed" in df else [])
+    runs = df.drop_duplicates("run")[cols].copy()
+    if "seed" not in runs:
+        runs["seed"] = np.nan
     runs["_o"] = runs["variant"].map(order).fillna(3)
-    return runs.sort_values(["depth", "_o", "epsilon", "run"], na_position="first").drop(columns="_o")
+    runs = runs.sort_values(["depth", "_o", "epsilon", "seed", "run"], na_position="first")
+    several = runs["depth"].nunique() > 1
+    runs["label"] = [run_label(m, several) for _, m in runs.iterrows()]
+
+    def setting(r):
+        # seeds of one setting: same label, each with its own known seed (runs of unknown seed,
+        # e.g. the original implementation's logs, stand alone)
+        same = runs[runs["label"] == r["label"]]
+        seeds = same["seed"]
+        return r["label"] if seeds.notna().all() and seeds.is_unique else r["run"]
+
+    runs["setting"] = runs.apply(setting, axis=1)
+    runs["seeds"] = runs.groupby("setting")["run"].transform("count")
+    return runs.drop(columns="_o")
 
 
 def _colours(runs: pd.DataFrame) -> dict:
-    return {r: OKABE_ITO[i % len(OKABE_ITO)] for i, r in enumerate(runs["run"])}
+    """One colour per setting (a run's seeds share it), the same in every figure."""
+    settings = list(dict.fromkeys(runs["setting"]))
+    return {r.run: OKABE_ITO[settings.index(r.setting) % len(OKABE_ITO)] for r in runs.itertuples()}
 
 
 def _missing_note(fig, missing):
@@ -80,17 +102,26 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
         by_epoch = (runs["dataset"] == "imagenet").any()
         x = "epoch" if by_epoch else "step"
         top5 = _metric(df, "val_error_top5")
-        for _, meta in runs.iterrows():
-            d = _metric(df, "val_error")
-            d = d[d["run"] == meta["run"]].sort_values(x)
-            label = run_label(meta, several)
-            ax.plot(d[x], 100 * d["value"], color=colours[meta["run"]], lw=1.6,
-                    label=label + (" (top-1)" if by_epoch and len(top5) else ""))
-            if by_epoch:
-                d5 = top5[top5["run"] == meta["run"]].sort_values(x)
-                if len(d5):
-                    ax.plot(d5[x], 100 * d5["value"], color=colours[meta["run"]], lw=1.6, ls="--",
-                            label=label + " (top-5)")
+        for _, group in runs.groupby("setting", sort=False):
+            colour = colours[group["run"].iloc[0]]
+            label = group["label"].iloc[0]
+            if len(group) > 1:
+                label += f" (mean of {len(group)} seeds, band: min–max)"
+            for metric, style, suffix in (("val_error", "-", " (top-1)" if by_epoch and len(top5) else ""),
+                                          ("val_error_top5", "--", " (top-5)")):
+                if metric == "val_error_top5" and not by_epoch:
+                    continue
+                d = _metric(df, metric)
+                d = d[d["run"].isin(group["run"])]
+                if d.empty:
+                    continue
+                # runs of one setting are logged at the same steps; the band spans their seeds
+                curves = d.pivot_table(index=x, columns="run", values="value", aggfunc="last")
+                mean = 100 * curves.mean(axis=1)
+                ax.plot(mean.index, mean.values, color=colour, lw=1.6, ls=style, label=label + suffix)
+                if len(group) > 1:
+                    ax.fill_between(curves.index, 100 * curves.min(axis=1), 100 * curves.max(axis=1),
+                                    color=colour, alpha=0.2, lw=0)
         _finish(fig, ax, "epoch" if by_epoch else "training step (iterations)",
                 "validation error (%)", title or "Validation error", missing)
     return fig
@@ -107,7 +138,7 @@ def learning_rate(df: pd.DataFrame, title: str | None = None, missing=()):
         for _, meta in runs.iterrows():
             d = lr[lr["run"] == meta["run"]].sort_values("step")
             ax.step(d["step"], d["value"], where="post", color=colours[meta["run"]], lw=1.6,
-                    label=run_label(meta, several))
+                    label=run_label(meta, several, with_seed=meta["seeds"] > 1))
         ax.set_yscale("log")
         _finish(fig, ax, "training step (iterations)", "learning rate", title or "Learning rate",
                 missing)
@@ -133,16 +164,19 @@ def compression_ratio(df: pd.DataFrame, title: str | None = None, missing=()):
         for _, meta in runs.iterrows():
             d = ratio[ratio["run"] == meta["run"]].sort_values("epoch")
             ax.plot(d["epoch"], d["value"], color=colours[meta["run"]], lw=1.6,
-                    label=run_label(meta, several))
+                    label=run_label(meta, several, with_seed=meta["seeds"] > 1))
         ax.set_xlabel("epoch")
         ax.set_ylabel("discarded blocks / gated blocks")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title("Discarded ratio during training")
         final = final_values(eps, "discarded_ratio")
         for i, (depth, d) in enumerate(final.groupby("depth", dropna=False)):
-            d = d.sort_values("epsilon")
-            ax2.plot(d["epsilon"], d["value"], marker="o", color=OKABE_ITO[i % len(OKABE_ITO)],
-                     lw=1.6, label=f"{int(depth)} layers" if pd.notna(depth) else "unknown depth")
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            # every seed's point, and a line through the mean per ε
+            ax2.scatter(d["epsilon"], d["value"], color=colour, s=22, zorder=3)
+            mean = d.groupby("epsilon")["value"].mean()
+            ax2.plot(mean.index, mean.values, color=colour, lw=1.6,
+                     label=f"{int(depth)} layers" if pd.notna(depth) else "unknown depth")
         ax2.set_xlabel("ε")
         ax2.set_ylabel("final discarded ratio")
         ax2.set_ylim(-0.02, 1.02)
@@ -182,7 +216,7 @@ def blocks(df: pd.DataFrame, title: str | None = None, missing=()):
             groups = [f"group {int(g)}" for g in t["group"]]
             ax.bar(groups, t["kept"], color=OKABE_ITO[0], label="kept")
             ax.bar(groups, t["discarded"], bottom=t["kept"], color=OKABE_ITO[5], label="discarded")
-            ax.set_title(run_label(meta, several))
+            ax.set_title(run_label(meta, several, with_seed=meta["seeds"] > 1))
             ax.set_xlabel("residual group (input → output)")
         axes[0][0].set_ylabel("residual blocks")
         axes[0][0].yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))

@@ -15,7 +15,7 @@ from .gate import DISCARDED_AT
 from .runfolder import COMPRESSED_FILE, EVAL_FILE
 
 SUMMARY_COLUMNS = [
-    "run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "epochs",
+    "run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed", "epochs",
     "final_val_error", "best_val_error", "final_val_error_top5", "best_val_error_top5",
     "side_val_error", "discarded_blocks", "gated_blocks", "discarded_ratio",
     "params", "params_after_discard",
@@ -56,6 +56,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         row = {
             "run": run, "experiment": meta["experiment"], "dataset": meta["dataset"],
             "family": _family(meta), "depth": meta["depth"], "variant": meta["variant"], "epsilon": meta["epsilon"],
+            "seed": meta["seed"] if "seed" in meta else np.nan,
             "epochs": int(d["epoch"].max()),
             "final_val_error": 100 * _last(m["val_error"]),
             "best_val_error": 100 * m["val_error"]["value"].min() if len(m["val_error"]) else np.nan,
@@ -83,6 +84,50 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     out = pd.DataFrame(rows)
     return _with_paper(out)[SUMMARY_COLUMNS]
+
+
+SETTING = ["experiment", "dataset", "family", "depth", "variant", "epsilon"]
+SPREAD = ["final_val_error", "best_val_error", "discarded_ratio"]
+
+
+def by_setting(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (experiment, depth, variant, ε): how many seeds, and the mean and standard deviation
+    over them of the final and best errors and of the discarded ratio, beside the paper's."""
+    rows = []
+    for key, g in table.groupby(SETTING, sort=False, dropna=False):
+        row = dict(zip(SETTING, key), seeds=len(g))
+        for col in SPREAD:
+            row[f"{col}_mean"] = g[col].mean()
+            row[f"{col}_std"] = g[col].std(ddof=1) if len(g) > 1 else np.nan
+        row["paper_error"] = g["paper_error"].iloc[0]
+        row["paper_discarded_ratio"] = g["paper_discarded_ratio"].iloc[0]
+        rows.append(row)
+    columns = SETTING + ["seeds"] + [f"{c}_{s}" for c in SPREAD for s in ("mean", "std")] + [
+        "paper_error", "paper_discarded_ratio"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def settings_markdown(groups: pd.DataFrame) -> str:
+    def cell(mean, std, digits):
+        if pd.isna(mean):
+            return ""
+        return f"{mean:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}")
+
+    head = ["experiment", "depth", "variant", "ε", "seeds", "final err %", "best err %",
+            "discarded ratio", "paper err %", "paper ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in groups.iterrows():
+        lines.append("| " + " | ".join(str(c) for c in [
+            r["experiment"], "" if pd.isna(r["depth"]) else int(r["depth"]), r["variant"],
+            "" if pd.isna(r["epsilon"]) else f"{r['epsilon']:g}", r["seeds"],
+            cell(r["final_val_error_mean"], r["final_val_error_std"], 2),
+            cell(r["best_val_error_mean"], r["best_val_error_std"], 2),
+            cell(r["discarded_ratio_mean"], r["discarded_ratio_std"], 3),
+            "" if pd.isna(r["paper_error"]) else f"{r['paper_error']:.2f}",
+            "" if pd.isna(r["paper_discarded_ratio"]) else f"{r['paper_discarded_ratio']:.3f}",
+        ]) + " |")
+    return ("\n".join(lines) + "\n\nMean ± standard deviation over the seeds of each setting "
+            "(no ± for a single seed).\n")
 
 
 def _with_paper(table: pd.DataFrame) -> pd.DataFrame:
@@ -113,7 +158,7 @@ def to_markdown(table: pd.DataFrame) -> str:
             return f"{v:.{digits}f}"
         return str(v)
 
-    head = ["run", "dataset", "family", "depth", "variant", "ε", "epochs", "final err %", "best err %",
+    head = ["run", "dataset", "family", "depth", "variant", "ε", "seed", "epochs", "final err %", "best err %",
             "top-5 err %", "side err %", "discarded", "ratio", "params", "params after",
             "paper err %", "Δ err", "paper ratio", "Δ ratio"]
     compressed = "compressed_eval_error" in table.columns and table["compressed_eval_error"].notna().any()
@@ -123,6 +168,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     for _, r in table.iterrows():
         disc = "" if pd.isna(r["discarded_blocks"]) else f"{int(r['discarded_blocks'])}/{int(r['gated_blocks'])}"
         cells = [r["run"], r["dataset"], r["family"] or "", fmt(r["depth"], 0), r["variant"], fmt(r["epsilon"], 2),
+                 fmt(r["seed"], 0),
                  fmt(r["epochs"], 0), fmt(r["final_val_error"]), fmt(r["best_val_error"]),
                  fmt(r["final_val_error_top5"]), fmt(r["side_val_error"]), disc,
                  fmt(r["discarded_ratio"], 3),
@@ -145,9 +191,21 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n" + note
 
 
+def settings_path(csv_path: str) -> str:
+    """Where the per-setting table goes beside the per-run summary.csv."""
+    root, ext = os.path.splitext(csv_path)
+    return f"{root}-settings{ext}"
+
+
 def write(table: pd.DataFrame, csv_path: str, md_path: str | None) -> None:
+    """summary.csv (a row per run), summary-settings.csv (a row per setting, over seeds) and
+    the Markdown copy of both."""
+    groups = by_setting(table)
+    md = ("# Reproduction summary\n\n## Per setting\n\n" + settings_markdown(groups)
+          + "\n## Per run\n\n" + to_markdown(table))
     for path, text in ((csv_path, table.to_csv(index=False)),
-                       (md_path, "# Reproduction summary\n\n" + to_markdown(table) if md_path else None)):
+                       (settings_path(csv_path), groups.to_csv(index=False)),
+                       (md_path, md if md_path else None)):
         if path is not None:
             write_text(path, text)
 

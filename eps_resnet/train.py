@@ -6,15 +6,14 @@ newest checkpoint; on a finished run it does nothing.
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .compat import session_config
 from .data import get_dataflow
+from .provenance import environment
 from .runfolder import (check_same_run, load_run_file, lock, repair_stats, resume_point,
                         truncate_stats, write_run_file)
 from .settings import SettingsError, TrainSettings, check_gpu_split
@@ -30,6 +29,7 @@ class Plan:
     start_epoch: int  # first epoch to train (1 for a new run)
     checkpoint: str | None  # to resume from
     train_flow: object  # the training dataflow (built once: its length gives the epoch size)
+    unsupported_ops: list = field(default_factory=list)  # ops with no deterministic GPU kernel
 
     @property
     def finished(self) -> bool:
@@ -112,30 +112,6 @@ def resume(p: Plan, warn=print) -> Plan:
     return p
 
 
-def _git_commit() -> str | None:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("-dirty" if dirty else "")
-
-
-def _versions() -> dict:
-    import numpy
-    import tensorflow
-    import tensorpack
-
-    from . import __version__
-
-    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
-            "tensorpack": tensorpack.__version__, "numpy": numpy.__version__,
-            "eps_resnet": __version__}
-
-
 def inferencers(model):
     from tensorpack.callbacks import ClassificationError, ScalarStats
 
@@ -173,8 +149,12 @@ def _run_record(p: Plan, data_format: str, status: str, started: str) -> dict:
             "gated_blocks": len(layout.blocks) if s.variant == "epsilon" else 0,
             "side_output_after": layout.side_after if s.variant != "standard" else None,
         },
-        "environment": {**_versions(), "git_commit": _git_commit(), "host": platform.node(),
-                        "command": " ".join(sys.argv)},
+        "determinism": {
+            "seed": s.seed, "op_determinism": s.deterministic,
+            "data": "batch k of the run is a function of (seed, k), delivered in order",
+            "unsupported_gpu_ops": p.unsupported_ops,
+        },
+        "environment": environment(s),
         "status": status,
         "started": started,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -209,8 +189,8 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
     from tensorpack.tfutils.sessinit import SaverRestore
     from tensorpack.utils import logger
 
-    from .callbacks import (CheckpointAfterStats, EpochScheduleSetter, LearningRateSetter,
-                            OrderedQueueInput)
+    from .callbacks import (CheckpointAfterStats, DeterminismCheck, EpochScheduleSetter,
+                            LearningRateSetter, OrderedQueueInput)
     from .models.resnet import build_model
 
     data_format = "NCHW" if s.gpus else "NHWC"
@@ -236,6 +216,12 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             EstimatedTimeLeft(),
             *extra_callbacks,
         ]
+        if s.deterministic and s.gpus:
+            def found(ops):
+                p.unsupported_ops = ops
+                write_run_file(s.out, _run_record(p, data_format, "running", started))
+
+            callbacks.append(DeterminismCheck(found))
         if s.epsilon_points:
             callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
         config = TrainConfig(
@@ -253,6 +239,15 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
         trainer = SyncMultiGPUTrainerReplicated(s.gpus) if s.gpus > 1 else SimpleTrainer()
         try:
             launch_train_with_config(config, trainer)
+        except tf.errors.UnimplementedError as e:
+            if not s.deterministic or "determinis" not in str(e):
+                raise
+            message = (f"--deterministic: {str(e).strip().splitlines()[0][:200]}; run with "
+                       "--no-deterministic to train with TensorFlow's faster kernels")
+            record = _run_record(p, data_format, "failed", started)
+            record["error"] = message
+            write_run_file(s.out, record)
+            raise SettingsError(message) from None
         except BaseException as e:
             # run.yaml must not keep saying "running" after the process is gone
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"

@@ -8,6 +8,7 @@ folder is called, and the `eps-resnet train` flags of each. A run's settings are
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -18,17 +19,17 @@ import yaml
 from .data import DATASETS
 from .errors import EpsResnetError
 from .runfolder import run_path
-from .settings import SettingsError, TrainSettings
+from .settings import SettingsError, TrainSettings, default_of
 
 #: Experiment keys that are training settings, by the settings field they set (the others:
-#: depths, variants, epsilons, epochs and gpus make the runs; see :meth:`RunTable._runs`).
+#: depths, variants, epsilons, seeds, epochs and gpus make the runs; see :meth:`RunTable._runs`).
 SETTINGS_KEYS = {"dataset": "dataset", "family": "family", "lr_schedule": "lr_schedule",
                  "epsilon_start_epoch": "epsilon_start_epoch", "steps_per_epoch": "steps_per_epoch",
-                 "batch": "batch", "seed": "seed", "precision": "precision"}
+                 "batch": "batch", "precision": "precision"}
 #: Of those, the keys that only the ε runs of an experiment take.
 EPSILON_ONLY = ("lr_schedule", "epsilon_start_epoch")
 #: The config key to name when a settings field is refused.
-KEY_OF_FIELD = {**{v: k for k, v in SETTINGS_KEYS.items()}, "depth": "depths",
+KEY_OF_FIELD = {**{v: k for k, v in SETTINGS_KEYS.items()}, "depth": "depths", "seed": "seeds",
                 "epsilon": "epsilons", "variant": "variants", "epochs": "epochs",
                 "data_workers": "resources.train.data_workers"}
 
@@ -148,17 +149,17 @@ class RunTable:
         variants = [(v, None) for v in exp.get("variants", ["standard"])]
         variants += [("epsilon", float(e)) for e in exp.get("epsilons", [])]
         runs = []
-        for depth in exp["depths"]:
-            for variant, eps in variants:
-                own = {k: v for k, v in common.items()
-                       if variant == "epsilon" or k not in EPSILON_ONLY}
-                settings = TrainSettings(
-                    **own, depth=depth, variant=variant, epsilon=eps, data_workers=workers,
-                    epochs=epochs.get("epsilon" if variant == "epsilon" else "baseline"),
-                    data_dir=f"{self.data_dir}/{exp['dataset']}", out="")
-                settings.out = run_path(self.results_dir, name, run_name(settings))
-                _check(name, settings)
-                runs.append(Run(experiment=name, settings=settings, gpus=exp.get("gpus", 1)))
+        # one run per depth, variant or ε, and seed
+        for depth, (variant, eps), seed in itertools.product(
+                exp["depths"], variants, exp.get("seeds", [default_of("seed")])):
+            own = {k: v for k, v in common.items() if variant == "epsilon" or k not in EPSILON_ONLY}
+            settings = TrainSettings(
+                **own, depth=depth, variant=variant, epsilon=eps, seed=seed, data_workers=workers,
+                epochs=epochs.get("epsilon" if variant == "epsilon" else "baseline"),
+                data_dir=f"{self.data_dir}/{exp['dataset']}", out="")
+            settings.out = run_path(self.results_dir, name, run_name(settings))
+            _check(name, settings)
+            runs.append(Run(experiment=name, settings=settings, gpus=exp.get("gpus", 1)))
         return runs
 
     def experiment(self, name: str) -> list[Run]:

@@ -224,7 +224,7 @@ def test_summary_numbers_and_paper_columns():
     assert std["paper_error"] == 6.05 and std["error_diff"] == pytest.approx(0.07)
     assert std["params"] == std["params_after_discard"] == 1727962
     md = to_markdown(t.reset_index())
-    assert "| eps | cifar10 | cifar | 110 | epsilon | 2.50 | 3 | 5.30 | 5.20 |" in md
+    assert "| eps | cifar10 | cifar | 110 | epsilon | 2.50 | 0 | 3 | 5.30 | 5.20 |" in md  # seed 0
     assert "12/54" in md and "5.24" in md
 
 
@@ -236,3 +236,43 @@ def test_summarize_command(tmp_path):
     table = pd.read_csv(tmp_path / "summary.csv")
     assert set(table["run"]) == {"eps", "std"} and "paper_error" in table.columns
     assert (tmp_path / "summary.md").read_text().startswith("# Reproduction summary")
+
+
+def test_summary_and_figures_over_seeds(tmp_path):
+    """Three seeds of the ε run: the per-setting table has their mean and standard deviation;
+    the val-error figure draws one mean line with a band; the ratio figure shows every seed."""
+    from eps_resnet.summary import by_setting, write
+
+    df, _, _ = cifar_table()
+    seeds = []
+    for seed, shift in ((1, 0.0), (2, 0.01), (3, 0.02)):
+        d = df[df["run"] == "eps"].copy()
+        d["run"], d["seed"] = f"eps-s{seed}", seed
+        d.loc[d["metric"] == "val_error", "value"] += shift
+        d.loc[d["metric"] == "discarded_ratio", "value"] += shift
+        seeds.append(d)
+    df = pd.concat([df[df["run"] == "std"]] + seeds, ignore_index=True)
+    table = summarize(df)
+    assert sorted(table["seed"].tolist()) == [0, 1, 2, 3]
+    groups = by_setting(table).set_index("variant")
+    eps = groups.loc["epsilon"]
+    assert eps["seeds"] == 3
+    assert eps["final_val_error_mean"] == pytest.approx(6.30)  # 5.30, 6.30, 7.30
+    assert eps["final_val_error_std"] == pytest.approx(1.0)
+    assert eps["discarded_ratio_mean"] == pytest.approx(0.21)
+    assert eps["paper_error"] == 5.24 and eps["paper_discarded_ratio"] == 0.22
+    assert groups.loc["standard", "seeds"] == 1 and np.isnan(groups.loc["standard", "final_val_error_std"])
+    write(table, str(tmp_path / "summary.csv"), str(tmp_path / "summary.md"))
+    assert (tmp_path / "summary-settings.csv").exists()
+    assert "| cifar10 | 110 | epsilon | 2.5 | 3 | 6.30 ± 1.00 |" in (tmp_path / "summary.md").read_text()
+
+    fig = plots.plot("val-error", df)
+    ax = fig.axes[0]
+    labels = [l.get_label() for l in lines_of(ax)]
+    assert labels == ["standard", "ε = 2.5 (mean of 3 seeds, band: min–max)"]
+    assert len(ax.collections) == 1  # the band
+    mean = lines_of(ax)[1].get_ydata()
+    assert mean[-1] == pytest.approx(6.30)
+    fig = plots.plot("compression-ratio", df)
+    points = fig.axes[1].collections[0].get_offsets()
+    assert len(points) == 3  # every seed's final ratio

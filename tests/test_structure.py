@@ -97,7 +97,7 @@ def test_the_schema_takes_its_lists_and_defaults_from_the_package():
     assert tuple(exp["variants"]["items"]["enum"]) == tuple(v for v in VARIANTS if v != "epsilon")
     assert tuple(exp["lr_schedule"]["enum"]) == LR_MODES
     assert tuple(exp["precision"]["enum"]) == PRECISIONS
-    assert exp["seed"]["default"] == default_of("seed")
+    assert exp["seeds"]["default"] == [default_of("seed")]
     assert exp["precision"]["default"] == default_of("precision")
     # defaults that depend on the dataset live in the recipe, not in the schema
     for key in ("epsilon_start_epoch", "lr_schedule", "batch", "steps_per_epoch"):

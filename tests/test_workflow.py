@@ -161,3 +161,23 @@ def test_config_syntax_errors_name_file_and_line(tmp_path):
     assert r.returncode == 2
     assert f"{bad}, line 4, column 4:" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert main(["check-config", os.path.join(ROOT, "config", "demo.yaml")]) == 0
+
+
+def test_seeds_are_an_experiment_axis(tmp_path):
+    config = load("experiments.yaml")
+    base = job_counts(snakemake("-n", "--directory", tmp_path, "--configfile",
+                                write(tmp_path, config, "a.yaml")).stdout)
+    config["experiments"]["cifar10"]["seeds"] = [0, 7]
+    r = snakemake("-n", "-p", "--directory", tmp_path, "--configfile", write(tmp_path, config, "b.yaml"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    more = job_counts(r.stdout)
+    diff = {k: more.get(k, 0) - base.get(k, 0) for k in set(base) | set(more)}
+    # a second seed of cifar10 (standard, side, ε 2.5): three runs, one compression, two evaluations
+    assert {k: v for k, v in diff.items() if v} == {"train": 3, "compress": 1, "evaluate_full": 1,
+                                                    "evaluate_compressed": 1}
+    assert "cifar10-d110-epsilon-e2.5-s7" in r.stdout and "--seed 7" in r.stdout
+    for bad, message in (([1, 1], "has non-unique elements"), ([-1], "less than the minimum of 0")):
+        config["experiments"]["cifar10"]["seeds"] = bad
+        r = snakemake("-n", "--directory", tmp_path, "--configfile", write(tmp_path, config, "c.yaml"))
+        assert r.returncode != 0 and "experiments.cifar10.seeds" in r.stdout + r.stderr
+        assert message in r.stdout + r.stderr

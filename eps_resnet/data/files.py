@@ -112,5 +112,12 @@ def read_marker(out: str) -> dict | None:
 
 
 def write_marker(folder: str, info: dict) -> None:
+    """The marker of a prepared folder, with the MD5 of every file in it (LMDB packs excepted:
+    they hold the same bytes as the indexed images), which run.yaml copies so that a run names
+    exactly the data it saw."""
+    info = dict(info, checksums={
+        name: md5sum(os.path.join(folder, name)) for name in sorted(os.listdir(folder))
+        if os.path.isfile(os.path.join(folder, name)) and ".lmdb" not in name
+        and not name.startswith(".")})
     with open(os.path.join(folder, MARKER), "w") as f:
         yaml.safe_dump(info, f, sort_keys=False)

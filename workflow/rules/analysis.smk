@@ -41,6 +41,7 @@ rule summary:
         full=all_full_evals,
     output:
         csv=os.path.join(RESULTS, "summary.csv"),
+        settings=os.path.join(RESULTS, "summary-settings.csv"),
         md=os.path.join(RESULTS, "summary.md"),
     log:
         os.path.join(LOGS, "summary.log"),

@@ -1,0 +1,80 @@
+"""Whether two runs are the same run: their stats.json compared epoch by epoch, metric by metric.
+
+Used to check a reproduction (the same command on another machine, or a resumed run against an
+uninterrupted one). Only what a seed determines is in stats.json, so two runs of one command on
+one machine compare identical.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .runfolder import read_stats
+
+
+@dataclass
+class Comparison:
+    run_a: str
+    run_b: str
+    epochs: int = 0  # epochs compared
+    values: int = 0  # values compared
+    first: tuple | None = None  # (epoch, metric, a, b) of the first difference beyond tolerance
+    largest: tuple | None = None  # (epoch, metric, |a - b|) of the largest difference
+    only_in: dict = field(default_factory=dict)  # {run: [what only that run has]}
+
+    @property
+    def identical(self) -> bool:
+        return self.first is None and not any(self.only_in.values())
+
+    def report(self, tolerance: float) -> str:
+        head = f"{self.run_a} vs {self.run_b}: {self.epochs} epoch(s), {self.values} value(s) compared"
+        lines = [head]
+        for run, extra in self.only_in.items():
+            if extra:
+                lines.append(f"only in {run}: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+        if self.first:
+            e, m, a, b = self.first
+            lines.append(f"first difference: epoch {e}, {m}: {a!r} vs {b!r}")
+        if self.largest and self.largest[2] > 0:
+            lines.append(f"largest difference: epoch {self.largest[0]}, {self.largest[1]}: "
+                         f"{self.largest[2]:.6g}")
+        verdict = ("identical" if tolerance == 0 else f"identical within {tolerance:g}")
+        lines.append(verdict if self.identical else "different")
+        return "\n".join(lines)
+
+
+def _by_epoch(run_dir: str) -> dict[int, dict]:
+    return {int(s["epoch_num"]): s for s in read_stats(run_dir) if "epoch_num" in s}
+
+
+def _differ(a, b, tolerance: float) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if math.isnan(a) or math.isnan(b):
+            return not (math.isnan(a) and math.isnan(b))
+        return abs(a - b) > tolerance
+    return a != b
+
+
+def compare_runs(run_a: str, run_b: str, tolerance: float = 0.0) -> Comparison:
+    """Compare every metric of every epoch of two run folders."""
+    a, b = _by_epoch(run_a), _by_epoch(run_b)
+    c = Comparison(run_a, run_b)
+    c.only_in = {run_a: [f"epoch {e}" for e in sorted(set(a) - set(b))],
+                 run_b: [f"epoch {e}" for e in sorted(set(b) - set(a))]}
+    for epoch in sorted(set(a) & set(b)):
+        c.epochs += 1
+        sa, sb = a[epoch], b[epoch]
+        for side, mine, other in ((run_a, sa, sb), (run_b, sb, sa)):
+            c.only_in[side] += [f"epoch {epoch} {m}" for m in sorted(set(mine) - set(other))]
+        for metric in sorted(set(sa) & set(sb)):
+            va, vb = sa[metric], sb[metric]
+            c.values += 1
+            if isinstance(va, (int, float)) and isinstance(vb, (int, float)):
+                gap = abs(va - vb) if not (math.isnan(va) or math.isnan(vb)) else math.inf
+                if math.isnan(va) and math.isnan(vb):
+                    gap = 0.0
+                if c.largest is None or gap > c.largest[2]:
+                    c.largest = (epoch, metric, gap)
+            if c.first is None and _differ(va, vb, tolerance):
+                c.first = (epoch, metric, va, vb)
+    return c

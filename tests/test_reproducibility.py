@@ -1,0 +1,107 @@
+"""Reproducible to the bit: the same command and seed give an identical stats.json (both network
+families, all variants, one or several data workers), another seed does not, a run killed and
+resumed equals the uninterrupted one, and `eps-resnet compare` says so with its exit code."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from eps_resnet.cli import main
+from helpers import eps_resnet_cmd
+
+pytestmark = pytest.mark.slow
+
+SYNTHETIC = ["--dataset", "synthetic", "--batch", "16", "--steps-per-epoch", "8", "--epochs", "2"]
+
+
+def train(out, *args):
+    assert main(["train", *args, "--out", str(out)]) == 0
+    return out
+
+
+def same(a, b) -> bool:
+    return (a / "stats.json").read_bytes() == (b / "stats.json").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "digits"
+    assert main(["prepare", "digits", "--out", str(out)]) == 0
+    return str(out)
+
+
+@pytest.mark.parametrize("args", [
+    ["--depth", "8", "--variant", "epsilon", "--epsilon", "1.0"],
+    ["--depth", "8", "--variant", "standard"],
+    ["--depth", "18", "--family", "imagenet", "--image-size", "32", "--classes", "10",
+     "--variant", "side"],
+], ids=["cifar-epsilon", "cifar-standard", "imagenet-side"])
+def test_same_seed_same_numbers_on_synthetic_data(tmp_path, capsys, args):
+    a = train(tmp_path / "a", *SYNTHETIC, *args, "--seed", "5")
+    b = train(tmp_path / "b", *SYNTHETIC, *args, "--seed", "5")
+    assert same(a, b)
+    c = train(tmp_path / "c", *SYNTHETIC, *args, "--seed", "6")
+    assert not same(a, c)
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 0
+    assert capsys.readouterr().out.strip().endswith("identical")
+    assert main(["compare", str(a), str(c)]) == 1
+    report = capsys.readouterr().out
+    assert "first difference: epoch 1" in report and report.strip().endswith("different")
+    assert main(["compare", str(a), str(c), "--tolerance", "1e9"]) == 0
+
+
+@pytest.mark.parametrize("family", ["cifar", "imagenet"])
+def test_digits_identical_with_one_or_several_data_workers(tmp_path, digits, family):
+    args = ["--dataset", "digits", "--data-dir", digits, "--batch", "32", "--steps-per-epoch", "10",
+            "--epochs", "2", "--seed", "3", "--variant", "epsilon", "--epsilon", "6"]
+    args += ["--depth", "14"] if family == "cifar" else ["--depth", "18", "--family", "imagenet"]
+    one = train(tmp_path / "one", *args, "--data-workers", "1")
+    two = train(tmp_path / "two", *args, "--data-workers", "2")
+    assert same(one, two)
+    record = yaml.safe_load((two / "run.yaml").read_text())
+    assert record["settings"]["seed"] == 3 and record["settings"]["deterministic"] is True
+    assert record["determinism"]["op_determinism"] is True
+    env = record["environment"]
+    assert env["snakemake"] and env["tensorflow"].startswith("2.21") and env["python"]
+    assert env["cpu"]["model"] and isinstance(env["cpu"]["flags"], list)
+    assert env["dataset"]["name"] == "digits"
+    assert set(env["dataset"]["checksums"]) >= {"train_images.npy", "val_images.npy", "mean.npy"}
+    assert record["settings"]["precision"] == "fp32" and "git_commit" in env
+
+
+@pytest.mark.parametrize("moment", ["during epoch 3", "after checkpoint 2"])
+def test_killed_and_resumed_equals_uninterrupted(tmp_path, moment):
+    args = eps_resnet_cmd("train", "--dataset", "synthetic", "--depth", "14", "--variant",
+                          "epsilon", "--epsilon", "1.5", "--batch", "16", "--steps-per-epoch", "30",
+                          "--epochs", "4", "--seed", "2")
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    subprocess.run(args + ["--out", str(whole)], check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen(args + ["--out", str(resumed)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (resumed / "model-60.index").exists():
+            time.sleep(0.01)
+        if moment == "during epoch 3":
+            # the first steps of epoch 3 are trained, then lost with the kill
+            while time.time() < deadline and "Epoch 3" not in _log(resumed):
+                time.sleep(0.01)
+            time.sleep(0.3)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (resumed / "model-120.index").exists()
+    done = subprocess.run(args + ["--out", str(resumed)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Resuming from" in _log(resumed)
+    assert same(whole, resumed)
+
+
+def _log(run):
+    path = run / "log.log"
+    return path.read_text(errors="replace") if path.exists() else ""
