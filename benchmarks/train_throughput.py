@@ -9,45 +9,23 @@ the ratio epsilon / standard measured in the same run.
     python benchmarks/train_throughput.py                 # n = 5 and 18, batch 128
     python benchmarks/train_throughput.py --units 5 --steps 20 --rounds 1
     python benchmarks/train_throughput.py --determinism on off   # what TF's deterministic ops cost
+    python benchmarks/train_throughput.py --precision fp32 mixed # bfloat16 (CPU) / float16 (GPU)
 """
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import tempfile
-import time
 
 import eps_resnet  # noqa: F401
 
 
 def measure(variant: str, n: int, batch: int, steps: int, warmup: int, gpus: int | None,
-            deterministic: bool = True) -> float:
-    from tensorpack.callbacks import Callback
-    from tensorpack.utils import logger
+            deterministic: bool = True, precision: str = "fp32") -> float:
+    from eps_resnet.throughput import images_per_second
 
-    from eps_resnet.settings import TrainSettings
-    from eps_resnet.train import train
-
-    class StepTimer(Callback):
-        def __init__(self):
-            self.times = []
-
-        def _trigger_step(self):
-            self.times.append(time.perf_counter())
-
-    timer = StepTimer()
-    with tempfile.TemporaryDirectory() as out:
-        settings = TrainSettings(
-            dataset="synthetic", depth=6 * n + 2, variant=variant,
-            epsilon=2.5 if variant == "epsilon" else None, epochs=1,
-            steps_per_epoch=warmup + steps, batch=batch, gpus=gpus, out=os.path.join(out, "run"),
-            deterministic=deterministic)
-        logger.setLevel("WARNING")
-        train(settings, log=lambda *a: None, extra_callbacks=[timer])
-    gaps = [b - a for a, b in zip(timer.times[warmup:], timer.times[warmup + 1:])]
-    return batch / statistics.median(gaps)
+    return images_per_second(variant, 6 * n + 2, batch, steps, warmup, gpus,
+                             precision=precision, deterministic=deterministic)
 
 
 def main():
@@ -61,17 +39,20 @@ def main():
     p.add_argument("--gpus", type=int, default=None, help="default: all visible (0: CPU)")
     p.add_argument("--determinism", nargs="+", choices=["on", "off"], default=["on"],
                    help="TensorFlow's deterministic ops (training's default: on); both: the cost")
+    p.add_argument("--precision", nargs="+", choices=["fp32", "mixed"], default=["fp32"],
+                   help="arithmetic (mixed: bfloat16 on CPUs that have it, float16 on GPUs)")
     args = p.parse_args()
 
     results: dict[tuple, list[float]] = {}
+    configs = [(det, prec) for det in args.determinism for prec in args.precision]
     for r in range(args.rounds):
         for n in args.units:
-            for det in args.determinism:
+            for det, prec in configs:
                 for variant in args.variants:
                     ips = measure(variant, n, args.batch, args.steps, args.warmup, args.gpus,
-                                  det == "on")
-                    results.setdefault((n, variant, det), []).append(ips)
-                    print(f"round {r + 1}: n={n:<3d} {variant:<9s} determinism {det:<3s} "
+                                  det == "on", prec)
+                    results.setdefault((n, variant, det, prec), []).append(ips)
+                    print(f"round {r + 1}: n={n:<3d} {variant:<9s} determinism {det:<3s} {prec:<5s} "
                           f"{ips:8.1f} img/s", file=sys.stderr)
 
     from eps_resnet.compat import visible_gpus
@@ -84,22 +65,28 @@ def main():
           f"{cpu()['model']}; median step after {args.warmup} warm-up steps, best of "
           f"{args.rounds} round(s)")
     both = {"standard", "epsilon"} <= set(args.variants)
-    print("| depth (n) | determinism | " + " | ".join(f"{v} img/s" for v in args.variants) +
-          (" | epsilon / standard |" if both else " |"))
-    print("|---" * (len(args.variants) + 2 + both) + "|")
+    print("| depth (n) | determinism | precision | " + " | ".join(f"{v} img/s" for v in args.variants)
+          + (" | epsilon / standard |" if both else " |"))
+    print("|---" * (len(args.variants) + 3 + both) + "|")
+    best = {k: max(v) for k, v in results.items()}
     for n in args.units:
-        for det in args.determinism:
-            best = {v: max(results[(n, v, det)]) for v in args.variants}
-            row = f"| {6 * n + 2} ({n}) | {det} | " + " | ".join(f"{best[v]:.1f}" for v in args.variants)
+        for det, prec in configs:
+            row = f"| {6 * n + 2} ({n}) | {det} | {prec} | " + " | ".join(
+                f"{best[(n, v, det, prec)]:.1f}" for v in args.variants)
             if both:
-                row += f" | {best['epsilon'] / best['standard']:.3f}"
+                row += f" | {best[(n, 'epsilon', det, prec)] / best[(n, 'standard', det, prec)]:.3f}"
             print(row + " |")
-    if set(args.determinism) == {"on", "off"}:
-        print("\n| depth (n) | variant | determinism on / off |\n|---|---|---|")
-        for n in args.units:
-            for v in args.variants:
-                ratio = max(results[(n, v, "on")]) / max(results[(n, v, "off")])
-                print(f"| {6 * n + 2} ({n}) | {v} | {ratio:.3f} |")
+    for axis, (a, b), pick in (("determinism on / off", ("on", "off"), lambda x, p: (x, p)),
+                               ("mixed / fp32", ("mixed", "fp32"), lambda x, d: (d, x))):
+        values = args.determinism if axis.startswith("determinism") else args.precision
+        other = args.precision if axis.startswith("determinism") else args.determinism
+        if {a, b} <= set(values):
+            print(f"\n| depth (n) | variant | {axis} |\n|---|---|---|")
+            for n in args.units:
+                for v in args.variants:
+                    for o in other:
+                        ratio = best[(n, v, *pick(a, o))] / best[(n, v, *pick(b, o))]
+                        print(f"| {6 * n + 2} ({n}) | {v} | {ratio:.3f} |")
 
 
 if __name__ == "__main__":

@@ -95,8 +95,28 @@ class CheckpointAfterStats(ModelSaver, MonitorBase):
 
 
 class OrderedQueueInput(QueueInput):
-    """tensorpack's QueueInput without its queue-size summary: the queue's fill level depends on
-    timing, and stats.json holds only what a seed determines (so that two runs compare equal)."""
+    """tensorpack's QueueInput, deterministic: one dequeue per step of the whole batch, split
+    across the towers in order (with a dequeue per tower, which tower gets which batch would be
+    a race), and no queue-size summary (the queue's fill level depends on timing, and stats.json
+    holds only what a seed determines)."""
+
+    def __init__(self, ds, towers: int = 1):
+        super().__init__(ds)
+        self.towers = towers
+        self._parts, self._calls = None, 0
+
+    def _get_input_tensors(self):
+        if self.towers == 1:
+            return super()._get_input_tensors()
+        if self._parts is None:
+            import tensorflow as tf
+
+            with tf.device("/cpu:0"):
+                whole = super()._get_input_tensors()
+                self._parts = list(zip(*[tf.split(t, self.towers) for t in whole]))
+        part = self._parts[self._calls % self.towers]  # tensorpack asks once per tower, in order
+        self._calls += 1
+        return list(part)
 
     def _get_callbacks(self):
         from tensorpack.callbacks.concurrency import StartProcOrThread

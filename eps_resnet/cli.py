@@ -37,6 +37,9 @@ def _add_train(sub):
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
     p.add_argument("--batch", type=int, help="total batch, split across GPUs (default: the paper's)")
     p.add_argument("--gpus", type=int, help="GPUs to train on (default: all visible; 0: CPU)")
+    p.add_argument("--towers", type=int, metavar="N",
+                   help="with --gpus 0: N model replicas on the CPU, trained by the same replicated "
+                   "trainer as several GPUs (a test and debugging aid for multi-GPU runs)")
     p.add_argument("--data-dir", help="folder written by `eps-resnet prepare`")
     p.add_argument("--data-workers", type=int, help="dataflow processes (default: cores - 1)")
     p.add_argument("--seed", type=int, default=default_of("seed"))
@@ -45,7 +48,8 @@ def _add_train(sub):
     p.add_argument("--threads", type=int, default=default_of("threads"),
                    help="TensorFlow intra/inter-op threads (default 0: every core)")
     p.add_argument("--precision", default=default_of("precision"), metavar="P",
-                   help=f"one of {', '.join(PRECISIONS)}")
+                   help=f"one of {', '.join(PRECISIONS)}; mixed: bfloat16 on CPUs with avx512_bf16 "
+                   "or amx_bf16, float16 with loss scaling on NVIDIA GPUs (default fp32)")
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
                    default=default_of("deterministic"),
                    help="TensorFlow's deterministic ops, so that the same seed gives the same numbers "
@@ -269,6 +273,31 @@ def _cmd_compare(args) -> int:
     return 0 if result.identical else 1
 
 
+def _add_selfcheck(sub):
+    p = sub.add_parser("selfcheck", help="check this machine before training on it (a one-page report)",
+                       description="Check what TensorFlow sees (GPUs, compute capability, memory; "
+                       "the CPU's features), that NHWC and NCHW compute the same network, that the "
+                       "gate decides right, how fast the real training path runs on one and on all "
+                       "devices (fp32, and mixed where supported), and the device-hours of the "
+                       "paper's headline figures. Exit code 1 if a check fails.")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer steps and smaller batches (a rough figure in about a minute)")
+    p.add_argument("--out", metavar="FILE.md", help="also write the report to this file")
+    p.set_defaults(func=_cmd_selfcheck)
+
+
+def _cmd_selfcheck(args) -> int:
+    from .atomic import write_text
+    from .selfcheck import report, selfcheck
+
+    checks = selfcheck(args.quick, log=lambda m: print(m, file=sys.stderr))
+    text = report(checks)
+    print(text)
+    if args.out:
+        write_text(args.out, text + "\n")
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def _add_check_config(sub):
     p = sub.add_parser("check-config", help="check a workflow config file (syntax, schema, runs)",
                        description="Check a workflow config file as the workflow will: YAML syntax "
@@ -323,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gpu_run(sub)
     _add_check_config(sub)
     _add_compare(sub)
+    _add_selfcheck(sub)
     return parser
 
 

@@ -51,14 +51,20 @@ def visible_gpus() -> list[str]:
     return [d.name for d in tf.config.list_physical_devices("GPU")]
 
 
-def session_config(threads: int = 0):
+def session_config(threads: int = 0, mixed_kind: str | None = None):
     """tensorpack's session options, but with TensorFlow's own thread pools: tensorpack pins
-    intra-op threads to 1, which costs 20-30% on CPUs. ``threads`` 0 lets TensorFlow use every core."""
+    intra-op threads to 1, which costs 20-30% on CPUs. ``threads`` 0 lets TensorFlow use every
+    core. ``mixed_kind`` "onednn_bfloat16" switches on TensorFlow's oneDNN bfloat16 rewrite
+    (the GPU's float16 rewrite comes with its optimizer, see models.resnet)."""
+    from tensorflow.core.protobuf import rewriter_config_pb2
     from tensorpack.tfutils.common import get_default_sess_config
 
     config = get_default_sess_config()
     config.intra_op_parallelism_threads = threads
     config.inter_op_parallelism_threads = threads
+    if mixed_kind == "onednn_bfloat16":
+        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
+            rewriter_config_pb2.RewriterConfig.ON
     return config
 
 

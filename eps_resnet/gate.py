@@ -37,20 +37,34 @@ DISCARDED_AT = 0.5
 def gate_value(branch, epsilon, L: float = GATE_L):
     """The scalar T of the gate for a branch output (0: discarded, 1: open), float32.
 
-    The decision is always made in float32 from the branch's values, whatever precision the
-    branch is computed in.
+    The decision is exact whatever precision the branch is computed in: the two reductions read
+    the branch in its own dtype (the max and min of bfloat16 or float16 values are such values,
+    so nothing is lost and no full-size cast is made), and only that scalar is converted to
+    float32; ε and the rest of the formula stay float32 (2.3 is not a bfloat16 number).
     """
     tf = import_tf()
     with tf.name_scope("gate"):
         f = tf.stop_gradient(branch)
-        if f.dtype != tf.float32:
-            f = tf.cast(f, tf.float32)
-        eps = tf.cast(epsilon, tf.float32)
         # max|F| as max(max F, -min F): two reductions reading F, no full-size |F| temporary.
-        peak = tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name="Max")
+        peak = float32_fence(tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name="Max"))
+        eps = tf.cast(epsilon, tf.float32)
         s = tf.nn.relu(peak - eps)
         r3 = tf.nn.relu(-L * s + 1.0)
         return tf.nn.relu(-L * r3 + 1.0, name="T")
+
+
+def float32_fence(x):
+    """``x`` (a scalar) as float32, past a point that TensorFlow's mixed-precision graph rewrites
+    do not cross.
+
+    The rewrites (oneDNN bfloat16 on CPUs, float16 on GPUs) convert chains of float ops after
+    the graph is built, when everything is still float32: a ``tf.cast`` to float32 adds no op
+    and would not stop them turning the gate's ε arithmetic into bfloat16 (where L = 1e6 and a
+    rounded ε flip decisions). A round trip through int32 bitcasts, which they leave alone,
+    keeps everything after it in float32; they put their own cast of the scalar before it."""
+    tf = import_tf()
+    x = tf.cast(x, tf.float32)
+    return tf.bitcast(tf.bitcast(x, tf.int32), tf.float32, name="float32_fence")
 
 
 def gated_residual(shortcut, branch, epsilon, L: float = GATE_L):

@@ -20,11 +20,12 @@ from .models import FAMILIES, VARIANTS, check_depth
 from .recipe import LR_MODES, RECIPES, Recipe
 from .schedules import epsilon_schedule
 
-PRECISIONS = ("fp32",)
+#: fp32, or mixed: bfloat16 on CPUs that have it, float16 on NVIDIA GPUs (eps_resnet.devices)
+PRECISIONS = ("fp32", "mixed")
 
 #: Settings that may differ when a run folder is reused: where things are, how many devices and
 #: threads run it, and how long it trains (raising --epochs extends a finished run).
-NOT_IDENTITY = ("out", "data_dir", "gpus", "data_workers", "threads", "epochs")
+NOT_IDENTITY = ("out", "data_dir", "gpus", "towers", "data_workers", "threads", "epochs")
 
 
 class SettingsError(EpsResnetError):
@@ -46,6 +47,7 @@ class TrainSettings:
     steps_per_epoch: int | None = None
     batch: int | None = None
     gpus: int | None = None
+    towers: int | None = None  # CPU training only: model replicas (a test and debugging aid)
     data_dir: str | None = None
     seed: int = 0
     lr_schedule: str | None = None  # a mode of recipe.LR_MODES
@@ -119,14 +121,20 @@ class TrainSettings:
         s.batch = s.batch if s.batch is not None else recipe.batch
         for flag, value, low in (("--epochs", s.epochs, 1), ("--batch", s.batch, 1),
                                  ("--steps-per-epoch", s.steps_per_epoch, 1),
-                                 ("--gpus", s.gpus, 0), ("--data-workers", s.data_workers, 1),
+                                 ("--gpus", s.gpus, 0), ("--towers", s.towers, 1),
+                                 ("--data-workers", s.data_workers, 1),
                                  ("--threads", s.threads, 0)):
             if value is not None and value < low:
                 raise SettingsError(f"{flag} {value} is out of range; expected an integer >= {low}")
         if s.precision not in PRECISIONS:
             raise SettingsError(f"--precision {s.precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
+        if s.towers is not None and s.gpus != 0:
+            raise SettingsError(f"--towers {s.towers} is for training on the CPU (with --gpus 0); "
+                                "on GPUs every GPU is one tower")
         if s.gpus:
             check_gpu_split(s.batch, s.gpus)
+        if s.towers:
+            check_gpu_split(s.batch, s.towers, "--towers")
         if s.data_workers is None:
             s.data_workers = default_data_workers()
         s.out = os.path.abspath(s.out)
@@ -183,10 +191,11 @@ def default_of(field: str):
     return None if f.default is dataclasses.MISSING else f.default
 
 
-def check_gpu_split(batch: int, gpus: int) -> None:
-    if batch % gpus:
-        raise SettingsError(f"--batch {batch} is not divisible by --gpus {gpus}; expected a multiple "
-                            f"of {gpus} so that every GPU gets the same share")
+def check_gpu_split(batch: int, towers: int, flag: str = "--gpus") -> None:
+    """Every tower (GPU, or CPU replica) gets the same share of the batch."""
+    if batch % towers:
+        raise SettingsError(f"--batch {batch} is not divisible by {flag} {towers}; expected a "
+                            f"multiple of {towers} so that every tower gets the same share")
 
 
 def default_data_workers() -> int:

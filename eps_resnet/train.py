@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from .compat import session_config
 from .data import get_dataflow
-from .provenance import environment
+from .devices import DevicePlan, decide
+from .provenance import cpu, environment
 from .runfolder import (check_same_run, load_run_file, lock, repair_stats, resume_point,
                         truncate_stats, write_run_file)
 from .settings import SettingsError, TrainSettings, check_gpu_split
@@ -25,6 +26,7 @@ CHECKPOINTS_KEPT = 10
 class Plan:
     """What a training command will do, decided before TensorFlow builds anything."""
     settings: TrainSettings
+    devices: DevicePlan
     steps_per_epoch: int
     start_epoch: int  # first epoch to train (1 for a new run)
     checkpoint: str | None  # to resume from
@@ -49,18 +51,17 @@ def plan(settings: TrainSettings) -> Plan:
     s = settings.resolved()
     check_out(s.out)
     check_same_run(s)
-    available = visible_gpu_count()
-    if s.gpus is None:
-        s.gpus = available
-    elif s.gpus > available:
-        raise SettingsError(f"--gpus {s.gpus} asks for more GPUs than the {available} visible here "
-                            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
-    if s.gpus:
-        check_gpu_split(s.batch, s.gpus)
-    towers = max(1, s.gpus)
-    train_flow = get_dataflow(s, "train", s.batch // towers)
-    steps = s.steps_per_epoch or max(1, len(train_flow) // towers)
-    return Plan(s, steps, 1, None, train_flow)
+    try:
+        devices = decide(s, visible_gpu_count(), cpu()["flags"])
+    except SettingsError as e:
+        raise SettingsError(f"{e} (CUDA_VISIBLE_DEVICES="
+                            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})") from None
+    s.gpus = devices.gpus
+    check_gpu_split(s.batch, devices.towers, "--gpus" if devices.gpus else "--towers")
+    # whole batches, split across the towers inside the graph (OrderedQueueInput)
+    train_flow = get_dataflow(s, "train", s.batch)
+    steps = s.steps_per_epoch or len(train_flow)
+    return Plan(s, devices, steps, 1, None, train_flow)
 
 
 @contextmanager
@@ -127,17 +128,16 @@ def inferencers(model):
     return infs
 
 
-def _run_record(p: Plan, data_format: str, status: str, started: str) -> dict:
+def _run_record(p: Plan, status: str, started: str) -> dict:
     from .models import make_layout
 
-    s = p.settings
+    s, d = p.settings, p.devices
     layout = make_layout(s.family, s.depth)
     return {
         "settings": s.to_dict(),
         "resolved": {
-            "steps_per_epoch": p.steps_per_epoch, "data_format": data_format,
-            "device": f"{s.gpus} GPU(s)" if s.gpus else "CPU",
-            "towers": max(1, s.gpus), "batch_per_tower": s.batch // max(1, s.gpus),
+            "steps_per_epoch": p.steps_per_epoch, "data_format": d.data_format,
+            "devices": d.to_dict(), "batch_per_tower": s.batch // d.towers,
             "recipe": s.recipe.name,
             "weight_decay": s.recipe.weight_decay, "nesterov": s.recipe.nesterov,
             "lr_schedule_points": [list(x) for x in s.recipe.lr_points("standard")],
@@ -193,22 +193,21 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
                             LearningRateSetter, OrderedQueueInput)
     from .models.resnet import build_model
 
-    data_format = "NCHW" if s.gpus else "NHWC"
     previous = load_run_file(s.out) or {}
     started = previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z")
     truncate_stats(s.out, p.start_epoch)
     logger.set_logger_dir(s.out, action="k")  # 'k': keep the folder, never ask on stdin
-    write_run_file(s.out, _run_record(p, data_format, "running", started))
+    write_run_file(s.out, _run_record(p, "running", started))
     if p.checkpoint:
         logger.info(f"Resuming from {p.checkpoint} at epoch {p.start_epoch} of {s.epochs}")
 
     # a fresh graph: train() may run several times in a process
     with tf.Graph().as_default(), seeded(s.seed, s.deterministic):
-        towers = max(1, s.gpus)
-        # every tower takes one batch per step: a resumed run continues with the batch an
-        # uninterrupted run would take next
-        p.train_flow.start_at((p.start_epoch - 1) * p.steps_per_epoch * towers)
-        model = build_model(s, data_format=data_format)
+        towers = p.devices.towers
+        # one batch per step: a resumed run continues with the batch an uninterrupted run would
+        # take next
+        p.train_flow.start_at((p.start_epoch - 1) * p.steps_per_epoch)
+        model = build_model(s, data_format=p.devices.data_format, mixed_kind=p.devices.mixed_kind)
         callbacks = [
             InferenceRunner(get_dataflow(s, "val", s.batch // towers), inferencers(model)),
             LearningRateSetter(s.recipe.lr_points("standard"),
@@ -216,17 +215,17 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             EstimatedTimeLeft(),
             *extra_callbacks,
         ]
-        if s.deterministic and s.gpus:
+        if s.deterministic and p.devices.device == "gpu":
             def found(ops):
                 p.unsupported_ops = ops
-                write_run_file(s.out, _run_record(p, data_format, "running", started))
+                write_run_file(s.out, _run_record(p, "running", started))
 
             callbacks.append(DeterminismCheck(found))
         if s.epsilon_points:
             callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
         config = TrainConfig(
             model=model,
-            data=OrderedQueueInput(p.train_flow),
+            data=OrderedQueueInput(p.train_flow, towers),
             callbacks=callbacks,
             monitors=DEFAULT_MONITORS() + [CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT,
                                                                 checkpoint_dir=s.out)],
@@ -234,9 +233,11 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             max_epoch=s.epochs,
             starting_epoch=p.start_epoch,
             session_init=SaverRestore(p.checkpoint) if p.checkpoint else None,
-            session_creator=NewSessionCreator(config=session_config(s.threads)),
+            session_creator=NewSessionCreator(
+                config=session_config(s.threads, p.devices.mixed_kind)),
         )
-        trainer = SyncMultiGPUTrainerReplicated(s.gpus) if s.gpus > 1 else SimpleTrainer()
+        trainer = (SyncMultiGPUTrainerReplicated(towers, mode=p.devices.all_reduce)
+                   if towers > 1 else SimpleTrainer())
         try:
             launch_train_with_config(config, trainer)
         except tf.errors.UnimplementedError as e:
@@ -244,17 +245,17 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
                 raise
             message = (f"--deterministic: {str(e).strip().splitlines()[0][:200]}; run with "
                        "--no-deterministic to train with TensorFlow's faster kernels")
-            record = _run_record(p, data_format, "failed", started)
+            record = _run_record(p, "failed", started)
             record["error"] = message
             write_run_file(s.out, record)
             raise SettingsError(message) from None
         except BaseException as e:
             # run.yaml must not keep saying "running" after the process is gone
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            record = _run_record(p, data_format, status, started)
+            record = _run_record(p, status, started)
             record["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             write_run_file(s.out, record)
             raise
-    write_run_file(s.out, _run_record(p, data_format, "finished", started))
+    write_run_file(s.out, _run_record(p, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")
     return p

@@ -41,3 +41,31 @@ def write(tmp_path, config, name="config.yaml"):
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def kill_when(argv, ready, timeout=300):
+    """Start a command, wait until ``ready()`` is true, then kill -9 it (asserting it was still
+    running, so the kill really interrupted it)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+
+
+def uninterrupted_and_resumed(args, tmp_path, ready):
+    """Run ``args`` (an `eps-resnet train` command line without --out) once whole and once
+    killed when ``ready(run folder)`` and run again; returns both run folders."""
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    subprocess.run(args + ["--out", str(whole)], check=True, capture_output=True, timeout=600)
+    kill_when(args + ["--out", str(resumed)], lambda: ready(resumed))
+    done = subprocess.run(args + ["--out", str(resumed)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return whole, resumed

@@ -1,16 +1,13 @@
 """Reproducible to the bit: the same command and seed give an identical stats.json (both network
 families, all variants, one or several data workers), another seed does not, a run killed and
 resumed equals the uninterrupted one, and `eps-resnet compare` says so with its exit code."""
-import os
-import signal
-import subprocess
 import time
 
 import pytest
 import yaml
 
 from eps_resnet.cli import main
-from helpers import eps_resnet_cmd
+from helpers import eps_resnet_cmd, uninterrupted_and_resumed
 
 pytestmark = pytest.mark.slow
 
@@ -78,26 +75,17 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, moment):
     args = eps_resnet_cmd("train", "--dataset", "synthetic", "--depth", "14", "--variant",
                           "epsilon", "--epsilon", "1.5", "--batch", "16", "--steps-per-epoch", "30",
                           "--epochs", "4", "--seed", "2")
-    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    subprocess.run(args + ["--out", str(whole)], check=True, capture_output=True, timeout=600)
-    proc = subprocess.Popen(args + ["--out", str(resumed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not (resumed / "model-60.index").exists():
-            time.sleep(0.01)
-        if moment == "during epoch 3":
-            # the first steps of epoch 3 are trained, then lost with the kill
-            while time.time() < deadline and "Epoch 3" not in _log(resumed):
-                time.sleep(0.01)
+
+    def ready(run):
+        if not (run / "model-60.index").exists():
+            return False
+        if moment == "during epoch 3":  # some steps of epoch 3 trained, then lost with the kill
+            if "Epoch 3" not in _log(run):
+                return False
             time.sleep(0.3)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert not (resumed / "model-120.index").exists()
-    done = subprocess.run(args + ["--out", str(resumed)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
+        return True
+
+    whole, resumed = uninterrupted_and_resumed(args, tmp_path, ready)
     assert "Resuming from" in _log(resumed)
     assert same(whole, resumed)
 

@@ -45,9 +45,11 @@ class ModelSpec:
     recipe: Recipe
     epsilon: float = 0.0  # initial value of the ε variable (callbacks may change it)
     data_format: str = "NHWC"
+    mixed_kind: str | None = None  # devices.MIXED_KINDS; the GPU's needs loss scaling here
 
 
-def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC") -> "ResNetModel":
+def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC",
+                mixed_kind: str | None = None) -> "ResNetModel":
     """The model of resolved :class:`~eps_resnet.settings.TrainSettings`: the one way training,
     compression, evaluation and export build it. ``layout``: another layout of the same run
     (a compressed one); default, the run's own."""
@@ -56,7 +58,7 @@ def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC
         num_classes=settings.classes, image_size=settings.image_size, recipe=settings.recipe,
         # the final ε: training sets the scheduled value before its first step, and restoring a
         # checkpoint restores the value it was saved with
-        epsilon=settings.epsilon or 0.0, data_format=data_format))
+        epsilon=settings.epsilon or 0.0, data_format=data_format, mixed_kind=mixed_kind))
 
 
 def graph_scalar(name: str, value: float):
@@ -213,4 +215,9 @@ class ResNetModel(ModelDesc):
     def optimizer(self):
         recipe = self.spec.recipe
         lr = graph_scalar("learning_rate", recipe.initial_lr)
-        return tf.train.MomentumOptimizer(lr, recipe.momentum, use_nesterov=recipe.nesterov)
+        opt = tf.train.MomentumOptimizer(lr, recipe.momentum, use_nesterov=recipe.nesterov)
+        if self.spec.mixed_kind == "cuda_float16_loss_scaling":
+            # TensorFlow's GPU rewrite to float16, with dynamic loss scaling so that small
+            # gradients do not underflow (the CPU's bfloat16 rewrite needs none)
+            opt = tf.mixed_precision.enable_mixed_precision_graph_rewrite(opt, loss_scale="dynamic")
+        return opt

@@ -1,0 +1,127 @@
+"""Mixed precision: the gate's decision stays exact on bfloat16 branches, --precision mixed is
+refused where the hardware has no bfloat16 or GPU, and on a CPU with bfloat16 units the graph
+TensorFlow runs after its rewrite is bfloat16 where it should be and float32 in the gate."""
+import dataclasses
+
+import numpy as np
+import pytest
+import yaml
+
+from eps_resnet.cli import main
+from eps_resnet.devices import BF16_CPU_FLAGS, decide
+from eps_resnet.gate import GATE_L
+from eps_resnet.provenance import cpu
+from eps_resnet.settings import SettingsError, TrainSettings
+
+HAS_BF16 = bool(set(BF16_CPU_FLAGS) & set(cpu()["flags"]))
+needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no avx512_bf16/amx_bf16: the "
+                                "oneDNN bfloat16 rewrite cannot run here")
+
+
+def literal_T(values32: np.ndarray, eps: float, L: float = GATE_L) -> float:
+    """The paper's four-ReLU formula, in float32, on the block's output values."""
+    f = values32.astype(np.float32)
+    e = np.float32(eps)
+    s = np.max(np.maximum(f - e, 0) + np.maximum(-f - e, 0))
+    r3 = np.maximum(np.float32(-L) * s + np.float32(1), 0)
+    return float(np.maximum(np.float32(-L) * r3 + np.float32(1), 0))
+
+
+@pytest.mark.parametrize("eps", [2.3, 2.5, 1.8, 0.1, 7.7])
+def test_gate_decision_on_bfloat16_branches_is_the_float32_formula(tf, eps):
+    from eps_resnet.gate import gate_value
+
+    bf16 = tf.bfloat16.as_numpy_dtype
+    # values at ε and at the bfloat16 numbers next to it (ε itself is mostly not one)
+    near = np.array([eps], np.float32).astype(bf16)
+    candidates = [near, np.nextafter(near.astype(np.float32), np.float32(np.inf)).astype(bf16)]
+    step = np.float32(2.0) ** (np.floor(np.log2(eps)) - 7)  # bfloat16's spacing near ε
+    grid = (np.float32(eps) + step * np.arange(-3, 4, dtype=np.float32)).astype(bf16)
+    rng = np.random.RandomState(int(eps * 10))
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.bfloat16, [4, 3, 3, 2])
+        e = tf.placeholder(tf.float32, [])
+        t = gate_value(x, e)
+        assert t.dtype == tf.float32
+        checked = 0
+        with tf.Session() as sess:
+            for peak in list(grid) + [c[0] for c in candidates]:
+                for sign in (1, -1):
+                    base = (rng.uniform(-0.5, 0.5, (4, 3, 3, 2)) * eps).astype(bf16)
+                    base.flat[rng.randint(base.size)] = bf16(sign * float(peak))
+                    got = sess.run(t, {x: base, e: eps})
+                    assert got == literal_T(base.astype(np.float32), eps), (eps, float(peak), sign)
+                    checked += 1
+    assert checked >= 14
+
+
+def test_mixed_is_refused_without_bfloat16_or_gpus():
+    s = TrainSettings(dataset="synthetic", depth=8, variant="standard", precision="mixed",
+                      out="x").resolved()
+    with pytest.raises(SettingsError, match=r"--precision mixed needs an NVIDIA GPU or a CPU with "
+                       r"bfloat16 units \(avx512_bf16 or amx_bf16\); this CPU has neither"):
+        decide(s, 0, ["avx2", "fma", "avx512f"])
+    assert decide(s, 0, ["avx2", "avx512_bf16"]).mixed_kind == "onednn_bfloat16"
+    assert decide(s, 0, ["amx_bf16"]).mixed_kind == "onednn_bfloat16"
+    gpu = decide(dataclasses.replace(s, gpus=None), 2, ["avx2"])
+    assert (gpu.mixed_kind, gpu.data_format, gpu.towers, gpu.all_reduce) == (
+        "cuda_float16_loss_scaling", "NCHW", 2, "nccl")
+    fp32 = decide(dataclasses.replace(s, precision="fp32"), 0, [])
+    assert (fp32.mixed_kind, fp32.data_format, fp32.trainer) == (None, "NHWC", "SimpleTrainer")
+
+
+@pytest.mark.skipif(HAS_BF16, reason="this CPU has bfloat16 units: nothing to refuse here")
+def test_train_refuses_mixed_on_this_cpu(tmp_path, capsys):
+    assert main(["train", "--dataset", "synthetic", "--depth", "8", "--variant", "standard",
+                 "--precision", "mixed", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--precision mixed needs" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+@needs_bf16
+@pytest.mark.slow
+def test_mixed_training_runs_in_bfloat16_with_a_float32_gate(tf, tmp_path):
+    out = tmp_path / "mixed"
+    assert main(["train", "--dataset", "synthetic", "--depth", "8", "--variant", "epsilon",
+                 "--epsilon", "2.3", "--batch", "16", "--steps-per-epoch", "6", "--epochs", "1",
+                 "--precision", "mixed", "--out", str(out)]) == 0
+    record = yaml.safe_load((out / "run.yaml").read_text())
+    assert record["settings"]["precision"] == "mixed"
+    assert record["resolved"]["devices"]["mixed_kind"] == "onednn_bfloat16"
+    stats = yaml.safe_load((out / "stats.json").read_text())
+    assert np.isfinite(stats[-1]["cost"])
+
+    # the graph TensorFlow runs after its rewrite (partition graphs of one training step)
+    from tensorpack.tfutils.tower import TowerContext
+
+    from eps_resnet.compat import session_config
+    from eps_resnet.models.resnet import build_model
+
+    model = build_model(TrainSettings(dataset="synthetic", depth=8, variant="epsilon", epsilon=2.3,
+                                      out=str(out)).resolved())
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [None, 32, 32, 3], "input")
+        y = tf.placeholder(tf.int32, [None], "label")
+        with TowerContext("", is_training=True):
+            cost = model.build_graph(x, y)
+        step = model.optimizer().minimize(cost)
+        meta = tf.RunMetadata()
+        with tf.Session(config=session_config(0, "onednn_bfloat16")) as sess:
+            sess.run(tf.global_variables_initializer())
+            sess.run(step, {x: np.random.RandomState(0).rand(8, 32, 32, 3).astype(np.float32) * 60,
+                            y: np.zeros(8, np.int32)},
+                     options=tf.RunOptions(output_partition_graphs=True), run_metadata=meta)
+    nodes = {n.name: n for g in meta.partition_graphs for n in g.node}
+    bf16, f32 = tf.bfloat16.as_datatype_enum, tf.float32.as_datatype_enum
+    # (oneDNN renames the kernels it runs, e.g. _MklNativeConv2D)
+    assert sum(1 for n in nodes.values() if "Conv2D" in n.op and n.attr["T"].type == bf16) >= 10
+    for block in ("res1.0", "res2.0", "res3.0"):
+        gate = {n.split("/gate/")[1]: nodes[n] for n in nodes if n.startswith(f"{block}/gate/")}
+        for reduction in ("Max", "Min"):  # read the branch as computed: no full-size cast
+            assert gate[reduction].attr["T"].type == bf16
+            assert "Conv2D" in nodes[gate[reduction].input[0].split(":")[0]].op
+        for op in ("sub", "Relu", "mul", "add", "Relu_1", "mul_1", "add_1"):  # ε's arithmetic
+            assert gate[op].attr["T"].type == f32, (block, op)
+        assert gate["sub/ReadVariableOp"].op == "ReadVariableOp"  # ε read as float32, never cast
+        assert not any("CastToBf16" in n for n in gate["sub"].input)

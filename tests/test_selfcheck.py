@@ -1,0 +1,32 @@
+"""`eps-resnet selfcheck` on this machine's CPU (its GPU path is the same code with GPUs visible)."""
+import pytest
+
+from eps_resnet.cli import main
+from eps_resnet.selfcheck import Check, device_hours, gate, report
+
+pytestmark = pytest.mark.slow
+
+
+def test_selfcheck_runs_and_reports(tmp_path, capsys):
+    out = tmp_path / "report.md"
+    rc = main(["selfcheck", "--quick", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert out.read_text().strip() == text.strip()
+    for line in ("| devices | ok |", "| NHWC = NCHW | ok | largest relative logit difference",
+                 "| gate | ok | T on a planted closed block 0 (expected 0), on a planted open block 1",
+                 "| training | ok | ResNet-110, CPU, fp32, batch 128:",
+                 "| training | ok | ResNet-50, CPU, fp32, batch 4:",
+                 "| estimate | ok | figures/cifar10-val-error.png: 3 runs, ~",
+                 "figures/imagenet-val-error.png: 3 runs, ~", "All checks passed."):
+        assert line in text, line
+
+
+def test_a_failed_check_fails_the_report():
+    assert gate().ok
+    text = report([Check("gate", True, "fine"), Check("training", False, "OOM")])
+    assert "| training | FAILED | OOM |" in text and "1 check(s) failed" in text
+    found = {"gpus": [], "cpu": {}}
+    hours = device_hours({("cifar", 0, "fp32"): 100.0, ("imagenet", 0, "fp32"): 10.0}, found)
+    # ResNet-110 at 100 img/s: (200 + 200 + 1000) epochs x 50,000 images = 194 hours
+    assert "figures/cifar10-val-error.png: 3 runs, ~194 CPU-hours" in hours.detail
