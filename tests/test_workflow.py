@@ -71,7 +71,7 @@ def tiny_config(results):
     config.update(results_dir=str(results / "results"), figures_dir=str(results / "figures"),
                   data_dir=str(results / "data"))
     for exp in config["experiments"].values():
-        exp.update(epochs={"baseline": 2, "epsilon": 2}, steps_per_epoch=3, batch=16)
+        exp.update(epochs={"baseline": 2, "epsilon": 2}, steps_per_epoch=3, batch=16, seeds=[0])
     config["experiments"]["digits_cifar"]["depths"] = [8]
     return config
 
