@@ -148,3 +148,19 @@ class DeterminismCheck(Callback):
             logger.warn(f"--deterministic: no deterministic GPU kernel for {', '.join(ops)}; "
                         "TensorFlow will stop when they run (use --no-deterministic)")
             self.found(ops)
+
+
+class DiscardedBlocksPrinter(Callback):
+    """After each epoch, one log line for all gated blocks instead of one per block (54 for
+    ResNet-110): which are discarded, and every block's moving-average is_discarded in a form
+    the log parser reads back (eps_resnet.parse)."""
+
+    def __init__(self, blocks, discarded_at: float):
+        self.blocks, self.discarded_at = list(blocks), discarded_at
+
+    def _trigger_epoch(self):
+        values = {b: float(self.trainer.monitors.get_latest(f"{b}/is_discarded")) for b in self.blocks}
+        gone = [b for b, v in values.items() if v >= self.discarded_at]
+        logger.info(f"is_discarded per block ({len(gone)} of {len(values)} at >= {self.discarded_at}"
+                    f"{': ' + ', '.join(gone) if gone else ''}): "
+                    + " ".join(f"{b}={v:.4g}" for b, v in values.items()))

@@ -42,7 +42,8 @@ def _add_train(sub):
                    "trainer as several GPUs (a test and debugging aid for multi-GPU runs)")
     p.add_argument("--data-dir", help="folder written by `eps-resnet prepare`")
     p.add_argument("--data-workers", type=int, help="dataflow processes (default: cores - 1)")
-    p.add_argument("--seed", type=int, default=default_of("seed"))
+    p.add_argument("--seed", type=int, default=default_of("seed"),
+                   help="seeds the data order, augmentation and initial weights (default %(default)s)")
     p.add_argument("--lr-schedule", metavar="MODE",
                    help=f"one of {', '.join(LR_MODES)} (default: adaptive for ε-ResNet on CIFAR/SVHN)")
     p.add_argument("--threads", type=int, default=default_of("threads"),
@@ -119,24 +120,35 @@ def _add_results(sub):
     p = sub.add_parser("parse", help="run folders -> one tidy CSV",
                        description="Read run folders (this project's, or the original "
                        "implementation's tensorpack logs) into one long-format CSV.")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--out", required=True, metavar="FILE.csv")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                   help="run folders of `eps-resnet train`, or the original's train_log.* folders")
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="the tidy CSV to write")
     p.add_argument("--experiment", help="experiment name to record for these runs")
     p.set_defaults(func=_cmd_parse)
 
-    p = sub.add_parser("plot", help="draw one of the paper's figures from parsed CSVs")
+    p = sub.add_parser("plot", help="draw one of the paper's figures from parsed CSVs",
+                       description="Draw a figure from tidy CSVs of `eps-resnet parse`: validation "
+                       "error (mean and band over seeds, the paper's number, the final values), "
+                       "learning rate, discarded ratio, or kept and discarded blocks per group.")
     p.add_argument("kind", metavar="KIND", help=f"one of {', '.join(KINDS)}")
-    p.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="CSV")
-    p.add_argument("--out", required=True, metavar="PNG")
+    p.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="CSV",
+                   help="CSV(s) written by `eps-resnet parse`")
+    p.add_argument("--out", required=True, metavar="PNG", help="the figure to write")
     p.add_argument("--pdf", action="store_true", help="also write a PDF next to the PNG")
-    p.add_argument("--title")
+    p.add_argument("--title", help="the figure's title (default: the kind's name)")
     p.add_argument("--expect", nargs="*", default=[], metavar="RUN",
                    help="runs the figure should show; absent ones are named as missing")
     p.set_defaults(func=_cmd_plot)
 
-    p = sub.add_parser("summarize", help="the reproduction table against the paper's numbers")
-    p.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="CSV")
-    p.add_argument("--out", default="results/summary.csv", metavar="CSV")
+    p = sub.add_parser("summarize", help="the reproduction table against the paper's numbers",
+                       description="A row per run (final and best errors, discarded blocks, "
+                       "parameters) and a row per setting (mean and standard deviation over seeds), "
+                       "beside the paper's numbers, as CSV and Markdown.")
+    p.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="CSV",
+                   help="CSV(s) written by `eps-resnet parse`")
+    p.add_argument("--out", default="results/summary.csv", metavar="CSV",
+                   help="the per-run table (default %(default)s; the per-setting table goes beside "
+                   "it as <name>-settings.csv)")
     p.add_argument("--md", metavar="MD", help="Markdown copy (default: --out with .md)")
     p.add_argument("--compressed", nargs="*", default=[], metavar="EVAL_JSON",
                    help="eval.json of compressed models (next to their compressed.yaml): adds "
@@ -216,13 +228,17 @@ def _add_compress(sub):
     p = sub.add_parser("compress", help="turn a trained ε-ResNet into the smaller network it found",
                        description="Remove the discarded blocks of an ε-ResNet run, check the smaller "
                        "network against the full one on the validation set, export a SavedModel.")
-    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("run", metavar="RUN_DIR", help="the run folder of an ε-ResNet")
     p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="where the compressed model goes (compressed.yaml, model, saved_model/)")
     p.add_argument("--limit", type=int, help="check on at most this many validation images")
     p.set_defaults(func=_cmd_compress)
 
-    p = sub.add_parser("evaluate", help="validation error of a run or a compressed model")
+    p = sub.add_parser("evaluate", help="validation error of a run or a compressed model",
+                       description="Top-1 (and top-5 with more than 10 classes) validation error of "
+                       "a run folder's newest checkpoint or of a compressed model folder, written "
+                       "as JSON.")
     p.add_argument("model", metavar="MODEL_DIR", help="a run folder or a compressed model folder")
     p.add_argument("--dataset", help="must match the model's (default: the model's)")
     p.add_argument("--data-dir", metavar="DIR", help="prepared dataset (default: the run's)")
@@ -250,8 +266,8 @@ def _add_compare(sub):
                        description="Compare every metric of every epoch of two run folders' "
                        "stats.json. Exit code 0 if they are identical (within --tolerance), 1 "
                        "if not; the report names the first difference and the largest one.")
-    p.add_argument("run_a", metavar="RUN_A")
-    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("run_a", metavar="RUN_A", help="a run folder")
+    p.add_argument("run_b", metavar="RUN_B", help="the run folder to compare it with")
     p.add_argument("--tolerance", type=float, default=0.0, metavar="T",
                    help="largest absolute difference still counted as equal (default 0: bit for bit)")
     p.set_defaults(func=_cmd_compare)
@@ -343,7 +359,10 @@ def _cmd_gpu_run(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(prog="eps-resnet", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"eps-resnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     _add_prepare(sub)

@@ -45,6 +45,9 @@ BLOCK = re.compile(r"^(?:.*/)?(res(\d+)\.(\d+))/(is_discarded)$")
 ORIGINAL_IMAGENET_BLOCK = re.compile(r"^group(\d+)/block(\d+)/(is_discarded)$")
 SIDE = re.compile(r"^(?:group\d+/)?side_output/[^/]*?/?(val_error|train_error)$")
 EPOCH_HEADER = re.compile(r"Epoch (\d+) \(global_step (\d+)\) finished")
+#: This project's one line of per-block values (callbacks.DiscardedBlocksPrinter).
+BLOCKS_LINE = re.compile(r"\]\s+is_discarded per block \(.*?\):((?:\s+res\d+\.\d+=\S+)+)\s*$")
+BLOCK_VALUE = re.compile(r"(res\d+\.\d+)=(\S+)")
 METRIC_LINE = re.compile(r"^\[[^\]]*\]\s+([A-Za-z_][\w./\-]*):\s+([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))\s*$")
 RUN_NAME = re.compile(r"(?P<dataset>cifar100|cifar10|svhn|imagenet).*?e_(?P<eps>\d+(?:\.\d+)?)"
                       r"(?:.*?(?:n_(?P<n>\d+)|d_(?P<d>\d+)))?")
@@ -145,6 +148,11 @@ def read_log(paths, anomalies: Anomalies):
             header = EPOCH_HEADER.search(line)
             if header:
                 epoch, step = int(header.group(1)), int(header.group(2))
+                continue
+            blocks = BLOCKS_LINE.search(line)
+            if blocks and epoch is not None:
+                records += [(epoch, step, f"{b}/is_discarded", v)
+                            for b, v in BLOCK_VALUE.findall(blocks.group(1))]
                 continue
             m = METRIC_LINE.match(line)
             if m is None:

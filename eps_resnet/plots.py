@@ -91,24 +91,36 @@ def _metric(df, name):
     return df[df["metric"] == name]
 
 
+def _imagenet_family(df: pd.DataFrame) -> bool:
+    """ImageNet-family networks are plotted against epochs (CIFAR-family against steps)."""
+    if "family" in df and df["family"].notna().any():
+        return (df["family"] == "imagenet").any()
+    return (df["dataset"] == "imagenet").any()
+
+
 def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
-    """Validation error vs training step (CIFAR/SVHN) or vs epoch with top-1 solid and top-5
-    dashed (ImageNet), one colour per run."""
+    """Validation error vs training step (CIFAR family) or epoch (ImageNet family, top-1 solid
+    and top-5 dashed), one colour per setting (the mean and a band over seeds), each run's final
+    value in the legend, the paper's number as a thin dashed line where the paper reports the
+    setting, the axis on the informative range and the whole curve in an inset."""
+    from .summary import paper_reference, paper_row
+
+    ref = paper_reference()
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(7, 4.2))
+        fig, ax = plt.subplots(figsize=(7.5, 4.6))
+        inset = ax.inset_axes([0.62, 0.56, 0.36, 0.4])
         runs = _runs(df)
         colours = _colours(runs)
-        several = runs["depth"].nunique() > 1
-        by_epoch = (runs["dataset"] == "imagenet").any()
+        by_epoch = _imagenet_family(df)
         x = "epoch" if by_epoch else "step"
         top5 = _metric(df, "val_error_top5")
+        finals, curves_all = [], []
         for _, group in runs.groupby("setting", sort=False):
-            colour = colours[group["run"].iloc[0]]
-            label = group["label"].iloc[0]
-            if len(group) > 1:
-                label += f" (mean of {len(group)} seeds, band: min–max)"
-            for metric, style, suffix in (("val_error", "-", " (top-1)" if by_epoch and len(top5) else ""),
-                                          ("val_error_top5", "--", " (top-5)")):
+            meta = group.iloc[0]
+            colour = colours[meta["run"]]
+            seeds = f", mean of {len(group)} seeds (band: min–max)" if len(group) > 1 else ""
+            for metric, style, name in (("val_error", "-", "top-1" if by_epoch and len(top5) else ""),
+                                        ("val_error_top5", "--", "top-5")):
                 if metric == "val_error_top5" and not by_epoch:
                     continue
                 d = _metric(df, metric)
@@ -116,14 +128,35 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
                 if d.empty:
                     continue
                 # runs of one setting are logged at the same steps; the band spans their seeds
-                curves = d.pivot_table(index=x, columns="run", values="value", aggfunc="last")
-                mean = 100 * curves.mean(axis=1)
-                ax.plot(mean.index, mean.values, color=colour, lw=1.6, ls=style, label=label + suffix)
+                curves = 100 * d.pivot_table(index=x, columns="run", values="value", aggfunc="last")
+                mean = curves.mean(axis=1)
+                final = mean.dropna().iloc[-1]
+                finals.append(final)
+                curves_all.append(mean)
+                label = f"{meta['label']}{f' {name}' if name else ''}: {final:.2f}%{seeds}"
+                ax.plot(mean.index, mean.values, color=colour, lw=1.6, ls=style, label=label)
+                inset.plot(mean.index, mean.values, color=colour, lw=1.0, ls=style)
                 if len(group) > 1:
-                    ax.fill_between(curves.index, 100 * curves.min(axis=1), 100 * curves.max(axis=1),
+                    ax.fill_between(curves.index, curves.min(axis=1), curves.max(axis=1),
                                     color=colour, alpha=0.2, lw=0)
+                paper = paper_row(meta["dataset"], meta["depth"], meta["variant"], meta["epsilon"], ref)
+                column = "error_top1" if metric == "val_error" else "error_top5"
+                if paper is not None and pd.notna(paper[column]):
+                    ax.axhline(paper[column], color=colour, lw=1.0, ls=(0, (6, 3)), alpha=0.8,
+                               label=f"paper{f' {name}' if name else ''}: {paper[column]:.2f}%")
+        if finals:
+            # the informative range: around the final errors, with room for the last drops
+            low, high = min(finals), max(finals)
+            ax.set_ylim(max(0.0, low - 0.6 * (high - low) - 1.0), high + 1.5 * (high - low) + 3.0)
+            inset.set_title("whole run", fontsize=8)
+            inset.tick_params(labelsize=7)
+            inset.set_ylim(0, min(100, max(c.max() for c in curves_all) * 1.05))
+        else:
+            inset.remove()
         _finish(fig, ax, "epoch" if by_epoch else "training step (iterations)",
                 "validation error (%)", title or "Validation error", missing)
+        if ax.get_legend():
+            ax.legend(frameon=False, loc="upper left", fontsize=8)
     return fig
 
 
@@ -135,9 +168,13 @@ def learning_rate(df: pd.DataFrame, title: str | None = None, missing=()):
         colours = _colours(runs)
         several = runs["depth"].nunique() > 1
         lr = _metric(df, "learning_rate")
-        for _, meta in runs.iterrows():
+        n = len(runs)
+        for i, (_, meta) in enumerate(runs.iterrows()):
             d = lr[lr["run"] == meta["run"]].sort_values("step")
-            ax.step(d["step"], d["value"], where="post", color=colours[meta["run"]], lw=1.6,
+            # identical schedules lie on top of each other: earlier runs are drawn wider, so
+            # every colour stays visible where the curves coincide
+            ax.step(d["step"], d["value"], where="post", color=colours[meta["run"]],
+                    lw=1.4 + 2.2 * (n - 1 - i) / max(1, n - 1), alpha=0.9, zorder=2 + i,
                     label=run_label(meta, several, with_seed=meta["seeds"] > 1))
         ax.set_yscale("log")
         _finish(fig, ax, "training step (iterations)", "learning rate", title or "Learning rate",
@@ -220,12 +257,14 @@ def blocks(df: pd.DataFrame, title: str | None = None, missing=()):
             ax.set_xlabel("residual group (input → output)")
         axes[0][0].set_ylabel("residual blocks")
         axes[0][0].yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        if len(runs):
-            axes[0][0].legend(frameon=False, loc="lower left")
-        if title:
-            fig.suptitle(title)
         _missing_note(fig, missing)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 0.86 if title else 0.9))
+        if len(runs):  # above the panels, never on the bars
+            handles, labels = axes[0][0].get_legend_handles_labels()
+            fig.legend(handles, labels, frameon=False, loc="upper right", ncol=2,
+                       bbox_to_anchor=(1.0, 1.0))
+        if title:
+            fig.suptitle(title, x=0.02, ha="left")
     return fig
 
 

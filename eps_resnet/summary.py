@@ -130,6 +130,15 @@ def settings_markdown(groups: pd.DataFrame) -> str:
             "(no ± for a single seed).\n")
 
 
+def paper_row(dataset, depth, variant, epsilon, ref: pd.DataFrame | None = None) -> pd.Series | None:
+    """The paper's numbers for a setting (None where the paper reports none)."""
+    ref = paper_reference() if ref is None else ref
+    match = ref[(ref["dataset"] == dataset) & (ref["depth"] == depth) & (ref["variant"] == variant)]
+    if variant == "epsilon":
+        match = match[np.isclose(match["epsilon"], epsilon)] if pd.notna(epsilon) else match[:0]
+    return match.iloc[0] if len(match) else None
+
+
 def _with_paper(table: pd.DataFrame) -> pd.DataFrame:
     ref = paper_reference()
     cols = {"error_top1": "paper_error", "error_top5": "paper_error_top5",
@@ -137,13 +146,10 @@ def _with_paper(table: pd.DataFrame) -> pd.DataFrame:
     for c in cols.values():
         table[c] = np.nan
     for i, row in table.iterrows():
-        match = ref[(ref["dataset"] == row["dataset"]) & (ref["depth"] == row["depth"])
-                    & (ref["variant"] == row["variant"])]
-        if row["variant"] == "epsilon":
-            match = match[np.isclose(match["epsilon"], row["epsilon"])] if pd.notna(row["epsilon"]) else match[:0]
-        if len(match):
+        match = paper_row(row["dataset"], row["depth"], row["variant"], row["epsilon"], ref)
+        if match is not None:
             for src, dst in cols.items():
-                table.at[i, dst] = match.iloc[0][src]
+                table.at[i, dst] = match[src]
     table["error_diff"] = table["final_val_error"] - table["paper_error"]
     table["ratio_diff"] = table["discarded_ratio"] - table["paper_discarded_ratio"]
     return table

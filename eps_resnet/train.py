@@ -183,14 +183,17 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
     from .compat import import_tf
 
     tf = import_tf()
-    from tensorpack import (DEFAULT_MONITORS, EstimatedTimeLeft, InferenceRunner, SimpleTrainer,
-                            SyncMultiGPUTrainerReplicated, TrainConfig, launch_train_with_config)
+    from tensorpack import (EstimatedTimeLeft, InferenceRunner, JSONWriter, ScalarPrinter,
+                            SimpleTrainer, SyncMultiGPUTrainerReplicated, TFEventWriter,
+                            TrainConfig, launch_train_with_config)
     from tensorpack.tfutils.sesscreate import NewSessionCreator
     from tensorpack.tfutils.sessinit import SaverRestore
     from tensorpack.utils import logger
 
-    from .callbacks import (CheckpointAfterStats, DeterminismCheck, EpochScheduleSetter,
-                            LearningRateSetter, OrderedQueueInput)
+    from .callbacks import (CheckpointAfterStats, DeterminismCheck, DiscardedBlocksPrinter,
+                            EpochScheduleSetter, LearningRateSetter, OrderedQueueInput)
+    from .gate import DISCARDED_AT
+    from .models import make_layout
     from .models.resnet import build_model
 
     previous = load_run_file(s.out) or {}
@@ -223,12 +226,16 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             callbacks.append(DeterminismCheck(found))
         if s.epsilon_points:
             callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
+            callbacks.append(DiscardedBlocksPrinter(
+                [b.name for b in make_layout(s.family, s.depth).blocks], DISCARDED_AT))
         config = TrainConfig(
             model=model,
             data=OrderedQueueInput(p.train_flow, towers),
             callbacks=callbacks,
-            monitors=DEFAULT_MONITORS() + [CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT,
-                                                                checkpoint_dir=s.out)],
+            # stats.json and TensorBoard keep every metric; the log prints the per-block values
+            # on one line (DiscardedBlocksPrinter) instead of one line per block
+            monitors=[TFEventWriter(), JSONWriter(), ScalarPrinter(blacklist=[r".*/is_discarded$"]),
+                      CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT, checkpoint_dir=s.out)],
             steps_per_epoch=p.steps_per_epoch,
             max_epoch=s.epochs,
             starting_epoch=p.start_epoch,

@@ -128,13 +128,23 @@ def lines_of(ax):
     return [l for l in ax.get_lines() if isinstance(l, matplotlib.lines.Line2D)]
 
 
+def curves_of(ax):
+    """The data lines of a figure (not the paper's reference lines)."""
+    return [l for l in lines_of(ax) if not l.get_label().startswith("paper")]
+
+
 def test_val_error_figure(fixture_csv, tmp_path):
     df = pd.read_csv(fixture_csv)
     fig = plots.plot("val-error", df, expected=["train_log.cifar10-e_2.5-n_1", "eps-run", "std-run",
                                                 "cifar10-e2.7"])
     ax = fig.axes[0]
-    assert len(lines_of(ax)) == 3
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["standard", "ε = 2.5", "ε = 2.5"]
+    assert len(curves_of(ax)) == 3
+    texts = [t.get_text() for t in ax.get_legend().get_texts() if not t.get_text().startswith("paper")]
+    assert [t.split(":")[0] for t in texts] == ["standard", "ε = 2.5", "ε = 2.5"]
+    last = df[(df["run"] == "std-run") & (df["metric"] == "val_error")].sort_values("step")["value"].iloc[-1]
+    assert texts[0] == f"standard: {100 * last:.2f}%"  # each run's final value in the legend
+    low, high = ax.get_ylim()  # the informative range, not 0-100 %
+    assert low <= 100 * last <= high and high - low < 100
     assert ax.get_xlabel() == "training step (iterations)" and ax.get_ylabel() == "validation error (%)"
     assert any("cifar10-e2.7" in t.get_text() for t in fig.texts)  # the missing run is named
     paths = plots.save(fig, str(tmp_path / "val.png"), pdf=True)
@@ -144,10 +154,13 @@ def test_val_error_figure(fixture_csv, tmp_path):
 def test_val_error_imagenet_top1_solid_top5_dashed():
     fig = plots.plot("val-error", imagenet_table())
     ax = fig.axes[0]
-    styles = [l.get_linestyle() for l in lines_of(ax)]
+    styles = [l.get_linestyle() for l in curves_of(ax)]
     assert styles.count("-") == 2 and styles.count("--") == 2
     assert ax.get_xlabel() == "epoch"
-    assert len(ax.get_legend().get_texts()) == 4
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "standard top-1: 25.00%" in texts and "ε = 2 top-5: 10.00%" in texts
+    paper = [l for l in lines_of(ax) if l.get_label().startswith("paper")]
+    assert paper  # ResNet-101 has the paper's numbers
     assert not fig.texts  # nothing missing
 
 
@@ -176,7 +189,9 @@ def test_blocks_figure(fixture_csv):
     assert eps["discarded"].to_dict() == {1: 0, 2: 1, 3: 1}  # last epoch (3): res2.0, res3.0
     fig = plots.plot("blocks", df)
     assert len(fig.axes) == 2  # one panel per ε run
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["kept", "discarded"]
+    # the legend sits above the panels (the figure's), not on the bars
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["kept", "discarded"]
+    assert all(ax.get_legend() is None for ax in fig.axes)
     assert len(fig.axes[0].patches) == 6  # 3 groups x (kept, discarded)
 
 
@@ -268,10 +283,10 @@ def test_summary_and_figures_over_seeds(tmp_path):
 
     fig = plots.plot("val-error", df)
     ax = fig.axes[0]
-    labels = [l.get_label() for l in lines_of(ax)]
-    assert labels == ["standard", "ε = 2.5 (mean of 3 seeds, band: min–max)"]
+    labels = [l.get_label() for l in curves_of(ax)]
+    assert labels == ["standard: 6.12%", "ε = 2.5: 6.30%, mean of 3 seeds (band: min–max)"]
     assert len(ax.collections) == 1  # the band
-    mean = lines_of(ax)[1].get_ydata()
+    mean = curves_of(ax)[1].get_ydata()
     assert mean[-1] == pytest.approx(6.30)
     fig = plots.plot("compression-ratio", df)
     points = fig.axes[1].collections[0].get_offsets()

@@ -118,6 +118,10 @@ def test_unreadable_stats_is_set_aside_and_rebuilt_from_the_log(run, capsys):
     assert epochs_of(run) == good + [5]
     stats = json.loads((run / "stats.json").read_text())
     assert all("val_error" in s and "discarded_cnt" in s for s in stats)
+    # the log prints the gated blocks on one line per epoch, and the rebuild reads them back
+    log = (run / "log.log").read_text()
+    assert log.count("is_discarded per block (") >= 1 and "res1.0/is_discarded:" not in log
+    assert all(f"{b}/is_discarded" in s for s in stats[:4] for b in ("res1.0", "res2.1", "res3.1"))
 
 
 def test_a_second_process_on_the_same_folder_is_refused(run):

@@ -83,7 +83,7 @@ def test_tiny_demo_end_to_end(tmp_path):
     r = snakemake("--cores", "2", "--directory", tmp_path, "--configfile", cfg, timeout=1500)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-5000:])
     figures = sorted(os.listdir(tmp_path / "figures"))
-    assert figures == sorted(f"{e}-{k}.png" for e in config["experiments"]
+    assert figures == sorted(f"{e}-{k}.{ext}" for e in config["experiments"] for ext in ("png", "pdf")
                              for k in ("val-error", "lr", "compression-ratio", "blocks"))
     summary = (tmp_path / "results" / "summary.csv").read_text()
     for run in ("digits-d8-standard", "digits-d8-side", "digits-d8-epsilon-e10",

@@ -22,14 +22,16 @@ rule figure:
     input:
         os.path.join(RESULTS, "{experiment}", "runs.csv"),
     output:
-        os.path.join(FIGURES, "{experiment}-{kind}.png"),
+        png=os.path.join(FIGURES, "{experiment}-{kind}.png"),
+        pdf=os.path.join(FIGURES, "{experiment}-{kind}.pdf"),
     params:
         expected=expected_runs,
+        title=figure_title,
     log:
         os.path.join(LOGS, "figures", "{experiment}-{kind}.log"),
     shell:
-        "eps-resnet plot {wildcards.kind} --in {input} --out {output} "
-        "--title '{wildcards.experiment}' --expect {params.expected} > {log} 2>&1"
+        "eps-resnet plot {wildcards.kind} --in {input} --out {output.png} --pdf "
+        "--title {params.title:q} --expect {params.expected} > {log} 2>&1"
 
 
 rule summary:

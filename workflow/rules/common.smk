@@ -125,6 +125,10 @@ def experiment_run_dirs(wildcards):
     return in_runs([wildcards.experiment])
 
 
+def figure_title(wildcards):
+    return config["experiments"][wildcards.experiment].get("title", wildcards.experiment)
+
+
 def expected_runs(wildcards):
     return " ".join(r.name for r in RUNS.experiment(wildcards.experiment))
 
