@@ -145,9 +145,12 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
                     ax.axhline(paper[column], color=colour, lw=1.0, ls=(0, (6, 3)), alpha=0.8,
                                label=f"paper{f' {name}' if name else ''}: {paper[column]:.2f}%")
         if finals:
-            # the informative range: around the final errors, with room for the last drops
-            low, high = min(finals), max(finals)
-            ax.set_ylim(max(0.0, low - 0.6 * (high - low) - 1.0), high + 1.5 * (high - low) + 3.0)
+            # the informative range, as in the paper's figures: up to three times the typical
+            # final error (a run that ends far above it leaves the axis; its final value is in
+            # the legend and its whole curve in the inset)
+            typical = float(np.median(finals))
+            low = 0.0 if min(finals) < 10 else 0.8 * min(finals)
+            ax.set_ylim(low, min(100.0, 3 * typical + 2))
             inset.set_title("whole run", fontsize=8)
             inset.tick_params(labelsize=7)
             inset.set_ylim(0, min(100, max(c.max() for c in curves_all) * 1.05))

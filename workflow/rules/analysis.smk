@@ -2,41 +2,35 @@
 
 
 rule parse_experiment:
-    conda:
-        "../../environment.yml"
     input:
         experiment_done_markers,
     output:
         os.path.join(RESULTS, "{experiment}", "runs.csv"),
-    params:
-        runs=experiment_run_dirs,
     log:
         os.path.join(LOGS, "parse", "{experiment}.log"),
+    params:
+        runs=experiment_run_dirs,
     shell:
         "eps-resnet parse {params.runs} --experiment {wildcards.experiment} --out {output} > {log} 2>&1"
 
 
 rule figure:
-    conda:
-        "../../environment.yml"
     input:
         os.path.join(RESULTS, "{experiment}", "runs.csv"),
     output:
         png=os.path.join(FIGURES, "{experiment}-{kind}.png"),
         pdf=os.path.join(FIGURES, "{experiment}-{kind}.pdf"),
+    log:
+        os.path.join(LOGS, "figures", "{experiment}-{kind}.log"),
     params:
         expected=expected_runs,
         title=figure_title,
-    log:
-        os.path.join(LOGS, "figures", "{experiment}-{kind}.log"),
     shell:
         "eps-resnet plot {wildcards.kind} --in {input} --out {output.png} --pdf "
         "--title {params.title:q} --expect {params.expected} > {log} 2>&1"
 
 
 rule summary:
-    conda:
-        "../../environment.yml"
     input:
         parsed=all_parsed,
         compressed=all_compressed,

@@ -17,7 +17,9 @@ from eps_resnet.workflow import RunTable, WorkflowConfigError, validate_config
 # One line naming the key for a config that is wrong (snakemake.utils.validate would print the
 # whole schema); the schema's defaults are filled in.
 try:
-    validate_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
+    validate_config(
+        config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
+    )
     RUNS = RunTable(config)
 except WorkflowConfigError as e:
     raise WorkflowError(str(e))
@@ -81,7 +83,8 @@ def gpu_cap():
 def prepared(wildcards):
     """The prepared-dataset marker a training run needs. Fails at once, naming the config key,
     for a dataset that has no path configured, and for a run that asks for more GPUs than
-    --resources gpu=N allows (Snakemake would quietly give it fewer, changing its per-GPU batch)."""
+    --resources gpu=N allows (Snakemake would quietly give it fewer, changing its per-GPU batch).
+    """
     run = RUNS.get(wildcards.experiment, wildcards.run)
     cap = gpu_cap()
     if cap is not None and run.gpus > int(cap):
@@ -126,7 +129,9 @@ def experiment_run_dirs(wildcards):
 
 
 def figure_title(wildcards):
-    return config["experiments"][wildcards.experiment].get("title", wildcards.experiment)
+    return config["experiments"][wildcards.experiment].get(
+        "title", wildcards.experiment
+    )
 
 
 def expected_runs(wildcards):

@@ -2,52 +2,46 @@
 
 
 rule compress:
-    conda:
-        "../../environment.yml"
     input:
         in_run(DONE_FILE),
     output:
         in_run(COMPRESSED_DIR, COMPRESSED_FILE),
-    params:
-        run=run_dir,
-        out=compressed_dir,
     log:
         os.path.join(LOGS, "compress", "{experiment}", "{run}.log"),
     threads: config["resources"]["other"]["threads"]
     resources:
         runtime=config["resources"]["other"]["runtime"],
         mem_mb=config["resources"]["other"]["mem_mb"],
+    params:
+        run=run_dir,
+        out=compressed_dir,
     shell:
         "eps-resnet compress {params.run} --out {params.out} > {log} 2>&1"
 
 
 rule evaluate_compressed:
-    conda:
-        "../../environment.yml"
     input:
         in_run(COMPRESSED_DIR, COMPRESSED_FILE),
     output:
         in_run(COMPRESSED_DIR, EVAL_FILE),
-    params:
-        model=compressed_dir,
     log:
         os.path.join(LOGS, "evaluate", "{experiment}", "{run}-compressed.log"),
     threads: config["resources"]["other"]["threads"]
+    params:
+        model=compressed_dir,
     shell:
         "eps-resnet evaluate {params.model} --out {output} > {log} 2>&1"
 
 
 rule evaluate_full:
-    conda:
-        "../../environment.yml"
     input:
         in_run(DONE_FILE),
     output:
         in_run(EVAL_FILE),
-    params:
-        model=run_dir,
     log:
         os.path.join(LOGS, "evaluate", "{experiment}", "{run}-full.log"),
     threads: config["resources"]["other"]["threads"]
+    params:
+        model=run_dir,
     shell:
         "eps-resnet evaluate {params.model} --out {output} > {log} 2>&1"

@@ -2,18 +2,16 @@
 
 
 rule prepare_dataset:
-    conda:
-        "../../environment.yml"
     output:
         os.path.join(DATA, "{dataset}", "prepared.yaml"),
-    params:
-        out=prepared_dir,
-        flags=prepare_flags,
     log:
         os.path.join(LOGS, "prepare", "{dataset}.log"),
     threads: 1
     resources:
         runtime=config["resources"]["other"]["runtime"],
         mem_mb=config["resources"]["other"]["mem_mb"],
+    params:
+        out=prepared_dir,
+        flags=prepare_flags,
     shell:
         "eps-resnet prepare {wildcards.dataset} --out {params.out} {params.flags} > {log} 2>&1"

@@ -4,14 +4,10 @@
 
 
 rule train:
-    conda:
-        "../../environment.yml"
     input:
         prepared,
     output:
         in_run(DONE_FILE),
-    params:
-        args=train_args,
     log:
         os.path.join(LOGS, "train", "{experiment}", "{run}.log"),
     benchmark:
@@ -21,6 +17,8 @@ rule train:
         gpu=train_gpus,
         runtime=config["resources"]["train"]["runtime"],
         mem_mb=config["resources"]["train"]["mem_mb"],
+    params:
+        args=train_args,
     shell:
         "eps-resnet gpu-run --gpus {resources.gpu} -- "
         "eps-resnet train {params.args} --threads {threads} > {log} 2>&1 "
