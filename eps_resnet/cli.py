@@ -247,6 +247,28 @@ def _add_compress(sub):
     p.set_defaults(func=_cmd_evaluate)
 
 
+def _add_export(sub):
+    p = sub.add_parser("export", help="a trained run as a SavedModel (raw uint8 images in)",
+                       description="Export any trained run (baselines included) as a TensorFlow "
+                       "SavedModel: signature serving_default takes uint8 RGB images (N x H x W x 3, "
+                       "0-255) as `input` and returns `prob` and `logits`; the normalisation is "
+                       "inside, so plain TensorFlow can use it.")
+    p.add_argument("run", metavar="RUN", help="a run folder of `eps-resnet train`")
+    p.add_argument("--out", required=True, metavar="DIR", help="where the SavedModel goes")
+    p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="the prepared dataset (its training mean goes into the model; default: "
+                   "the run's)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from .export import export
+
+    export(args.run, args.out, args.step, args.data_dir)
+    return 0
+
+
 def _cmd_compress(args) -> int:
     from .compress import compress
 
@@ -372,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_config(sub)
     _add_compare(sub)
     _add_selfcheck(sub)
+    _add_export(sub)
     return parser
 
 

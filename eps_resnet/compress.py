@@ -11,13 +11,13 @@ run or a compressed model on the validation set.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import numpy as np
 
 from .atomic import write_yaml
 from .errors import EpsResnetError
+from .export import export_saved_model
 from .evaluate import (check_fits, describe, model_variables, predictor, read_checkpoint,
                        val_batches)
 from .gate import DISCARDED_AT
@@ -163,33 +163,3 @@ def _compress(settings, run_dir, out, path, step, values, limit, log) -> dict:
         f"model {agree}/{total}, max logit difference {max_diff:.2e}"
         + ("" if ok else f" (below the required {MIN_AGREEMENT:.1%})"))
     return info
-
-
-def export_saved_model(settings: TrainSettings, layout: Layout, checkpoint: str, path: str) -> None:
-    """A TensorFlow SavedModel that plain TensorFlow loads without this package: signature
-    'serving_default' maps ``input`` (N x H x W x 3 images, as the dataflows give them) to
-    ``prob`` and ``logits``."""
-    from tensorpack.tfutils.tower import TowerContext
-
-    from .compat import import_tf
-    from .models.resnet import build_model
-
-    tf = import_tf()
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    model = build_model(settings, layout)
-    with tf.Graph().as_default():
-        inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
-        with TowerContext("", is_training=False):
-            model.build_graph(*inputs)
-        g = tf.get_default_graph()
-        outputs = {k: g.get_tensor_by_name(f"{k}:0") for k in ("prob", "logits")}
-        with tf.Session() as sess:
-            tf.train.Saver().restore(sess, checkpoint)
-            builder = tf.saved_model.Builder(path)
-            signature = tf.saved_model.predict_signature_def(inputs={"input": inputs[0]},
-                                                             outputs=outputs)
-            builder.add_meta_graph_and_variables(
-                sess, [tf.saved_model.tag_constants.SERVING],
-                signature_def_map={"serving_default": signature}, strip_default_attrs=True)
-            builder.save()

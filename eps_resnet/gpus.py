@@ -44,16 +44,28 @@ def under_slurm() -> bool:
     return "SLURM_JOB_ID" in os.environ
 
 
+def visible_pool() -> list[str] | None:
+    """The GPU ids an existing CUDA_VISIBLE_DEVICES allows (None when it is not set)."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    return [] if value.strip() in ("", "-1") else [v.strip() for v in value.split(",") if v.strip()]
+
+
 @contextmanager
 def hold(n: int, total: int | None = None, lock_dir: str = DEFAULT_LOCK_DIR,
-         timeout: float | None = None, poll: float = 0.5):
-    """Hold ``n`` distinct GPU ids out of ``total`` (default: the machine's) until the block ends;
-    yields the ids. Waits while other holders have them (Snakemake's resource count normally
+         timeout: float | None = None, poll: float = 0.5, pool: list[str] | None = None):
+    """Hold ``n`` distinct GPU ids until the block ends; yields them. The ids are taken from
+    ``pool`` (e.g. the user's CUDA_VISIBLE_DEVICES) or else from 0..``total`` - 1 (default: the
+    machine's GPUs). Waits while other holders have them (Snakemake's resource count normally
     makes the wait zero); raises SlotError if ``n`` can never be satisfied, TimeoutError after
     ``timeout`` seconds."""
-    total = machine_gpus() if total is None else total
-    if n > total:
-        raise SlotError(f"{n} GPU(s) asked for, but this machine has {total} "
+    if pool is None:
+        pool = [str(i) for i in range(machine_gpus() if total is None else total)]
+    if n > len(pool):
+        where = f"CUDA_VISIBLE_DEVICES={','.join(pool) or '(none)'}" if total is None and \
+            visible_pool() is not None else f"this machine has {len(pool)}"
+        raise SlotError(f"{n} GPU(s) asked for, but {where} "
                         "(set EPS_RESNET_GPUS to override the count)")
     if n <= 0:
         yield []
@@ -62,7 +74,7 @@ def hold(n: int, total: int | None = None, lock_dir: str = DEFAULT_LOCK_DIR,
     start = time.monotonic()
     while True:
         held = []
-        for gpu in range(total):
+        for gpu in pool:  # one lock file per physical id, shared by every gpu-run of the machine
             f = open(os.path.join(lock_dir, f"gpu{gpu}.lock"), "a+")
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -78,7 +90,7 @@ def hold(n: int, total: int | None = None, lock_dir: str = DEFAULT_LOCK_DIR,
             fcntl.flock(f, fcntl.LOCK_UN)
             f.close()
         if timeout is not None and time.monotonic() - start > timeout:
-            raise TimeoutError(f"no {n} free GPU slot(s) out of {total} within {timeout} s")
+            raise TimeoutError(f"no {n} free GPU slot(s) out of {len(pool)} within {timeout} s")
         time.sleep(poll)
     try:
         for gpu, f in held:
@@ -101,7 +113,7 @@ def run_with_gpus(n: int, command: list[str], lock_dir: str = DEFAULT_LOCK_DIR) 
         print(f"[gpu slots] under SLURM job {env['SLURM_JOB_ID']}: CUDA_VISIBLE_DEVICES="
               f"{env.get('CUDA_VISIBLE_DEVICES', '(unset)')} (the scheduler's)", file=sys.stderr, flush=True)
         return subprocess.call(command, env=env)
-    with hold(n, lock_dir=lock_dir) as ids:
+    with hold(n, lock_dir=lock_dir, pool=visible_pool()) as ids:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids))
         print(f"[gpu slots] CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES'] or '(none)'}",
               file=sys.stderr, flush=True)

@@ -21,8 +21,6 @@ from helpers import BIN, ROOT, job_counts, load
 pytestmark = pytest.mark.slow
 
 TEST_CLUSTER = ["--default-resources", "slurm_partition=debug", "runtime=10", "mem_mb=1500",
-                "cpus_per_task=1",
-                "--set-resources", "train:cpus_per_task=1", "compress:cpus_per_task=1",
                 "--slurm-no-account", "--slurm-status-command", "squeue",
                 "--slurm-init-seconds-before-status-checks", "2", "--jobs", "4"]
 
@@ -58,8 +56,8 @@ def cluster_config(tmp_path, experiment: dict):
     config.update(results_dir=str(tmp_path / "results"), figures_dir=str(tmp_path / "figures"),
                   data_dir=str(tmp_path / "data"),
                   experiments={"digits_cifar": experiment})
-    config["resources"]["train"]["mem_mb"] = 1500
-    config["resources"]["other"]["mem_mb"] = 1500
+    for kind in ("train", "evaluate", "other"):  # one CPU each (threads 1): the node has two
+        config["resources"][kind].update(mem_mb=1500, threads=1)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -76,14 +74,17 @@ def test_demo_runs_through_the_slurm_profile(slurm, tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-6000:]
     submitted = slurm.log().count("_slurm_rpc_submit_batch_job")
-    assert submitted == sum(planned.values()) - planned.get("all", 0)  # every job went via sbatch
+    local = ("all", "parse_experiment", "figure", "summary")  # seconds of work: run locally
+    assert submitted == sum(n for rule, n in planned.items() if rule not in local)
+    assert out.count("--cpus-per-task=1") >= submitted  # CPUs from each rule's threads
     assert out.count("--gpus=1") >= 2 or out.count("--gpus 1") >= 2  # both training jobs
     for run in ("digits-d8-standard", "digits-d8-epsilon-e10"):
         log = (tmp_path / "results" / "logs" / "train" / "digits_cifar" / f"{run}.log").read_text()
         # the GPU slots stepped aside: the id is Slurm's (fake gres devices 0 and 1)
         assert re.search(r"under SLURM job \d+: CUDA_VISIBLE_DEVICES=[01] \(the scheduler's\)", log)
     figures = sorted(os.listdir(tmp_path / "figures"))
-    assert figures == [f"digits_cifar-{k}.png" for k in ("blocks", "compression-ratio", "lr", "val-error")]
+    assert figures == sorted(f"digits_cifar-{k}.{ext}" for ext in ("pdf", "png")
+                             for k in ("blocks", "compression-ratio", "lr", "val-error"))
     summary = (tmp_path / "results" / "summary.csv").read_text()
     assert "digits-d8-standard" in summary and "digits-d8-epsilon-e10" in summary
 

@@ -94,9 +94,7 @@ def test_compressed_structure_parameters_and_equivalence(discarded_run, tmp_path
     assert abs(full_eval["val_error"] - small_eval["val_error"]) <= 1 / 512
 
     # the SavedModel, in a fresh process with plain TensorFlow (no eps_resnet)
-    x = np.random.RandomState(0).rand(4, 32, 32, 3).astype(np.float32) * 100
-    if family == "imagenet":
-        x = x.astype(np.uint8)
+    x = (np.random.RandomState(0).rand(4, 32, 32, 3) * 255).astype(np.uint8)  # raw images
     np.save(tmp_path / "x.npy", x)
     code = (
         "import sys, numpy as np, tensorflow as tf\n"

@@ -64,3 +64,17 @@ def test_gpu_run_sets_cuda_visible_devices(tmp_path):
                         "--lock-dir", str(tmp_path), "--", sys.executable, "-c", code],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "3"
+
+
+def test_gpu_run_allocates_within_an_existing_cuda_visible_devices(tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="5,7")
+    env.pop("SLURM_JOB_ID", None)
+    code = "import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep(2)"
+    cmd = [sys.executable, "-m", "eps_resnet.cli", "gpu-run", "--gpus", "1", "--lock-dir",
+           str(tmp_path), "--", sys.executable, "-c", code]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    second = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    got = sorted(p.communicate(timeout=120)[0].strip() for p in (first, second))
+    assert got == ["5", "7"]  # the user's GPUs, one each, never the others
+    r = subprocess.run(cmd[:5] + ["3"] + cmd[6:], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and "3 GPU(s) asked for, but CUDA_VISIBLE_DEVICES=5,7" in r.stderr

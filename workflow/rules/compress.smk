@@ -1,4 +1,5 @@
-# Compression of each ε-ResNet run, and validation of the full and compressed networks.
+# Compression of each ε-ResNet run, and validation of the full and compressed networks: on GPUs
+# of their own (resources.evaluate.gpus, 0 by default) through `eps-resnet gpu-run`, like training.
 
 
 rule compress:
@@ -8,15 +9,16 @@ rule compress:
         in_run(COMPRESSED_DIR, COMPRESSED_FILE),
     log:
         os.path.join(LOGS, "compress", "{experiment}", "{run}.log"),
-    threads: config["resources"]["other"]["threads"]
+    threads: config["resources"]["evaluate"]["threads"]
     resources:
-        runtime=config["resources"]["other"]["runtime"],
-        mem_mb=config["resources"]["other"]["mem_mb"],
+        gpu=config["resources"]["evaluate"]["gpus"],
+        runtime=config["resources"]["evaluate"]["runtime"],
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
     params:
         run=run_dir,
         out=compressed_dir,
     shell:
-        "eps-resnet compress {params.run} --out {params.out} > {log} 2>&1"
+        "eps-resnet gpu-run --gpus {resources.gpu} -- eps-resnet compress {params.run} --out {params.out} > {log} 2>&1"
 
 
 rule evaluate_compressed:
@@ -26,11 +28,15 @@ rule evaluate_compressed:
         in_run(COMPRESSED_DIR, EVAL_FILE),
     log:
         os.path.join(LOGS, "evaluate", "{experiment}", "{run}-compressed.log"),
-    threads: config["resources"]["other"]["threads"]
+    threads: config["resources"]["evaluate"]["threads"]
+    resources:
+        gpu=config["resources"]["evaluate"]["gpus"],
+        runtime=config["resources"]["evaluate"]["runtime"],
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
     params:
         model=compressed_dir,
     shell:
-        "eps-resnet evaluate {params.model} --out {output} > {log} 2>&1"
+        "eps-resnet gpu-run --gpus {resources.gpu} -- eps-resnet evaluate {params.model} --out {output} > {log} 2>&1"
 
 
 rule evaluate_full:
@@ -40,8 +46,12 @@ rule evaluate_full:
         in_run(EVAL_FILE),
     log:
         os.path.join(LOGS, "evaluate", "{experiment}", "{run}-full.log"),
-    threads: config["resources"]["other"]["threads"]
+    threads: config["resources"]["evaluate"]["threads"]
+    resources:
+        gpu=config["resources"]["evaluate"]["gpus"],
+        runtime=config["resources"]["evaluate"]["runtime"],
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
     params:
         model=run_dir,
     shell:
-        "eps-resnet evaluate {params.model} --out {output} > {log} 2>&1"
+        "eps-resnet gpu-run --gpus {resources.gpu} -- eps-resnet evaluate {params.model} --out {output} > {log} 2>&1"
