@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo report bench clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ demo: setup
 	pgrep -f "bin/snakemake" >/dev/null || $(BIN)/snakemake --unlock --cores 1 --configfile config/demo.yaml --quiet
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml \
 		--rerun-incomplete
+
+# The demo's results as one self-contained HTML page (figures, captions, settings, summary).
+report: demo
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --configfile config/demo.yaml --report report.html
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

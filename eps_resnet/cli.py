@@ -123,6 +123,8 @@ def _add_results(sub):
     p.add_argument("runs", nargs="+", metavar="RUN_DIR",
                    help="run folders of `eps-resnet train`, or the original's train_log.* folders")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="the tidy CSV to write")
+    p.add_argument("--settings-html", metavar="FILE.html",
+                   help="also write each run's settings (from its run.yaml) as an HTML table")
     p.add_argument("--experiment", help="experiment name to record for these runs")
     p.set_defaults(func=_cmd_parse)
 
@@ -150,6 +152,7 @@ def _add_results(sub):
                    help="the per-run table (default %(default)s; the per-setting table goes beside "
                    "it as <name>-settings.csv)")
     p.add_argument("--md", metavar="MD", help="Markdown copy (default: --out with .md)")
+    p.add_argument("--html", metavar="HTML", help="also an HTML page of both tables (the report's)")
     p.add_argument("--compressed", nargs="*", default=[], metavar="EVAL_JSON",
                    help="eval.json of compressed models (next to their compressed.yaml): adds "
                    "their error, parameters, FLOP ratio and agreement beside the full runs")
@@ -199,6 +202,12 @@ def _cmd_parse(args) -> int:
         print(f"eps-resnet parse: warning: {w.message}", file=sys.stderr)
     write_csv(df, args.out)
     print(f"{args.out}: {len(df)} rows from {df['run'].nunique()} run(s)")
+    if args.settings_html:
+        from .atomic import write_text
+        from .parse import html_page, settings_table
+
+        title = f"Runs of {args.experiment}" if args.experiment else "Runs"
+        write_text(args.settings_html, html_page(title, [("Settings", settings_table(args.runs))]))
     return 0
 
 
@@ -219,7 +228,7 @@ def _cmd_summarize(args) -> int:
 
     table = with_compressed(summarize(_read_csvs(args.inputs, "summarise")), args.compressed)
     md = args.md or os.path.splitext(args.out)[0] + ".md"
-    write(table, args.out, md)
+    write(table, args.out, md, args.html)
     print(f"{args.out}, {md}: {len(table)} run(s)")
     return 0
 

@@ -247,3 +247,39 @@ def write_csv(df: pd.DataFrame, path: str) -> None:
     """Write through a temporary name so a reader never sees half a table."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
+
+
+#: Settings and resolved values of a run that a reader of the report wants beside its figures.
+SETTINGS_SHOWN = ("dataset", "family", "depth", "variant", "epsilon", "epsilon_start_epoch", "seed",
+                  "epochs", "batch", "lr_schedule", "precision", "deterministic")
+
+
+def settings_table(run_dirs) -> pd.DataFrame:
+    """One row per run folder of this project: its settings as run.yaml records them, the
+    device it ran on and its status."""
+    rows = []
+    for run in run_dirs:
+        record = load_run_file(run)
+        if not record:
+            continue
+        s, resolved = record.get("settings") or {}, record.get("resolved") or {}
+        devices = resolved.get("devices") or {}
+        rows.append({"run": os.path.basename(os.path.normpath(run)),
+                     **{k: s.get(k) for k in SETTINGS_SHOWN},
+                     "steps_per_epoch": resolved.get("steps_per_epoch"),
+                     "device": devices.get("device"), "towers": devices.get("towers"),
+                     "status": record.get("status"), "commit": (record.get("environment") or {}).get("git_commit")})
+    return pd.DataFrame(rows)
+
+
+def html_page(title: str, tables: list[tuple[str, pd.DataFrame]], note: str = "") -> str:
+    """A small self-contained HTML page of tables (for Snakemake's report and for browsers)."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>"
+             "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
+             "</style></head><body>", f"<h1>{title}</h1>"]
+    for heading, table in tables:
+        parts += [f"<h2>{heading}</h2>", table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")]
+    if note:
+        parts.append(f"<p>{note}</p>")
+    return "\n".join(parts + ["</body></html>"])

@@ -203,10 +203,17 @@ def settings_path(csv_path: str) -> str:
     return f"{root}-settings{ext}"
 
 
-def write(table: pd.DataFrame, csv_path: str, md_path: str | None) -> None:
-    """summary.csv (a row per run), summary-settings.csv (a row per setting, over seeds) and
-    the Markdown copy of both."""
+def write(table: pd.DataFrame, csv_path: str, md_path: str | None, html_path: str | None = None) -> None:
+    """summary.csv (a row per run), summary-settings.csv (a row per setting, over seeds), the
+    Markdown copy of both and, if asked, an HTML page of both."""
     groups = by_setting(table)
+    if html_path:
+        from .parse import html_page
+
+        write_text(html_path, html_page("Reproduction summary", [
+            ("Per setting: mean and standard deviation over seeds", groups),
+            ("Per run (errors in %)", table)],
+            "Paper numbers from eps_resnet/reference/paper.csv (most read off the paper's plots)."))
     md = ("# Reproduction summary\n\n## Per setting\n\n" + settings_markdown(groups)
           + "\n## Per run\n\n" + to_markdown(table))
     for path, text in ((csv_path, table.to_csv(index=False)),

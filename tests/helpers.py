@@ -69,3 +69,56 @@ def uninterrupted_and_resumed(args, tmp_path, ready):
     done = subprocess.run(args + ["--out", str(resumed)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return whole, resumed
+
+
+def chromium() -> str:
+    """Debian's Chromium (installed with apt when missing and this runs as root); skips the
+    calling test, with the reason, when it cannot be had."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which("chromium")
+    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+            subprocess.run(cmd, capture_output=True, timeout=900,
+                           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("no Chromium (apt-get install chromium, as root) for the report test")
+    return path
+
+
+def open_report_results(report: str, categories, screenshot: str | None = None) -> dict:
+    """Open a Snakemake HTML report in headless Chromium and show each result of each category
+    (its eye button); returns {(category, result): what was displayed}: the loaded images'
+    sizes, or the number of table rows of an embedded HTML result."""
+    from playwright.sync_api import sync_playwright
+
+    shown = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for category in categories:
+            page.goto(f"file://{report}")
+            page.get_by_text(category, exact=True).first.click()
+            rows = page.locator("tr:has(a[iconname='eye'])")
+            for i in range(rows.count()):
+                name = rows.nth(i).locator("td").first.inner_text().strip()
+                rows.nth(i).locator("a[iconname='eye']").click()
+                page.wait_for_timeout(700)
+                images = page.evaluate("() => Array.from(document.images).filter(i => "
+                                       "i.src.startsWith('data:image/png')).map(i => "
+                                       "[i.naturalWidth, i.naturalHeight])")
+                tables = sum(frame.evaluate("() => document.querySelectorAll('tr').length")
+                             for frame in page.frames[1:])
+                shown[(category, name)] = {"images": images, "table_rows": tables}
+                if screenshot and not os.path.exists(screenshot) and images:
+                    page.screenshot(path=screenshot)
+                page.goto(f"file://{report}")
+                page.get_by_text(category, exact=True).first.click()
+                rows = page.locator("tr:has(a[iconname='eye'])")
+        browser.close()
+    return shown

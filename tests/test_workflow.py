@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers import BIN, ROOT, job_counts, load, snakemake, write
+from helpers import BIN, ROOT, job_counts, load, open_report_results, snakemake, write
 
 
 def test_dry_run_of_the_paper_experiments(tmp_path):
@@ -91,6 +91,17 @@ def test_tiny_demo_end_to_end(tmp_path):
                 "digits-imagenet-d18-epsilon-e3"):
         assert run in summary
     assert "compressed_eval_error" in summary.splitlines()[0]
+    # the HTML report: every figure, each experiment's run settings and the summary, displayed
+    r = snakemake("--directory", tmp_path, "--configfile", cfg, "--report", tmp_path / "report.html")
+    assert r.returncode == 0, r.stderr[-3000:]
+    shown = open_report_results(str(tmp_path / "report.html"), [*config["experiments"], "Summary"])
+    for exp in config["experiments"]:
+        for kind in ("val-error", "lr", "compression-ratio", "blocks"):
+            images = shown[(exp, f"figure: {kind}")]["images"]
+            assert len(images) == 1 and min(images[0]) > 100, (exp, kind, images)
+        runs = len(config["experiments"][exp]["variants"]) + len(config["experiments"][exp]["epsilons"])
+        assert shown[(exp, "settings of the runs")]["table_rows"] == runs + 1  # header + runs
+    assert shown[("Summary", "against the paper")]["table_rows"] > 6
     # nothing left to do
     r = snakemake("-n", "--cores", "2", "--directory", tmp_path, "--configfile", cfg)
     assert "Nothing to be done" in r.stdout + r.stderr

@@ -5,20 +5,32 @@ rule parse_experiment:
     input:
         experiment_done_markers,
     output:
-        os.path.join(RESULTS, "{experiment}", "runs.csv"),
+        csv=os.path.join(RESULTS, "{experiment}", "runs.csv"),
+        settings=report(
+            os.path.join(RESULTS, "{experiment}", "settings.html"),
+            caption="../report/settings.rst",
+            category="{experiment}",
+            labels={"result": "settings of the runs"},
+        ),
     log:
         os.path.join(LOGS, "parse", "{experiment}.log"),
     params:
         runs=experiment_run_dirs,
     shell:
-        "eps-resnet parse {params.runs} --experiment {wildcards.experiment} --out {output} > {log} 2>&1"
+        "eps-resnet parse {params.runs} --experiment {wildcards.experiment} --out {output.csv} "
+        "--settings-html {output.settings} > {log} 2>&1"
 
 
 rule figure:
     input:
         os.path.join(RESULTS, "{experiment}", "runs.csv"),
     output:
-        png=os.path.join(FIGURES, "{experiment}-{kind}.png"),
+        png=report(
+            os.path.join(FIGURES, "{experiment}-{kind}.png"),
+            caption="../report/figure.rst",
+            category="{experiment}",
+            labels={"result": "figure: {kind}"},
+        ),
         pdf=os.path.join(FIGURES, "{experiment}-{kind}.pdf"),
     log:
         os.path.join(LOGS, "figures", "{experiment}-{kind}.log"),
@@ -39,8 +51,14 @@ rule summary:
         csv=os.path.join(RESULTS, "summary.csv"),
         settings=os.path.join(RESULTS, "summary-settings.csv"),
         md=os.path.join(RESULTS, "summary.md"),
+        html=report(
+            os.path.join(RESULTS, "summary.html"),
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"result": "against the paper"},
+        ),
     log:
         os.path.join(LOGS, "summary.log"),
     shell:
         "eps-resnet summarize --in {input.parsed} --compressed {input.compressed} "
-        "--out {output.csv} --md {output.md} > {log} 2>&1"
+        "--out {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"

@@ -71,6 +71,7 @@ def all_targets(wildcards):
     targets = [os.path.join(RESULTS, "summary.csv")]
     for exp in available:
         targets += [os.path.join(FIGURES, f"{exp}-{kind}.png") for kind in PLOT_KINDS]
+        targets.append(os.path.join(RESULTS, exp, "settings.html"))  # for the report
     return targets
 
 
