@@ -207,3 +207,27 @@ def test_the_workflow_is_formatted_and_lint_clean(tmp_path):
     # workflow runs in one environment with the package installed (README, "Stack"), since a
     # per-rule environment would have to install this very package from a copied env file.
     assert lints <= {"Specify a conda environment or container for each rule."}, out[-3000:]
+
+
+def test_the_workflow_finds_the_machines_gpus_without_resources(tmp_path):
+    config = load("experiments.yaml")
+    config["datasets"]["imagenet"]["path"] = str(tmp_path / "ILSVRC2012")
+    cfg = write(tmp_path, config)
+    # a machine with two GPUs (the count gpu-run sees: EPS_RESNET_GPUS overrides the driver's)
+    env = dict(os.environ, EPS_RESNET_GPUS="2", PATH=BIN + os.pathsep + os.environ["PATH"])
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+
+    def run(*args):
+        return subprocess.run([os.path.join(BIN, "snakemake"), "--snakefile",
+                               os.path.join(ROOT, "workflow", "Snakefile"), *args],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    r = run("figures/imagenet-val-error.png", "-n", "--cores", "8", "--configfile", cfg)
+    assert r.returncode != 0
+    assert ("imagenet-d101-standard needs 4 GPUs but this machine has 2 (found by the workflow"
+            in r.stdout + r.stderr)
+    r = run("figures/cifar10-val-error.png", "-n", "--cores", "8", "--configfile", cfg)
+    assert r.returncode == 0, r.stderr[-3000:]
+    env["CUDA_VISIBLE_DEVICES"] = "1,2,3,5"  # the user's own selection counts instead
+    r = run("figures/imagenet-val-error.png", "-n", "--cores", "8", "--configfile", cfg)
+    assert r.returncode == 0, r.stderr[-3000:]

@@ -4,6 +4,7 @@ import os
 import sys
 
 from eps_resnet.data import PREPARABLE
+from eps_resnet.gpus import machine_gpus, visible_pool
 from eps_resnet.plots import KINDS as PLOT_KINDS
 from eps_resnet.runfolder import (
     COMPRESSED_DIR,
@@ -81,6 +82,16 @@ def gpu_cap():
     return getattr(cap, "value", cap)
 
 
+# Running locally without --resources gpu=N: the GPUs this machine has (those of an existing
+# CUDA_VISIBLE_DEVICES, else the driver's) limit the training jobs that run at once, as
+# --resources gpu=N would. A cluster's scheduler counts them itself.
+GPUS_FOUND = None
+if workflow.local_exec and gpu_cap() is None:
+    GPUS_FOUND = len(visible_pool()) if visible_pool() is not None else machine_gpus()
+    if GPUS_FOUND:
+        workflow.register_resource("gpu", GPUS_FOUND)
+
+
 def prepared(wildcards):
     """The prepared-dataset marker a training run needs. Fails at once, naming the config key,
     for a dataset that has no path configured, and for a run that asks for more GPUs than
@@ -89,9 +100,14 @@ def prepared(wildcards):
     run = RUNS.get(wildcards.experiment, wildcards.run)
     cap = gpu_cap()
     if cap is not None and run.gpus > int(cap):
+        where = (
+            f"this machine has {cap} (found by the workflow; --resources gpu=N overrides); "
+            if GPUS_FOUND
+            else f"--resources gpu={cap} allows {cap}; raise gpu= or "
+        )
         raise WorkflowError(
             f"experiments.{run.experiment}.gpus: {run.name} needs {run.gpus} GPUs but "
-            f"--resources gpu={cap} allows {cap}; raise gpu= or lower the experiment's gpus"
+            f"{where}lower the experiment's gpus"
         )
     return os.path.join(DATA, RUNS.require_dataset(run.dataset), "prepared.yaml")
 
