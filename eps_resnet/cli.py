@@ -32,8 +32,8 @@ def _add_train(sub):
     p.add_argument("--epsilon-start-epoch", type=int, metavar="K",
                    help="keep ε = 0 (gates open) until K epochs finished; default: the recipe's "
                    "(0: ε from the start)")
-    p.add_argument("--epochs", type=int, help="default: the recipe's (CIFAR 200, ε-ResNet 1000; "
-                   "SVHN 200; ImageNet 110)")
+    p.add_argument("--epochs", type=int, help="default: the recipe's (CIFAR baselines 300, "
+                   "ε-ResNet 1000; SVHN 200; ImageNet 110)")
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
     p.add_argument("--batch", type=int, help="total batch, split across GPUs (default: the paper's)")
     p.add_argument("--gpus", type=int, help="GPUs to train on (default: all visible; 0: CPU)")

@@ -140,7 +140,7 @@ def _run_record(p: Plan, status: str, started: str) -> dict:
             "devices": d.to_dict(), "batch_per_tower": s.batch // d.towers,
             "recipe": s.recipe.name,
             "weight_decay": s.recipe.weight_decay, "nesterov": s.recipe.nesterov,
-            "lr_schedule_points": [list(x) for x in s.recipe.lr_points("standard")],
+            "lr_schedule_points": [list(x) for x in s.recipe.lr_points("standard", s.variant)],
             "lr_adaptive_points": ([list(x) for x in s.recipe.lr_points("adaptive")]
                                    if s.lr_schedule == "adaptive" else None),
             "epsilon_schedule_points": ([list(x) for x in s.epsilon_points]
@@ -213,7 +213,7 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
         model = build_model(s, data_format=p.devices.data_format, mixed_kind=p.devices.mixed_kind)
         callbacks = [
             InferenceRunner(get_dataflow(s, "val", s.batch // towers), inferencers(model)),
-            LearningRateSetter(s.recipe.lr_points("standard"),
+            LearningRateSetter(s.recipe.lr_points("standard", s.variant),
                                s.recipe.lr_points("adaptive") if s.lr_schedule == "adaptive" else None),
             EstimatedTimeLeft(),
             *extra_callbacks,

@@ -54,7 +54,7 @@ def test_run_table_of_the_paper_config():
     assert s.out == os.path.abspath("results/runs/cifar10/cifar10-d110-epsilon-e2.5")
     assert s.data_dir == os.path.abspath("data/cifar10")
     std = table.get("cifar10", "cifar10-d110-standard").settings.resolved()
-    assert (std.epsilon, std.epochs, std.lr_schedule) == (None, 200, "standard")
+    assert (std.epsilon, std.epochs, std.lr_schedule) == (None, 300, "standard")
     imagenet = table.get("imagenet", "imagenet-d101-epsilon-e2.1")
     assert imagenet.gpus == 4 and imagenet.settings.gpus is None  # trains on the GPUs it is given
     assert imagenet.settings.resolved().recipe is RECIPES["imagenet"]
@@ -142,3 +142,15 @@ def test_results_settings_and_workflow_modules_do_not_start_tensorflow():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "False"
+
+
+def test_cifar_baselines_warm_up_for_one_epoch_as_the_original_baselines():
+    from eps_resnet.schedules import AdaptiveRestart, replay
+
+    cifar = RECIPES["cifar"]
+    assert replay(AdaptiveRestart(cifar.lr_points("standard", "standard")), [], 3) == [0.01, 0.1, 0.1]
+    assert replay(AdaptiveRestart(cifar.lr_points("standard", "side")), [], 84)[81:83] == [0.1, 0.01]
+    assert replay(AdaptiveRestart(cifar.lr_points("standard", "epsilon")), [], 2) == [0.1, 0.1]
+    s = TrainSettings(dataset="cifar10", depth=110, variant="standard", out="x").resolved()
+    assert s.epochs == 300  # 117k steps of 390 in the seed's figure
+    assert RECIPES["digits"].lr_points("standard", "standard")[0] == (0, 0.1)  # the demo: none
