@@ -242,6 +242,9 @@ def _add_compress(sub):
     p.add_argument("--out", required=True, metavar="DIR",
                    help="where the compressed model goes (compressed.yaml, model, saved_model/)")
     p.add_argument("--limit", type=int, help="check on at most this many validation images")
+    p.add_argument("--rule", choices=["half", "closed"], default="half",
+                   help="remove blocks whose gate was closed at least half of the time (half, the "
+                   "default) or only fully closed ones (closed, the original's compression)")
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("evaluate", help="validation error of a run or a compressed model",
@@ -281,7 +284,7 @@ def _cmd_export(args) -> int:
 def _cmd_compress(args) -> int:
     from .compress import compress
 
-    compress(args.run, args.out, args.step, args.limit)
+    compress(args.run, args.out, args.step, args.limit, rule=args.rule)
     return 0
 
 

@@ -20,7 +20,7 @@ from .errors import EpsResnetError
 from .export import export_saved_model
 from .evaluate import (check_fits, describe, model_variables, predictor, read_checkpoint,
                        val_batches)
-from .gate import DISCARDED_AT
+from .gate import CLOSED_AT, DISCARDED_AT
 from .models.layouts import (Layout, compress_layout, count_flops, count_parameters, make_layout,
                              structure_of)
 from .runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, SAVED_MODEL, STATS_FILE,
@@ -72,9 +72,17 @@ def branch_weight_norms(checkpoint: dict, layout: Layout) -> dict[str, float]:
     return out
 
 
+#: Which blocks compression removes: those whose moving-average gate was closed at least half
+#: of the time ("half", the figures' and summary's rule), or only fully closed ones ("closed",
+#: the original implementation's compression script).
+RULES = {"half": DISCARDED_AT, "closed": CLOSED_AT}
+
+
 def compress(run_dir: str, out: str, step: int | None = None, limit: int | None = None,
-             log=print) -> dict:
+             log=print, rule: str = "half") -> dict:
     """Compress the ε-ResNet of ``run_dir`` into ``out``; returns compressed.yaml's content."""
+    if rule not in RULES:
+        raise CompressError(f"--rule {rule!r} is unknown; expected one of {', '.join(RULES)}")
     settings = run_settings(run_dir).resolved()
     if settings.variant != "epsilon":
         raise CompressError(f"{run_dir} is a {settings.variant} run, not an ε-ResNet: it has no "
@@ -82,15 +90,15 @@ def compress(run_dir: str, out: str, step: int | None = None, limit: int | None 
     path, step = choose_checkpoint(run_dir, step)
     values = discard_values(run_dir, step)
     with lock(out, "eps-resnet compress"):
-        return _compress(settings, run_dir, out, path, step, values, limit, log)
+        return _compress(settings, run_dir, out, path, step, values, limit, log, rule)
 
 
-def _compress(settings, run_dir, out, path, step, values, limit, log) -> dict:
+def _compress(settings, run_dir, out, path, step, values, limit, log, rule) -> dict:
     from .models.resnet import build_model
 
     checkpoint = read_checkpoint(path)
     full = make_layout(settings.family, settings.depth)
-    discarded = [b.name for b in full.blocks if values.get(b.name, 0.0) >= DISCARDED_AT]
+    discarded = [b.name for b in full.blocks if values.get(b.name, 0.0) >= RULES[rule]]
     small, mapping = compress_layout(full, discarded)
     if not discarded:
         log(f"{run_dir}: no block is discarded at step {step}; the compressed model equals the full one")
@@ -134,7 +142,7 @@ def _compress(settings, run_dir, out, path, step, values, limit, log) -> dict:
     info = {
         "run": os.path.abspath(run_dir), "step": step, "checkpoint": path,
         "settings": settings.to_dict(),
-        "discarded_at": DISCARDED_AT, "discarded": discarded,
+        "rule": rule, "discarded_at": RULES[rule], "discarded": discarded,
         "nothing_discarded": not discarded,
         "structure": structure_of(small, mapping),
         "params": {"full": count_parameters(full, classes),

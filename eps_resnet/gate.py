@@ -32,6 +32,9 @@ GATE_L = 1e6
 #: ``is_discarded`` (1 - T per batch) is at least this. Figures, summary and compression read it
 #: from here (this module builds no graph when imported, so they need not start TensorFlow).
 DISCARDED_AT = 0.5
+#: Fully closed: the moving average has reached 1 (up to float32 rounding of the debiased
+#: average), the only blocks the original implementation's compression script removed.
+CLOSED_AT = 1.0 - 1e-6
 
 
 def gate_value(branch, epsilon, L: float = GATE_L):

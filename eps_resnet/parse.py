@@ -30,7 +30,7 @@ COLUMNS = ["run", "experiment", "dataset", "family", "depth", "variant", "epsilo
 KNOWN = {
     "train_error", "train_error_top5", "val_error", "val_error_top5", "cost",
     "cross_entropy_loss", "wd_cost", "learning_rate", "epsilon", "discarded_cnt",
-    "discarded_ratio", "val_cross_entropy_loss", "side_output/val_error",
+    "discarded_ratio", "discarded_ratio_original", "val_cross_entropy_loss", "side_output/val_error",
     "side_output/val_error_top5", "side_output/train_error", "side_output/train_error_top5",
     "side_output/cross_entropy_loss", "QueueInput/queue_size", "is_discarded",
     # the original's names
@@ -230,8 +230,26 @@ def parse_run(run_dir: str, experiment: str | None = None) -> pd.DataFrame:
         df[k] = meta[k]
     if df["variant"].isna().all():
         df["variant"] = "epsilon" if (df["metric"] == "is_discarded").any() else "standard"
+    df = _with_original_ratio(df, meta)
     return df[COLUMNS].sort_values(["epoch", "metric", "block"], na_position="first",
                                    kind="stable").reset_index(drop=True)
+
+
+def _with_original_ratio(df: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """Add ``discarded_ratio_original``: discarded_cnt over the original's denominator (3n + 2
+    in the CIFAR family), the definition of the paper's numbers."""
+    from .models.layouts import check_depth, make_layout, original_ratio_denominator
+
+    cnt = df[df["metric"] == "discarded_cnt"]
+    if cnt.empty or not meta.get("family") or meta.get("depth") is None:
+        return df
+    try:
+        check_depth(meta["family"], int(meta["depth"]))
+    except ValueError:
+        return df
+    denominator = original_ratio_denominator(make_layout(meta["family"], int(meta["depth"])))
+    extra = cnt.assign(metric="discarded_ratio_original", value=cnt["value"].astype(float) / denominator)
+    return pd.concat([df, extra], ignore_index=True)
 
 
 def parse_runs(run_dirs, experiment: str | None = None) -> pd.DataFrame:

@@ -126,6 +126,11 @@ def test_bad_inputs(tmp_path, capsys):
     info = yaml.safe_load(open(tmp_path / "same" / "compressed.yaml"))
     assert info["nothing_discarded"] and info["params"]["full"] == info["params"]["compressed"]
     assert info["checks"]["agreement"] == 1.0
+    assert main(["compress", str(run), "--out", str(tmp_path / "orig"), "--limit", "32",
+                 "--rule", "closed"]) == 0
+    info = yaml.safe_load(open(tmp_path / "orig" / "compressed.yaml"))
+    assert info["rule"] == "closed" and info["discarded_at"] > 0.99 and info["discarded"] == []
+    capsys.readouterr()
     assert main(["compress", str(run), "--step", "7", "--out", str(tmp_path / "a")]) == 2
     assert "--step 7 has no checkpoint" in capsys.readouterr().err
     std = tmp_path / "std"

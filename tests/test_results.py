@@ -291,3 +291,32 @@ def test_summary_and_figures_over_seeds(tmp_path):
     fig = plots.plot("compression-ratio", df)
     points = fig.axes[1].collections[0].get_offsets()
     assert len(points) == 3  # every seed's final ratio
+
+
+def test_both_discarded_ratio_definitions_and_closed_blocks(tmp_path):
+    """A CIFAR-family ResNet-14 (6 gated blocks; the original counted 3n + 2 = 8): at the last
+    epoch two blocks are fully closed, one closed most of the time, three open."""
+    import json
+
+    import yaml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.yaml").write_text(yaml.safe_dump({"settings": {
+        "dataset": "cifar10", "family": "cifar", "depth": 14, "variant": "epsilon", "epsilon": 2.5,
+        "seed": 0}}))
+    blocks = {"res1.0": 0.0, "res1.1": 0.2, "res2.0": 0.0, "res2.1": 0.7, "res3.0": 1.0, "res3.1": 1.0}
+    last = {"epoch_num": 2, "global_step": 20, "val_error": 0.1, "discarded_cnt": sum(blocks.values()),
+            "discarded_ratio": sum(blocks.values()) / 6, **{f"{b}/is_discarded": v for b, v in blocks.items()}}
+    first = dict(last, epoch_num=1, global_step=10, discarded_cnt=0.0, discarded_ratio=0.0,
+                 **{f"{b}/is_discarded": 0.0 for b in blocks})
+    (run / "stats.json").write_text(json.dumps([first, last]))
+    df = parse_run(str(run), "cifar10")
+    original = df[df["metric"] == "discarded_ratio_original"].sort_values("epoch")["value"].tolist()
+    assert original == pytest.approx([0.0, 2.9 / 8])
+    row = summarize(df).iloc[0]
+    assert row["discarded_blocks"] == 3 and row["closed_blocks"] == 2 and row["gated_blocks"] == 6
+    assert row["discarded_ratio"] == pytest.approx(2.9 / 6)
+    assert row["discarded_ratio_original"] == pytest.approx(2.9 / 8)
+    md = to_markdown(summarize(df))
+    assert "| 3/6 | 2 | 0.483 | 0.362 |" in md

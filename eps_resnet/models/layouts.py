@@ -133,6 +133,13 @@ def layout_from_structure(family: str, depth: int, structure: list[list[dict]]) 
     return Layout(full.family, full.depth, full.block_type, blocks, None)
 
 
+def original_ratio_denominator(layout: Layout) -> int:
+    """What the original implementation divided the discarded blocks by, and so the paper's
+    discarded ratios: all_cnt = 3n + 2 in the CIFAR family (n gated blocks per group, plus two),
+    the gated blocks in the ImageNet family."""
+    return len(layout.blocks) + 2 if layout.family == "cifar" else len(layout.blocks)
+
+
 def make_layout(family: str, depth: int) -> Layout:
     """The :class:`Layout` of a network of ``family`` and ``depth``."""
     check_depth(family, depth)
