@@ -348,6 +348,40 @@ def _cmd_selfcheck(args) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def _add_estimate(sub):
+    p = sub.add_parser("estimate", help="the training still to do for a target, and its device-hours",
+                       description="For Snakemake targets of a workflow config: the training runs "
+                       "still to do (finished runs count as done, partial ones what remains), their "
+                       "epochs, steps and images, and the device-hours at the given throughput.")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="all (default), paper, an experiment, or a figure such as "
+                   "figures/cifar10-val-error.png")
+    p.add_argument("--config", default="config/experiments.yaml", metavar="FILE",
+                   help="the workflow config (default %(default)s)")
+    p.add_argument("--throughput", nargs="*", metavar="DEPTH=IMG_PER_S",
+                   help="training img/s per depth (benchmarks/train_throughput.py, eps-resnet "
+                   "selfcheck); other depths of a family are scaled by FLOPs (default: the "
+                   "config's throughput list)")
+    p.add_argument("--out", metavar="FILE.md", help="also write the table to this file")
+    p.set_defaults(func=_cmd_estimate)
+
+
+def _cmd_estimate(args) -> int:
+    from .atomic import write_text
+    from .estimate import estimate, markdown, parse_throughput, runs_of
+    from .workflow import RunTable, load_config, validate_config
+
+    config = validate_config(load_config(args.config))
+    table = RunTable(config)
+    rates = args.throughput if args.throughput is not None else config.get("throughput")
+    costs = estimate(runs_of(table, args.targets), parse_throughput(rates))
+    text = markdown(costs, " ".join(args.targets) or "all")
+    print(text)
+    if args.out:
+        write_text(args.out, text)
+    return 0
+
+
 def _add_check_config(sub):
     p = sub.add_parser("check-config", help="check a workflow config file (syntax, schema, runs)",
                        description="Check a workflow config file as the workflow will: YAML syntax "
@@ -407,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_selfcheck(sub)
     _add_export(sub)
+    _add_estimate(sub)
     return parser
 
 

@@ -231,3 +231,35 @@ def test_the_workflow_finds_the_machines_gpus_without_resources(tmp_path):
     env["CUDA_VISIBLE_DEVICES"] = "1,2,3,5"  # the user's own selection counts instead
     r = run("figures/imagenet-val-error.png", "-n", "--cores", "8", "--configfile", cfg)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_estimate_counts_what_remains(tmp_path):
+    """One finished, one partial and one new run: only what remains is counted."""
+    import json
+
+    from eps_resnet.cli import main
+
+    config = load("demo.yaml")
+    config.update(results_dir=str(tmp_path / "results"), data_dir=str(tmp_path / "data"),
+                  throughput=["14=100", "18=50"])
+    config["experiments"]["digits_cifar"].update(variants=["standard"], epsilons=[8.0], seeds=[0])
+    config["experiments"]["digits_cifar"].pop("title")
+    cfg = write(tmp_path, config)
+    runs = tmp_path / "results" / "runs" / "digits_cifar"
+    (runs / "digits-d14-standard").mkdir(parents=True)
+    (runs / "digits-d14-standard" / "train.done").write_text("")
+    (runs / "digits-d14-epsilon-e8").mkdir()
+    (runs / "digits-d14-epsilon-e8" / "stats.json").write_text(
+        json.dumps([{"epoch_num": e, "global_step": 22 * e} for e in (1, 2, 3, 4)]))
+    assert main(["estimate", "--config", str(cfg), "--out", str(tmp_path / "e.md")]) == 0
+    text = (tmp_path / "e.md").read_text()
+    # ε run: 12 - 4 = 8 epochs x 22 steps (1,433 // 64) x 64 images at 100 img/s
+    assert "| digits_cifar | digits-d14-epsilon-e8 | 8 | 176 | 11,264 | 100 | 0.0 |" in text
+    assert "digits-d14-standard |" not in text  # finished
+    # the ImageNet-family ResNet-18 runs (6 epochs x 15 steps x 32 images) at 50 img/s
+    assert "| digits_imagenet | digits-imagenet-d18-standard | 6 | 90 | 2,880 | 50 | 0.0 |" in text
+    assert "3 run(s) to train, 0.00 M steps" in text
+    r = snakemake(tmp_path / "results" / "estimate.md", "--cores", "1", "--directory", tmp_path,
+                  "--configfile", cfg)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "results" / "estimate.md").read_text() == text

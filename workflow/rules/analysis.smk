@@ -62,3 +62,23 @@ rule summary:
     shell:
         "eps-resnet summarize --in {input.parsed} --compressed {input.compressed} "
         "--out {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+
+
+rule estimate:
+    output:
+        os.path.join(RESULTS, "estimate.md"),
+    log:
+        os.path.join(LOGS, "estimate.log"),
+    run:
+        from eps_resnet.atomic import write_text
+        from eps_resnet.estimate import (
+            estimate,
+            markdown,
+            parse_throughput,
+            runs_of,
+        )
+
+        costs = estimate(
+            runs_of(RUNS, ["all"]), parse_throughput(config["throughput"])
+        )
+        write_text(output[0], markdown(costs, "all"))

@@ -1,0 +1,143 @@
+"""The cost of a target before it runs: the training runs still to do, their epochs, steps and
+images, and the device-hours they need at a given training throughput.
+
+Finished runs count as done; a partial run counts what remains after its last epoch in
+stats.json. Throughput is given per depth (img/s, e.g. what benchmarks/train_throughput.py or
+`eps-resnet selfcheck` measured); a depth that was not measured is scaled from the nearest
+measured one of its family by their FLOPs per image.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from .errors import EpsResnetError
+from .models.layouts import count_flops, make_layout
+from .runfolder import read_stats
+
+#: Training images per epoch by dataset (the digits demo: its prepared split).
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "imagenet": 1_281_167,
+                "digits": 1_433, "synthetic": 2_048}
+
+
+class EstimateError(EpsResnetError):
+    """A target or throughput that cannot be estimated; the message names it."""
+
+
+@dataclass
+class Cost:
+    experiment: str
+    run: str
+    depth: int
+    family: str
+    epochs_left: int
+    steps: int  # steps left
+    images: int  # images left
+    img_per_s: float | None
+    hours: float | None
+
+
+def steps_per_epoch(settings) -> int:
+    return settings.steps_per_epoch or max(1, TRAIN_IMAGES[settings.dataset] // settings.batch)
+
+
+def epochs_done(run_dir: str) -> int:
+    try:
+        return max((int(s["epoch_num"]) for s in read_stats(run_dir) if "epoch_num" in s), default=0)
+    except EpsResnetError:
+        return 0
+
+
+def throughput_for(family: str, depth: int, size: int, measured: dict[int, float]) -> float | None:
+    """img/s at ``depth``: measured, or the nearest measured depth of the family scaled by FLOPs."""
+    if depth in measured:
+        return measured[depth]
+    same = {d: v for d, v in measured.items() if _valid(family, d)}
+    if not same:
+        return None
+    ref = min(same, key=lambda d: abs(d - depth))
+    flops = lambda d: count_flops(make_layout(family, d), size, 10)  # noqa: E731
+    return same[ref] * flops(ref) / flops(depth)
+
+
+def _valid(family: str, depth: int) -> bool:
+    from .models.layouts import check_depth
+
+    try:
+        check_depth(family, depth)
+        return True
+    except ValueError:
+        return False
+
+
+def estimate(runs, measured: dict[int, float]) -> list[Cost]:
+    """The cost of each workflow Run (eps_resnet.workflow.Run) that is not finished."""
+    costs = []
+    for run in runs:
+        s = run.settings.resolved()
+        done = epochs_done(s.out)
+        if os.path.exists(os.path.join(s.out, "train.done")):
+            done = s.epochs
+        left = max(0, s.epochs - done)
+        if not left:
+            continue
+        steps = left * steps_per_epoch(s)
+        rate = throughput_for(s.family, s.depth, s.image_size, measured)
+        costs.append(Cost(run.experiment, run.name, s.depth, s.family, left, steps, steps * s.batch,
+                          rate, steps * s.batch / rate / 3600 if rate else None))
+    return costs
+
+
+def parse_throughput(values) -> dict[int, float]:
+    """``["110=1500", "101=800"]`` -> {110: 1500.0, 101: 800.0} (img/s per depth)."""
+    out = {}
+    for v in values or []:
+        depth, _, rate = v.partition("=")
+        try:
+            out[int(depth)] = float(rate)
+        except ValueError:
+            raise EstimateError(f"--throughput {v!r}: expected DEPTH=IMG_PER_S, e.g. 110=1500") from None
+        if not (math.isfinite(out[int(depth)]) and out[int(depth)] > 0):
+            raise EstimateError(f"--throughput {v!r}: img/s must be a positive number")
+    return out
+
+
+def markdown(costs: list[Cost], what: str, device: str = "GPU") -> str:
+    lines = [f"# Estimate: {what}", "",
+             "| experiment | run | epochs left | steps | images | img/s | hours |",
+             "|---|---|---|---|---|---|---|"]
+    for c in costs:
+        lines.append(f"| {c.experiment} | {c.run} | {c.epochs_left} | {c.steps:,} | {c.images:,} | "
+                     f"{'' if c.img_per_s is None else f'{c.img_per_s:,.0f}'} | "
+                     f"{'' if c.hours is None else f'{c.hours:,.1f}'} |")
+    known = [c.hours for c in costs if c.hours is not None]
+    total = (f"{len(costs)} run(s) to train, {sum(c.steps for c in costs) / 1e6:.2f} M steps, "
+             f"{sum(c.images for c in costs) / 1e6:,.1f} M images")
+    if known:
+        total += f", ~{sum(known):,.1f} {device}-hours"
+        if len(known) < len(costs):
+            total += f" for the {len(known)} run(s) with a throughput"
+    lines += ["", total + "."]
+    return "\n".join(lines) + "\n"
+
+
+def runs_of(table, targets) -> list:
+    """The training runs behind Snakemake targets: `all` (the experiments whose data can be
+    had), `paper` (every experiment), an experiment's name, or one of its figures."""
+    runs = []
+    for target in targets or ["all"]:
+        name = os.path.basename(target)
+        if target == "all":
+            names = table.available_experiments()
+        elif target == "paper":
+            names = list(table.runs)
+        elif name in table.runs:
+            names = [name]
+        else:
+            names = [e for e in table.runs if name.startswith(f"{e}-") and name.endswith(".png")]
+            if not names:
+                raise EstimateError(f"{target}: expected all, paper, an experiment "
+                                    f"({', '.join(table.runs)}) or one of its figures")
+        runs += [r for e in names for r in table.experiment(e) if r not in runs]
+    return runs
