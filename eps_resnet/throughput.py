@@ -34,7 +34,7 @@ def images_per_second(variant: str, depth: int, batch: int, steps: int, warmup: 
             steps_per_epoch=warmup + steps, batch=batch, gpus=gpus, precision=precision,
             deterministic=deterministic, out=os.path.join(out, "run"))
         level = logger._logger.level
-        logger.setLevel("WARNING")
+        logger.setLevel(max(level, 30))  # warnings and worse (the self-check quietens more)
         try:
             train(settings, log=lambda *a: None, extra_callbacks=[timer])
         finally:

@@ -28,5 +28,5 @@ def test_a_failed_check_fails_the_report():
     assert "| training | FAILED | OOM |" in text and "1 check(s) failed" in text
     found = {"gpus": [], "cpu": {}}
     hours = device_hours({("cifar", 0, "fp32"): 100.0, ("imagenet", 0, "fp32"): 10.0}, found)
-    # ResNet-110 at 100 img/s: (200 + 200 + 1000) epochs x 50,000 images = 194 hours
-    assert "figures/cifar10-val-error.png: 3 runs, ~194 CPU-hours" in hours.detail
+    # ResNet-110 at 100 img/s: (300 + 300 + 1000) epochs x 390 steps x 128 images = 222 hours
+    assert "figures/cifar10-val-error.png: 3 runs, ~222 CPU-hours" in hours.detail
