@@ -40,11 +40,13 @@ def test_same_seed_same_numbers_on_synthetic_data(tmp_path, capsys, args):
     a = train(tmp_path / "a", *SYNTHETIC, *args, "--seed", "5")
     b = train(tmp_path / "b", *SYNTHETIC, *args, "--seed", "5")
     assert same(a, b)
-    c = train(tmp_path / "c", *SYNTHETIC, *args, "--seed", "6")
-    assert not same(a, c)
     capsys.readouterr()
     assert main(["compare", str(a), str(b)]) == 0
     assert capsys.readouterr().out.strip().endswith("identical")
+    if "epsilon" not in args:
+        return  # another seed's difference is checked once, on the ε-ResNet
+    c = train(tmp_path / "c", *SYNTHETIC, *args, "--seed", "6")
+    assert not same(a, c)
     assert main(["compare", str(a), str(c)]) == 1
     report = capsys.readouterr().out
     assert "first difference: epoch 1" in report and report.strip().endswith("different")

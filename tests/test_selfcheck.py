@@ -15,8 +15,8 @@ def test_selfcheck_runs_and_reports(tmp_path, capsys):
     assert out.read_text().strip() == text.strip()
     for line in ("| devices | ok |", "| NHWC = NCHW | ok | largest relative logit difference",
                  "| gate | ok | T on a planted closed block 0 (expected 0), on a planted open block 1",
-                 "| training | ok | ResNet-110, CPU, fp32, batch 128:",
-                 "| training | ok | ResNet-50, CPU, fp32, batch 4:",
+                 "| training | ok | ResNet-110, CPU, fp32, batch 32:",
+                 "| training | ok | ResNet-50, CPU, fp32, batch 8 at 64 px, scaled to 224 px:",
                  "| estimate | ok | figures/cifar10-val-error.png: 3 runs, ~",
                  "figures/imagenet-val-error.png: 3 runs, ~", "All checks passed."):
         assert line in text, line
