@@ -49,6 +49,12 @@ def epochs_done(run_dir: str) -> int:
         return 0
 
 
+def flops(family: str, depth: int, size: int) -> int:
+    """FLOPs of one image through a network of ``family`` and ``depth`` at ``size`` pixels: what
+    throughput is scaled by between depths and image sizes."""
+    return count_flops(make_layout(family, depth), size, 10)
+
+
 def throughput_for(family: str, depth: int, size: int, measured: dict[int, float]) -> float | None:
     """img/s at ``depth``: measured, or the nearest measured depth of the family scaled by FLOPs."""
     if depth in measured:
@@ -57,8 +63,7 @@ def throughput_for(family: str, depth: int, size: int, measured: dict[int, float
     if not same:
         return None
     ref = min(same, key=lambda d: abs(d - depth))
-    flops = lambda d: count_flops(make_layout(family, d), size, 10)  # noqa: E731
-    return same[ref] * flops(ref) / flops(depth)
+    return same[ref] * flops(family, ref, size) / flops(family, depth, size)
 
 
 def _valid(family: str, depth: int) -> bool:

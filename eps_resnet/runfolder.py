@@ -167,16 +167,12 @@ def checkpoint_problem(path: str) -> str | None:
         return "its .index file is missing"
     if not glob.glob(glob.escape(path) + ".data-*"):
         return "its .data file is missing"
-    from .compat import import_tf
+    from .evaluate import EvaluateError, read_checkpoint  # (evaluate imports this module)
 
-    tf = import_tf()
     try:
-        reader = tf.train.load_checkpoint(path)
-        for name in reader.get_variable_to_shape_map():
-            reader.get_tensor(name)
-    except Exception as e:  # noqa: BLE001 (TensorFlow raises many types for a damaged file)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return f"it does not read back ({first[:160]})"
+        read_checkpoint(path)
+    except EvaluateError as e:
+        return f"it does not read back ({str(e).split('(', 1)[-1].rsplit(')', 1)[0][:160]})"
     return None
 
 

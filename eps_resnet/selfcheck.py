@@ -132,6 +132,7 @@ def throughput(found: dict, quick: bool, log=print) -> tuple[list[Check], dict]:
     """img/s of ResNet-110 (CIFAR family) and ResNet-50 (ImageNet family) on synthetic data, on
     one device and on all devices, in fp32 and (where the hardware has it) mixed precision."""
     from .devices import BF16_CPU_FLAGS
+    from .estimate import flops
     from .throughput import images_per_second
 
     n_gpus = len(found["gpus"])
@@ -155,7 +156,7 @@ def throughput(found: dict, quick: bool, log=print) -> tuple[list[Check], dict]:
                     rate = images_per_second("standard", depth, batch, steps, warmup, gpus, family,
                                              precision, image_size=None if family == "cifar" else size)
                     if family == "imagenet" and size != 224:
-                        rate *= _flops(depth, size) / _flops(depth, 224)
+                        rate *= flops(family, depth, size) / flops(family, depth, 224)
                     rates[(family, gpus, precision)] = rate
                     checks.append(Check("training", np.isfinite(rate), f"{what}: {rate:.1f} img/s"))
                 except Exception as e:  # noqa: BLE001 (a failed configuration is a failed check)
@@ -163,12 +164,6 @@ def throughput(found: dict, quick: bool, log=print) -> tuple[list[Check], dict]:
                                         f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"))
                 log(checks[-1].detail)
     return checks, rates
-
-
-def _flops(depth: int, size: int) -> int:
-    from .models.layouts import count_flops, make_layout
-
-    return count_flops(make_layout("imagenet", depth), size, 1000)
 
 
 def device_hours(rates: dict, found: dict) -> Check:
