@@ -34,13 +34,17 @@ def _add_train(sub):
                    "(0: ε from the start)")
     p.add_argument("--epochs", type=int, help="default: the recipe's (CIFAR baselines 300, "
                    "ε-ResNet 1000; SVHN 200; ImageNet 110)")
-    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
+    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set "
+                   "(SVHN: over train + extra, also with --no-svhn-extra)")
     p.add_argument("--batch", type=int, help="total batch, split across GPUs (default: the paper's)")
     p.add_argument("--gpus", type=int, help="GPUs to train on (default: all visible; 0: CPU)")
     p.add_argument("--towers", type=int, metavar="N",
                    help="with --gpus 0: N model replicas on the CPU, trained by the same replicated "
                    "trainer as several GPUs (a test and debugging aid for multi-GPU runs)")
     p.add_argument("--data-dir", help="folder written by `eps-resnet prepare`")
+    p.add_argument("--svhn-extra", action=argparse.BooleanOptionalAction, default=None,
+                   help="SVHN: train on train + extra as the original (default); --no-svhn-extra "
+                   "trains on train alone, an epoch keeping the steps of train + extra")
     p.add_argument("--data-workers", type=int, help="dataflow processes (default: cores - 1)")
     p.add_argument("--seed", type=int, default=default_of("seed"),
                    help="seeds the data order, augmentation and initial weights (default %(default)s)")
@@ -92,7 +96,9 @@ def _add_prepare(sub):
                    "folder, the folder of the SVHN .mat files, or the ILSVRC-2012 folder")
     p.add_argument("--md5", action="append", metavar="[SPLIT=]HASH",
                    help="expected MD5 instead of the published one (SVHN: train=..., test=...)")
-    p.add_argument("--svhn-extra", action="store_true", help="SVHN: add the 531k extra images")
+    p.add_argument("--svhn-extra", action=argparse.BooleanOptionalAction, default=True,
+                   help="SVHN: also prepare the 531k extra images, which training uses by default "
+                   "(default; --no-svhn-extra leaves them out)")
     p.add_argument("--lmdb", action="store_true",
                    help="ImageNet: also pack the images into LMDB files for sequential reads")
     p.add_argument("--val-labels", metavar="FILE",

@@ -49,6 +49,7 @@ class TrainSettings:
     gpus: int | None = None
     towers: int | None = None  # CPU training only: model replicas (a test and debugging aid)
     data_dir: str | None = None
+    svhn_extra: bool | None = None  # SVHN: train on train + extra (the default) or train alone
     seed: int = 0
     lr_schedule: str | None = None  # a mode of recipe.LR_MODES
     family: str | None = None  # only the families the dataset lists (synthetic, digits: either)
@@ -73,6 +74,10 @@ class TrainSettings:
             if value is not None and not synthetic and value != fixed:
                 raise SettingsError(f"{flag} is only for --dataset synthetic; {s.dataset} fixes it "
                                     f"at {fixed}")
+        if s.dataset == "svhn":
+            s.svhn_extra = True if s.svhn_extra is None else s.svhn_extra
+        elif s.svhn_extra is not None:
+            raise SettingsError(f"--svhn-extra is only for --dataset svhn, not {s.dataset}")
         s.family = s.family or info.family
         if s.family not in FAMILIES:
             raise SettingsError(f"--family {s.family!r} is unknown; expected one of {', '.join(FAMILIES)}")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .compat import session_config
-from .data import get_dataflow
+from .data import epoch_steps, get_dataflow
 from .devices import DevicePlan, decide
 from .provenance import cpu, environment
 from .runfolder import (check_same_run, load_run_file, lock, repair_stats, resume_point,
@@ -32,6 +32,7 @@ class Plan:
     checkpoint: str | None  # to resume from
     train_flow: object  # the training dataflow (built once: its length gives the epoch size)
     unsupported_ops: list = field(default_factory=list)  # ops with no deterministic GPU kernel
+    epoch_note: str | None = None  # why an epoch is not one pass over the training images
 
     @property
     def finished(self) -> bool:
@@ -60,8 +61,8 @@ def plan(settings: TrainSettings) -> Plan:
     check_gpu_split(s.batch, devices.towers, "--gpus" if devices.gpus else "--towers")
     # whole batches, split across the towers inside the graph (OrderedQueueInput)
     train_flow = get_dataflow(s, "train", s.batch)
-    steps = s.steps_per_epoch or len(train_flow)
-    return Plan(s, devices, steps, 1, None, train_flow)
+    steps, note = epoch_steps(s, train_flow)
+    return Plan(s, devices, steps, 1, None, train_flow, epoch_note=note)
 
 
 @contextmanager
@@ -136,10 +137,14 @@ def _run_record(p: Plan, status: str, started: str) -> dict:
     return {
         "settings": s.to_dict(),
         "resolved": {
-            "steps_per_epoch": p.steps_per_epoch, "data_format": d.data_format,
+            "steps_per_epoch": p.steps_per_epoch, "epoch_note": p.epoch_note,
+            "data_format": d.data_format,
             "devices": d.to_dict(), "batch_per_tower": s.batch // d.towers,
             "recipe": s.recipe.name,
-            "weight_decay": s.recipe.weight_decay, "nesterov": s.recipe.nesterov,
+            "weight_decay": s.recipe.weight_decay,
+            "weight_decay_decay": (list(s.recipe.weight_decay_decay)
+                                   if s.recipe.weight_decay_decay else None),
+            "nesterov": s.recipe.nesterov,
             "lr_schedule_points": [list(x) for x in s.recipe.lr_points("standard", s.variant)],
             "lr_adaptive_points": ([list(x) for x in s.recipe.lr_points("adaptive")]
                                    if s.lr_schedule == "adaptive" else None),

@@ -30,6 +30,7 @@ SETTINGS_KEYS = {"dataset": "dataset", "family": "family", "lr_schedule": "lr_sc
 EPSILON_ONLY = ("lr_schedule", "epsilon_start_epoch")
 #: The config key to name when a settings field is refused.
 KEY_OF_FIELD = {**{v: k for k, v in SETTINGS_KEYS.items()}, "depth": "depths", "seed": "seeds",
+                "svhn_extra": "datasets.svhn.svhn_extra",
                 "epsilon": "epsilons", "variant": "variants", "epochs": "epochs",
                 "data_workers": "resources.train.data_workers"}
 
@@ -145,6 +146,8 @@ class RunTable:
     def _runs(self, name: str, exp: dict) -> list[Run]:
         workers = ((self.config.get("resources") or {}).get("train") or {}).get("data_workers")
         common = {field: exp[key] for key, field in SETTINGS_KEYS.items() if exp.get(key) is not None}
+        if exp["dataset"] == "svhn":
+            common["svhn_extra"] = bool((self.datasets.get("svhn") or {}).get("svhn_extra", True))
         epochs = exp.get("epochs") or {}
         variants = [(v, None) for v in exp.get("variants", ["standard"])]
         variants += [("epsilon", float(e)) for e in exp.get("epsilons", [])]
@@ -194,8 +197,8 @@ class RunTable:
         flags = []
         if d.get("path"):
             flags += ["--source", d["path"]]
-        if d.get("svhn_extra"):
-            flags.append("--svhn-extra")
+        if dataset == "svhn" and d.get("svhn_extra") is False:
+            flags.append("--no-svhn-extra")
         if d.get("lmdb"):
             flags.append("--lmdb")
         return " ".join(shlex.quote(str(f)) for f in flags)
@@ -209,6 +212,6 @@ def _check(experiment: str, settings: TrainSettings) -> None:
         flag = re.match(r"--([a-z-]+)", str(e))
         field = flag.group(1).replace("-", "_") if flag else None
         key = KEY_OF_FIELD.get(field)
-        where = (key if key and key.startswith("resources.")
+        where = (key if key and key.startswith(("resources.", "datasets."))
                  else f"experiments.{experiment}" + (f".{key}" if key else ""))
         raise WorkflowConfigError(f"{where}: {e}") from None

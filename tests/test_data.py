@@ -146,25 +146,100 @@ def test_truncated_archive_is_a_clear_error(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_svhn_mat_pair(tmp_path):
+def write_svhn_mats(folder, rng, counts):
+    """SVHN .mat files in the official format 2 (X: 32 x 32 x 3 x N uint8, y: N x 1 with the
+    digit 0 written as 10); returns their MD5s and contents."""
     from scipy.io import savemat
 
+    sums, contents = {}, {}
+    for split, n in counts.items():
+        x = rng.randint(0, 256, (32, 32, 3, n)).astype(np.uint8)
+        y = rng.randint(1, 11, (n, 1)).astype(np.uint8)
+        y[0] = 10
+        savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
+        sums[split] = md5(folder / f"{split}_32x32.mat")
+        contents[split] = (x.transpose(3, 0, 1, 2), y.ravel() % 10)
+    return sums, contents
+
+
+def test_svhn_mat_files_with_extra(tmp_path):
+    """train + extra by default (train first, counts in prepared.yaml), train alone from the
+    same folder with an epoch of train + extra's steps, and a folder without extra."""
+    from eps_resnet.data import epoch_steps, get_dataflow
+    from eps_resnet.settings import TrainSettings
+
     rng = np.random.RandomState(4)
-    sums = {}
-    for split, n in (("train", 40), ("test", 12)):
-        y = rng.randint(1, 11, (n, 1)).astype(np.uint8)  # SVHN writes the digit 0 as 10
-        savemat(tmp_path / f"{split}_32x32.mat",
-                {"X": rng.randint(0, 256, (32, 32, 3, n)).astype(np.uint8), "y": y})
-        sums[split] = md5(tmp_path / f"{split}_32x32.mat")
+    sums, mats = write_svhn_mats(tmp_path, rng, {"train": 40, "test": 12, "extra": 50})
+    md5s = [a for s, h in sums.items() for a in ("--md5", f"{s}={h}")]
     out = tmp_path / "svhn"
-    assert main(["prepare", "svhn", "--out", str(out), "--source", str(tmp_path),
-                 "--md5", f"train={sums['train']}", "--md5", f"test={sums['test']}"]) == 0
-    labels = np.load(out / "train_labels.npy")
-    assert labels.min() >= 0 and labels.max() <= 9 and len(labels) == 40
-    df = memory_dataflow(str(out), "train", 8, RECIPES["svhn"].augmentation)
-    df.reset_state()
-    x, y = next(iter(df))
-    assert x.shape == (8, 32, 32, 3) and x.dtype == np.float32
+    assert main(["prepare", "svhn", "--out", str(out), "--source", str(tmp_path), *md5s]) == 0
+    info = read_marker(str(out))
+    assert info["parts"] == {"train": 40, "extra": 50} and info["images"] == {"train": 90, "val": 12}
+    images, labels = np.load(out / "train_images.npy"), np.load(out / "train_labels.npy")
+    np.testing.assert_array_equal(images[:40], mats["train"][0])
+    np.testing.assert_array_equal(images[40:], mats["extra"][0])
+    np.testing.assert_array_equal(labels, np.concatenate([mats["train"][1], mats["extra"][1]]))
+    assert labels[0] == 0 and labels[40] == 0  # 10 means the digit 0
+    np.testing.assert_allclose(np.load(out / "mean.npy"), images.mean(axis=0), atol=1e-3)
+
+    def run(**kw):
+        s = TrainSettings(dataset="svhn", depth=8, variant="standard", batch=8, data_dir=str(out),
+                          out=str(tmp_path / "run"), **kw).resolved()
+        flow = get_dataflow(s, "train", s.batch)
+        return s, flow, epoch_steps(s, flow)
+
+    s, flow, (steps, note) = run()
+    assert s.svhn_extra is True and len(flow) == steps == 90 // 8 and note is None
+    flow.reset_state()
+    x, y = next(iter(flow))
+    assert x.shape == (8, 32, 32, 3) and x.dtype == np.float32 and y.dtype == np.int32
+    assert -256 < x.min() and x.max() < 256  # augmented pixels in [0, 255] minus the mean
+
+    s, flow, (steps, note) = run(svhn_extra=False)
+    assert len(flow) == 40 // 8 and steps == 90 // 8
+    assert "an epoch is 11 steps" in note and "2.20 passes over the train images" in note
+    np.testing.assert_allclose(flow.source.mean, mats["train"][0].mean(axis=0), atol=1e-3)
+    assert len(flow.source.images) == 40
+
+    # prepared without extra: a run on train + extra says how to get it; asking for it prepares again
+    bare = tmp_path / "bare"
+    main(["prepare", "svhn", "--out", str(bare), "--source", str(tmp_path), *md5s, "--no-svhn-extra"])
+    assert read_marker(str(bare))["parts"] == {"train": 40}
+    with pytest.raises(DataError, match="prepared without extra .*--no-svhn-extra"):
+        get_dataflow(TrainSettings(dataset="svhn", depth=8, variant="standard", batch=8,
+                                   data_dir=str(bare), out="x").resolved(), "train", 8)
+    prepare("svhn", str(bare), str(tmp_path), sums, log=lambda *a: None)
+    assert read_marker(str(bare))["parts"] == {"train": 40, "extra": 50}
+
+
+def test_svhn_augmentation_is_the_originals():
+    """The deformation against its per-pixel definition; the whole pipeline's ranges."""
+    from eps_resnet.data import augment
+
+    rng = np.random.RandomState(0)
+    x = rng.uniform(0, 255, (2, 40, 40, 3)).astype(np.float32)
+    np.testing.assert_array_equal(augment.gaussian_deform(x, rng, max_shift=0.0), x)
+    out = augment.gaussian_deform(x, np.random.RandomState(5))
+    offsets = (np.random.RandomState(5).rand(2, 4, 2) - 0.5) * 2 * augment.DEFORM_SHIFT
+    for n in range(2):
+        for py, px in [(0, 0), (7, 31), (20, 20), (39, 13)]:
+            g = [np.exp(-((py / 40 - ay) ** 2 + (px / 40 - ax) ** 2) / augment.DEFORM_SIGMA)
+                 for ay, ax in augment.DEFORM_ANCHORS]
+            cy = min(max(py + np.dot(g, offsets[n, :, 0]), 0), 39)
+            cx = min(max(px + np.dot(g, offsets[n, :, 1]), 0), 39)
+            y0, x0 = int(cy), int(cx)
+            y1, x1, fy, fx = min(y0 + 1, 39), min(x0 + 1, 39), cy - y0, cx - x0
+            want = ((1 - fy) * ((1 - fx) * x[n, y0, x0] + fx * x[n, y0, x1])
+                    + fy * ((1 - fx) * x[n, y1, x0] + fx * x[n, y1, x1]))
+            np.testing.assert_allclose(out[n, py, px], want, rtol=1e-4, atol=1e-3)
+    # a mid-grey digit: brightness +-10 and contrast move it, the black canvas shows at the crop's edge
+    grey = np.full((64, 32, 32, 3), 128, np.uint8)
+    y = augment.svhn_train(grey, np.random.RandomState(1))
+    assert y.shape == (64, 32, 32, 3) and y.dtype == np.float32
+    assert y.min() >= 0 and y.max() <= 255
+    centre = y[:, 12:20, 12:20]
+    assert np.abs(centre - 128).max() <= 10 * 1.2 + 0.2 * 128 + 1
+    assert (y[:, :2].reshape(64, -1).min(axis=1) < 60).any()  # some crops reach the canvas
 
 
 def test_digits_dataset():
@@ -223,6 +298,46 @@ def test_imagenet_tree_prepares_and_feeds(tmp_path, flat_val, lmdb):
         assert x.shape == (batch, 64, 64, 3) and x.dtype == np.uint8 and y.dtype == np.int32
         if split == "val":
             assert sorted(np.concatenate([b[1] for b in batches]).tolist()) == [0, 0, 1, 1]
+
+
+def test_imagenet_augmentation_value_ranges():
+    """The original's colour augmentation on generated images: additive brightness within
+    +-30 (not a scale), the same shift in every channel of a grey image (the lighting term is
+    unscaled, so below one grey level), crops resized to 224; validation 256 then 224."""
+    from eps_resnet.data import imagenet
+    from eps_resnet.data.ordered import rng_for
+
+    aug = [imagenet.augmentors(train) for train in (True, False)]
+    from tensorpack.dataflow import imgaug
+
+    train, val = (imgaug.AugmentorList(a) for a in aug)
+    grey = np.full((300, 200, 3), 200, np.uint8)
+    shifts = []
+    for k in range(60):
+        imagenet._reseed(train, rng_for(0, 1, k))
+        out = train.augment(grey)
+        assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+        # contrast and saturation leave a grey image alone; brightness moves it by at most 30
+        assert int(out.max()) - int(out.min()) <= 1
+        shifts.append(float(out.mean()) - 200)
+    # (each step returns uint8, truncating: up to two grey levels besides the shift)
+    assert max(np.abs(shifts)) <= 32 and max(np.abs(shifts)) > 15
+    assert max(shifts) <= 56  # clipped at 255
+    rng = np.random.RandomState(2)
+    photo = rng.randint(0, 256, (300, 200, 3)).astype(np.uint8)
+    assert val.augment(photo).shape == (224, 224, 3)
+    assert imagenet.augmentors(False, 64)[0].size == 73  # shortest edge 256/224 of the crop
+
+
+def test_imagenet_normalisation_is_the_originals():
+    """The original read BGR and normalised with the RGB statistics in that order; ours takes
+    RGB, so the same numbers come out with the channels in RGB order."""
+    from eps_resnet.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+
+    rgb = np.random.RandomState(3).randint(0, 256, (4, 4, 3)).astype(np.float64)
+    original = (rgb[..., ::-1] / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    ours = (rgb / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    np.testing.assert_allclose(ours, original[..., ::-1])
 
 
 def test_imagenet_problems_are_reported_before_training(tmp_path):

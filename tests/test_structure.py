@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -154,3 +155,68 @@ def test_cifar_baselines_warm_up_for_one_epoch_as_the_original_baselines():
     s = TrainSettings(dataset="cifar10", depth=110, variant="standard", out="x").resolved()
     assert s.epochs == 300  # 117k steps of 390 in the seed's figure
     assert RECIPES["digits"].lr_points("standard", "standard")[0] == (0, 0.1)  # the demo: none
+
+
+# The original implementation's values (github.com/yuxwind/epsilon-resnet, scripts/*EpsilonResnet.py,
+# and tensorpack's examples its baselines came from), written out here independently of recipe.py.
+ORIGINAL = {
+    "cifar": dict(batch=128, initial_lr=0.1, baseline_warmup=0.01, epochs_baseline=300,
+                  epochs_epsilon=1000, lr_decays=((82, 0.01), (123, 0.001), (300, 0.0002)),
+                  adaptive_decays=((41, 0.01), (61, 0.001), (150, 0.0002)), weight_decay=2e-4,
+                  weight_decay_decay=(480_000, 0.2), nesterov=False, momentum=0.9,
+                  side_loss_weight=0.1, augmentation="cifar"),
+    "svhn": dict(batch=128, initial_lr=0.1, baseline_warmup=None, epochs_baseline=200,
+                 epochs_epsilon=200, lr_decays=((20, 0.01), (28, 0.001), (50, 0.0001)),
+                 adaptive_decays=((10, 0.01), (14, 0.001), (25, 0.0001)), weight_decay=2e-4,
+                 weight_decay_decay=(480_000, 0.2), nesterov=False, momentum=0.9,
+                 side_loss_weight=0.1, augmentation="svhn", epsilon=1.5),
+    "imagenet": dict(batch=256, initial_lr=0.1, baseline_warmup=None, epochs_baseline=110,
+                     epochs_epsilon=110, lr_decays=((30, 1e-2), (60, 1e-3), (85, 1e-4), (95, 1e-5)),
+                     adaptive_decays=None, weight_decay=1e-4, weight_decay_decay=None,
+                     nesterov=True, momentum=0.9, side_loss_weight=0.1, augmentation="imagenet",
+                     input_format="rgb8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ORIGINAL))
+def test_each_recipe_value_is_the_originals(name):
+    recipe = dataclasses.asdict(RECIPES[name])
+    for key, value in ORIGINAL[name].items():
+        assert recipe[key] == value, f"{name}.{key}"
+
+
+def test_weight_decay_decays_every_480k_steps_in_the_graph(tf):
+    from tensorpack.tfutils.common import get_global_step_var
+
+    s = TrainSettings(dataset="svhn", depth=8, variant="standard", out="x").resolved()
+    model = build_model(s)
+    from tensorpack.tfutils.tower import TowerContext
+
+    with tf.Graph().as_default():
+        step = get_global_step_var()
+        image, label = (tf.placeholder(t.dtype, t.shape) for t in model.inputs())
+        with TowerContext("", is_training=True):
+            model.build_graph(image, label)
+        wd = tf.get_default_graph().get_tensor_by_name("weight_decay:0")
+        with tf.Session() as sess:
+            values = []
+            for at in (0, 479_999, 480_000, 960_000):
+                sess.run(step.assign(at))
+                values.append(sess.run(wd))
+    np.testing.assert_allclose(values, [2e-4, 2e-4, 4e-5, 8e-6], rtol=1e-6)
+
+
+def test_svhn_trains_on_extra_unless_the_config_turns_it_off():
+    config = load("experiments.yaml")
+    svhn = RunTable(config).experiment("svhn")
+    assert all("--svhn-extra" in r.train_args().split() for r in svhn)
+    assert RunTable(config).prepare_flags("svhn") == ""
+    config["datasets"]["svhn"]["svhn_extra"] = False
+    table = RunTable(config)
+    assert all("--no-svhn-extra" in r.train_args().split() for r in table.experiment("svhn"))
+    assert table.prepare_flags("svhn") == "--no-svhn-extra"
+    assert train_settings(["--dataset", "svhn", "--depth", "8", "--variant", "standard",
+                           "--out", "x"]).resolved().svhn_extra is True
+    with pytest.raises(SettingsError, match="--svhn-extra is only for --dataset svhn, not cifar10"):
+        TrainSettings(dataset="cifar10", depth=8, variant="standard", svhn_extra=False,
+                      out="x").resolved()

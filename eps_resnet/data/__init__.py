@@ -77,7 +77,31 @@ def get_dataflow(settings, split: str, batch: int):
             return dataflow(settings.data_dir, meta, split, batch, settings.data_workers,
                             settings.image_size, seed)
         else:
-            src = memory_source(settings.data_dir, split, batch, recipe.augmentation, seed)
+            rows = None
+            if settings.dataset == "svhn":
+                from .svhn import training_rows
+
+                rows = training_rows(meta, settings.svhn_extra, settings.data_dir)
+            src = memory_source(settings.data_dir, split, batch, recipe.augmentation, seed, rows)
     # Synthetic batches are ready-made arrays: worker processes would only add copies.
     workers = settings.data_workers if split == "train" and settings.dataset != "synthetic" else 0
     return OrderedBatches(src, workers)
+
+
+def epoch_steps(settings, train_flow) -> tuple[int, str | None]:
+    """Steps per epoch of a run and, where an epoch is not one pass over its training images,
+    why (recorded in run.yaml): ``--steps-per-epoch``, else one pass, except SVHN on train
+    alone, whose epoch keeps the steps of the original's train + extra so that the recipe's
+    schedule (in epochs) decays at the same steps."""
+    if settings.steps_per_epoch:
+        return settings.steps_per_epoch, None
+    if settings.dataset == "svhn" and not settings.svhn_extra:
+        from .prepare import open_prepared
+        from .svhn import epoch_steps as svhn_epoch
+
+        steps = svhn_epoch(open_prepared(settings.data_dir, "svhn"), settings.batch)
+        passes = steps / len(train_flow)
+        return steps, (f"svhn_extra off: an epoch is {steps} steps, as one pass over train + extra "
+                       f"in the original, i.e. {passes:.2f} passes over the train images; the "
+                       "schedule's epochs decay at the original's steps")
+    return len(train_flow), None

@@ -83,7 +83,8 @@ def staging_dir(out: str):
     tmp = tempfile.mkdtemp(dir=out, prefix=".staging-")
     try:
         yield tmp
-        for name in os.listdir(tmp):
+        # the marker last: a folder with a marker is a finished one
+        for name in sorted(os.listdir(tmp), key=lambda n: n == MARKER):
             os.replace(os.path.join(tmp, name), os.path.join(out, name))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,5 @@
 """ImageNet (ILSVRC-2012): validate a user-supplied folder, index it, optionally pack it into
-LMDB for sequential reads, and feed it with the paper's augmentation.
+LMDB for sequential reads, and feed it with the original implementation's augmentation.
 
 Expected layout (the original archives, extracted)::
 
@@ -24,8 +24,10 @@ from .files import DataError
 EXPECTED = {"classes": 1000, "train": 1_281_167, "val": 50_000}
 IMAGE_EXT = (".jpeg", ".jpg", ".png")
 WNID = re.compile(r"^n\d{8}$")
-# PCA of ImageNet RGB pixels (Krizhevsky et al. 2012), for the lighting noise.
-EIGVAL = np.array([0.2175, 0.0188, 0.0045]) * 255
+# PCA of ImageNet RGB pixels (Krizhevsky et al. 2012), for the lighting noise. The eigenvalues are
+# those of pixels in [0, 1]; the original applied them unscaled to pixels in [0, 255] (so its
+# lighting noise is tiny), and so does this pipeline.
+EIGVAL = np.array([0.2175, 0.0188, 0.0045])
 EIGVEC = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
 
 
@@ -163,23 +165,53 @@ def write_lmdb(root: str, items, path: str) -> None:
 
 
 # -- dataflow --------------------------------------------------------------------------------
+def random_area_crop(size: int = 224):
+    """The original's training crop (GoogLeNet-style, "Going Deeper with Convolutions"): up to
+    10 tries of a window of 8-100% of the image's area and aspect ratio 3/4-4/3 (either
+    orientation), resized to ``size`` x ``size`` with bicubic interpolation; if none fits, the
+    whole image resized to ``size`` x ``size``."""
+    import cv2
+    from tensorpack.dataflow import imgaug
+    from tensorpack.dataflow.imgaug.transform import CropTransform, ResizeTransform, TransformList
+
+    class RandomAreaCrop(imgaug.ImageAugmentor):
+        def get_transform(self, img):
+            h, w = img.shape[:2]
+            for _ in range(10):
+                area = self.rng.uniform(0.08, 1.0) * h * w
+                aspect = self.rng.uniform(0.75, 1.333)
+                ww, hh = int(np.sqrt(area * aspect)), int(np.sqrt(area / aspect))
+                if self.rng.uniform() < 0.5:
+                    ww, hh = hh, ww
+                if hh <= h and ww <= w:
+                    x1 = 0 if w == ww else self.rng.randint(0, w - ww)
+                    y1 = 0 if h == hh else self.rng.randint(0, h - hh)
+                    return TransformList([CropTransform(y1, x1, hh, ww),
+                                          ResizeTransform(hh, ww, size, size, cv2.INTER_CUBIC)])
+            return ResizeTransform(h, w, size, size, cv2.INTER_CUBIC)
+
+    return RandomAreaCrop()
+
+
 def augmentors(train: bool, size: int = 224):
-    """The paper's ImageNet augmentation (GoogLeNet-style crop, colour, lighting, flip) or the
-    validation transform (shortest edge 256, centre crop), on RGB uint8 images."""
+    """The original implementation's ImageNet augmentation, on RGB uint8 images: the random-area
+    crop, then in random order an additive brightness shift in [-30, 30], a contrast factor in
+    [0.8, 1.2] about each channel's mean, a saturation factor in [0.6, 1.4] and the (unscaled)
+    lighting noise, then one clip to [0, 255], a horizontal flip of half the images. Validation:
+    shortest edge to 256 (bilinear), centre crop 224 (both scaled with ``size``)."""
     import cv2
     from tensorpack.dataflow import imgaug
 
     if not train:
-        return [imgaug.ResizeShortestEdge(int(size * 256 / 224), cv2.INTER_CUBIC),
+        return [imgaug.ResizeShortestEdge(int(size * 256 / 224), cv2.INTER_LINEAR),
                 imgaug.CenterCrop((size, size))]
     return [
-        imgaug.GoogleNetRandomCropAndResize(crop_area_fraction=(0.08, 1.0),
-                                            aspect_ratio_range=(0.75, 1.333), target_shape=size),
+        random_area_crop(size),
         imgaug.RandomOrderAug([
-            imgaug.BrightnessScale((0.6, 1.4), clip=False),
-            imgaug.Contrast((0.6, 1.4), rgb=True, clip=False),
-            imgaug.Saturation(0.4, rgb=True),
-            imgaug.Lighting(0.1, eigval=EIGVAL, eigvec=EIGVEC),
+            imgaug.Brightness(30, clip=False),
+            imgaug.Contrast((0.8, 1.2), clip=False),
+            imgaug.Saturation(0.4, rgb=True, clip=False),
+            imgaug.Lighting(0.1, eigval=EIGVAL, eigvec=EIGVEC, clip=False),
         ]),
         imgaug.Clip(),
         imgaug.Flip(horiz=True),

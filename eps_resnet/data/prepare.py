@@ -14,15 +14,18 @@ import time
 import numpy as np
 
 from . import DATASETS, PREPARABLE
-from .files import DataError, clean_leftovers, read_marker, save_arrays, staging_dir, write_marker
+from .files import (MARKER, DataError, clean_leftovers, read_marker, save_arrays, staging_dir,
+                    write_marker)
 
 FORMAT_VERSION = 1
 
 
-def prepare(dataset: str, out: str, source: str | None = None, md5=None, svhn_extra: bool = False,
+def prepare(dataset: str, out: str, source: str | None = None, md5=None, svhn_extra: bool = True,
             lmdb: bool = False, val_labels: str | None = None, decode_check: bool = False,
             log=print) -> dict:
-    """Prepare ``dataset`` into ``out``; returns the marker's content."""
+    """Prepare ``dataset`` into ``out``; returns the marker's content. SVHN includes the extra
+    images unless ``svhn_extra`` is False; a folder prepared without them is prepared again when
+    they are asked for (one prepared with them serves runs without them too)."""
     if dataset not in PREPARABLE:
         raise DataError(f"cannot prepare {dataset!r}; expected one of {', '.join(PREPARABLE)}")
     if source is not None and not os.path.exists(source):
@@ -33,8 +36,11 @@ def prepare(dataset: str, out: str, source: str | None = None, md5=None, svhn_ex
         if done.get("dataset") != dataset:
             raise DataError(f"--out {out} holds the prepared dataset {done.get('dataset')!r}, "
                             f"not {dataset}; expected an empty folder or one prepared for {dataset}")
-        log(f"{dataset} is already prepared in {out} ({_counts(done)}); nothing to do")
-        return done
+        if not (dataset == "svhn" and svhn_extra and "extra" not in (done.get("parts") or {})):
+            log(f"{dataset} is already prepared in {out} ({_counts(done)}); nothing to do")
+            return done
+        log(f"{dataset} in {out} was prepared without extra; preparing it again with extra")
+        os.remove(os.path.join(out, MARKER))  # unfinished until the new marker is in place
     clean_leftovers(out)
     existed = os.path.isdir(out)
     try:
@@ -135,9 +141,12 @@ def open_prepared(data_dir: str | None, dataset: str) -> dict:
     return info
 
 
-def memory_source(data_dir: str, split: str, batch: int, augmentation: str = "none", seed: int = 0):
+def memory_source(data_dir: str, split: str, batch: int, augmentation: str = "none", seed: int = 0,
+                  train_rows: int | None = None):
     """An in-memory dataset's batch source (:mod:`.ordered`); training batches go through
-    ``augmentation`` (a name of :data:`eps_resnet.recipe.AUGMENTATIONS`, from the run's recipe)."""
+    ``augmentation`` (a name of :data:`eps_resnet.recipe.AUGMENTATIONS`, from the run's recipe).
+    ``train_rows``: train on the first rows of the stored training images only (SVHN without
+    extra); the per-pixel mean subtracted from both splits is then theirs."""
     from . import augment
     from .arrays import ArrayBatches
 
@@ -145,6 +154,13 @@ def memory_source(data_dir: str, split: str, batch: int, augmentation: str = "no
     labels = np.load(os.path.join(data_dir, f"{split}_labels.npy"))
     mean = np.load(os.path.join(data_dir, "mean.npy"))
     train = split == "train"
+    if train_rows is not None:
+        train_images = images if train else np.load(os.path.join(data_dir, "train_images.npy"),
+                                                    mmap_mode="r")
+        if train_rows < len(train_images):
+            mean = train_images[:train_rows].mean(axis=0, dtype=np.float64).astype(np.float32)
+        if train:
+            images, labels = images[:train_rows], labels[:train_rows]
     aug = augment.PIPELINES[augmentation] if train else None
     return ArrayBatches(images, labels, batch, shuffle=train, augment=aug, mean=mean, seed=seed)
 

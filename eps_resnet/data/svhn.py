@@ -1,4 +1,12 @@
-"""SVHN cropped digits (format 2: train_32x32.mat, test_32x32.mat, extra_32x32.mat)."""
+"""SVHN cropped digits (format 2: train_32x32.mat, test_32x32.mat, extra_32x32.mat).
+
+As in the original implementation, training uses train + extra (604,388 images) by default:
+``prepare`` stores the training images as train followed by extra and records both counts
+(``parts`` in prepared.yaml), so that a run can also train on train alone from the same folder
+(``--no-svhn-extra``; config ``datasets.svhn.svhn_extra: false``). Such a run keeps the
+original's epoch of train + extra in steps (:func:`epoch_steps`), so the schedule, given in
+epochs, decays at the same steps.
+"""
 from __future__ import annotations
 
 import os
@@ -13,6 +21,8 @@ FILES = {
     "test": ("test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3"),
     "extra": ("extra_32x32.mat", "a93ce644f1a588dc4d68dda5feec44a7"),
 }
+#: Images in the published files.
+PUBLISHED = {"train": 73_257, "test": 26_032, "extra": 531_131}
 
 
 def read_mat(path: str):
@@ -36,7 +46,8 @@ def _get(split: str, out: str, source: str | None, md5: dict) -> str:
     if source:
         path = os.path.join(source, name) if os.path.isdir(source) else source
         if not os.path.isfile(path):
-            raise DataError(f"{path} is missing; --source must be a folder holding {name}")
+            hint = " (or prepare with --no-svhn-extra)" if split == "extra" else ""
+            raise DataError(f"{path} is missing; --source must be a folder holding {name}{hint}")
         verify(path, expected, remove_bad=False)
         return path
     path = os.path.join(out, "downloads", name)
@@ -46,14 +57,39 @@ def _get(split: str, out: str, source: str | None, md5: dict) -> str:
     return download(URL.format(name), path, expected, "--source DIR (config key datasets.svhn.path)")
 
 
-def prepare(out: str, source: str | None, md5: dict, extra: bool = False):
-    """Train (plus extra, if asked) and test splits; ``md5`` may override the published sums."""
+def prepare(out: str, source: str | None, md5: dict, extra: bool = True):
+    """Train (followed by extra, unless ``extra`` is False) and test splits; ``md5`` may
+    override the published sums. The provenance records ``parts``: the images of each file in
+    the stored training array, in order."""
     splits = ["train", "test"] + (["extra"] if extra else [])
     paths = {s: _get(s, out, source, md5) for s in splits}  # every file verified before reading
     data = {s: read_mat(p) for s, p in paths.items()}
     train = data["train"]
+    parts = {"train": len(train[1])}
     if extra:
         train = (np.concatenate([train[0], data["extra"][0]]), np.concatenate([train[1], data["extra"][1]]))
+        parts["extra"] = len(data["extra"][1])
     prov = {"source": {s: os.path.abspath(p) for s, p in paths.items()},
-            "md5": {s: md5.get(s) or FILES[s][1] for s in splits}}
+            "md5": {s: md5.get(s) or FILES[s][1] for s in splits}, "parts": parts}
     return {"train": train, "val": data["test"]}, prov
+
+
+def training_rows(meta: dict, extra: bool, data_dir: str) -> int:
+    """How many of the stored training images a run uses: all of them (train + extra), or the
+    train file's alone; a DataError if extra is wanted but was not prepared."""
+    parts = meta.get("parts") or {"train": meta["images"]["train"]}
+    if extra and "extra" not in parts:
+        raise DataError(f"svhn in {data_dir} was prepared without extra ({parts['train']} training "
+                        f"images); run `eps-resnet prepare svhn --out {data_dir}` again (extra is "
+                        "included by default), or train on train alone with --no-svhn-extra "
+                        "(config datasets.svhn.svhn_extra: false)")
+    return sum(parts.values()) if extra else parts["train"]
+
+
+def epoch_steps(meta: dict, batch: int) -> int:
+    """Steps of one epoch of the original's training set, train + extra (the prepared counts
+    when extra was prepared, else the published ones), at ``batch``: what a run on train alone
+    calls an epoch, so that its schedule decays at the original's steps."""
+    parts = meta.get("parts") or {}
+    n = sum(parts.values()) if "extra" in parts else PUBLISHED["train"] + PUBLISHED["extra"]
+    return n // batch

@@ -29,9 +29,23 @@ from .layouts import Layout, make_layout
 
 tf = import_tf()
 
-# ImageNet inputs arrive as RGB in [0, 255]; normalised with the usual per-channel statistics.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# ImageNet inputs arrive as RGB in [0, 255] and are scaled to [0, 1] and normalised per channel as
+# the original did: it read images as BGR and applied the usual RGB statistics in that order (B
+# with R's mean and std, R with B's). ε is an absolute threshold on responses, so the inputs'
+# statistics are part of the recipe: these are the original's, in our RGB order.
+IMAGENET_MEAN = (0.406, 0.456, 0.485)
+IMAGENET_STD = (0.225, 0.224, 0.229)
+
+
+def weight_decay(recipe: Recipe):
+    """The recipe's weight-decay factor: a constant, or decayed in steps of the global step."""
+    if recipe.weight_decay_decay is None:
+        return recipe.weight_decay
+    from tensorpack.tfutils.common import get_global_step_var
+
+    every, factor = recipe.weight_decay_decay
+    return tf.train.exponential_decay(recipe.weight_decay, get_global_step_var(), every, factor,
+                                      staircase=True, name="weight_decay")
 
 
 @dataclass(frozen=True)
@@ -195,7 +209,7 @@ class ResNetModel(ModelDesc):
         tf.identity(logits, name="logits")
         tf.nn.softmax(logits, name="prob")
 
-        wd_cost = tf.multiply(spec.recipe.weight_decay, regularize_cost(".*/W", tf.nn.l2_loss),
+        wd_cost = tf.multiply(weight_decay(spec.recipe), regularize_cost(".*/W", tf.nn.l2_loss),
                               name="wd_cost")
         losses = [xent, wd_cost]
         if side_xent is not None:
