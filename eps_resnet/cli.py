@@ -121,7 +121,7 @@ def _cmd_prepare(args) -> int:
 
 
 def _add_results(sub):
-    from .plots import KINDS
+    from .plots import GRID_KINDS, KINDS
 
     p = sub.add_parser("parse", help="run folders -> one tidy CSV",
                        description="Read run folders (this project's, or the original "
@@ -137,8 +137,11 @@ def _add_results(sub):
     p = sub.add_parser("plot", help="draw one of the paper's figures from parsed CSVs",
                        description="Draw a figure from tidy CSVs of `eps-resnet parse`: validation "
                        "error (mean and band over seeds, the paper's number, the final values), "
-                       "learning rate, discarded ratio, or kept and discarded blocks per group.")
-    p.add_argument("kind", metavar="KIND", help=f"one of {', '.join(KINDS)}")
+                       "learning rate, discarded ratio, or kept and discarded blocks per group; "
+                       "or, from several experiments of one dataset, the final error and discarded "
+                       "ratio against depth or against ε beside the paper's.")
+    p.add_argument("kind", metavar="KIND", help=f"one experiment: {', '.join(KINDS)}; a dataset's "
+                   f"grid: {', '.join(GRID_KINDS)}")
     p.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="CSV",
                    help="CSV(s) written by `eps-resnet parse`")
     p.add_argument("--out", required=True, metavar="PNG", help="the figure to write")
@@ -218,10 +221,11 @@ def _cmd_parse(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from .plots import KINDS, plot, save
+    from .plots import GRID_KINDS, KINDS, plot, save
 
-    if args.kind not in KINDS:
-        raise SettingsError(f"plot kind {args.kind!r} is unknown; expected one of {', '.join(KINDS)}")
+    if args.kind not in KINDS + GRID_KINDS:
+        raise SettingsError(f"plot kind {args.kind!r} is unknown; expected one of "
+                            f"{', '.join(KINDS + GRID_KINDS)}")
     fig = plot(args.kind, _read_csvs(args.inputs, "plot"), args.title, args.expect)
     print(", ".join(save(fig, args.out, args.pdf)))
     return 0

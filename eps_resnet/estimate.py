@@ -12,12 +12,15 @@ import math
 import os
 from dataclasses import dataclass
 
+from .data.svhn import PUBLISHED as SVHN_IMAGES
 from .errors import EpsResnetError
 from .models.layouts import count_flops, make_layout
 from .runfolder import read_stats
 
-#: Training images per epoch by dataset (the digits demo: its prepared split).
-TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "imagenet": 1_281_167,
+#: Training images per epoch by dataset (the digits demo: its prepared split; SVHN: train +
+#: extra, also for a run on train alone, whose epoch keeps that many steps: see data.svhn).
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000,
+                "svhn": SVHN_IMAGES["train"] + SVHN_IMAGES["extra"], "imagenet": 1_281_167,
                 "digits": 1_433, "synthetic": 2_048}
 
 
@@ -128,21 +131,30 @@ def markdown(costs: list[Cost], what: str, device: str = "GPU") -> str:
 
 
 def runs_of(table, targets) -> list:
-    """The training runs behind Snakemake targets: `all` (the experiments whose data can be
-    had), `paper` (every experiment), an experiment's name, or one of its figures."""
+    """The training runs behind Snakemake targets: `all` (the group main's experiments whose
+    data can be had), `paper` (every experiment), a group's name, an experiment's name, or one
+    of the figures of an experiment or of the grid (figures/paper/<dataset>-<kind>.png)."""
+    from .workflow import DEFAULT_GROUP
+
+    groups = table.groups()
+    grid = {f"{d}-{k}.png": exps for d, k, exps in table.grid_figures(list(table.runs))}
     runs = []
     for target in targets or ["all"]:
         name = os.path.basename(target)
         if target == "all":
-            names = table.available_experiments()
+            names = table.available_experiments(DEFAULT_GROUP) or table.available_experiments()
         elif target == "paper":
             names = list(table.runs)
+        elif target in groups:
+            names = groups[target]
         elif name in table.runs:
             names = [name]
+        elif os.path.basename(os.path.dirname(target)) == "paper" and name in grid:
+            names = grid[name]
         else:
             names = [e for e in table.runs if name.startswith(f"{e}-") and name.endswith(".png")]
             if not names:
-                raise EstimateError(f"{target}: expected all, paper, an experiment "
-                                    f"({', '.join(table.runs)}) or one of its figures")
+                raise EstimateError(f"{target}: expected all, paper, a group ({', '.join(groups)}), "
+                                    f"an experiment ({', '.join(table.runs)}) or one of its figures")
         runs += [r for e in names for r in table.experiment(e) if r not in runs]
     return runs

@@ -19,7 +19,9 @@ import pandas as pd  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
 from .gate import DISCARDED_AT  # noqa: E402
 
+#: Figures of one experiment, and figures of a dataset's grid (several experiments' final values).
 KINDS = ("val-error", "lr", "compression-ratio", "blocks")
+GRID_KINDS = ("depth", "epsilon")
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 STYLE = {
     "figure.dpi": 110, "savefig.dpi": 150, "font.size": 11, "axes.titlesize": 12,
@@ -271,14 +273,141 @@ def blocks(df: pd.DataFrame, title: str | None = None, missing=()):
     return fig
 
 
+# -- the grid: final values across experiments of one dataset ---------------------------------
+def _setting_label(variant, epsilon) -> str:
+    return f"ε = {epsilon:g}" if variant == "epsilon" and pd.notna(epsilon) else str(variant)
+
+
+def _spread(d: pd.DataFrame, by: str, column: str) -> pd.DataFrame:
+    """Mean, min and max over seeds of ``column`` per value of ``by``."""
+    return d.groupby(by)[column].agg(["mean", "min", "max"]).dropna().sort_index()
+
+
+def _draw(ax, g: pd.DataFrame, colour: str, label: str) -> None:
+    """Our points: the mean over seeds, bars from the lowest to the highest seed."""
+    ax.plot(g.index, g["mean"], color=colour, marker="o", ms=5, lw=1.6, label=label)
+    if (g["max"] > g["min"]).any():
+        ax.errorbar(g.index, g["mean"], yerr=[g["mean"] - g["min"], g["max"] - g["mean"]],
+                    fmt="none", ecolor=colour, lw=1.2, capsize=3)
+
+
+def _draw_paper(ax, x, y, colour: str, label: str) -> None:
+    ax.plot(x, y, color=colour, marker="s", ms=6, mfc="none", ls=(0, (5, 3)), lw=1.0,
+            label=label)
+
+
+def _grid_table(df: pd.DataFrame):
+    """Per run the final values (:func:`eps_resnet.summary.summarize`), the paper's numbers of
+    the datasets present, and whether the ratio axis reads the original's count."""
+    from .summary import paper_reference, summarize
+
+    table = summarize(df)
+    table["ratio"] = table["discarded_ratio_original"].fillna(table["discarded_ratio"])
+    ref = paper_reference()
+    return table, ref[ref["dataset"].isin(table["dataset"].unique())]
+
+
+RATIO_LABEL = "discarded ratio (the paper's definition)"
+
+
+def vs_depth(df: pd.DataFrame, title: str | None = None, missing=()):
+    """The grid of one dataset against depth: left the final validation error (top-1) of each
+    setting (standard, side, each ε), right the final discarded ratio of the ε runs (of 3n + 2
+    blocks in the CIFAR family, as the paper counts); ours as the mean over seeds with min-max
+    bars, the paper's as hollow squares on dashed lines."""
+    with plt.rc_context(STYLE):
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 5.2))
+        table, ref = _grid_table(df)
+        settings = table[["variant", "epsilon"]].drop_duplicates()
+        order = {"standard": 0, "side": 1, "epsilon": 2}
+        settings = settings.assign(_o=settings["variant"].map(order)).sort_values(["_o", "epsilon"])
+        for i, (variant, eps) in enumerate(zip(settings["variant"], settings["epsilon"])):
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            label = _setting_label(variant, eps)
+            d = table[(table["variant"] == variant)
+                      & (np.isclose(table["epsilon"], eps) if pd.notna(eps) else table["epsilon"].isna())]
+            p = ref[(ref["variant"] == variant)
+                    & (np.isclose(ref["epsilon"], eps) if pd.notna(eps) else ref["epsilon"].isna())]
+            _draw(ax, _spread(d, "depth", "final_val_error"), colour, label)
+            paper = p.dropna(subset=["error_top1"]).sort_values("depth")
+            if len(paper):
+                _draw_paper(ax, paper["depth"], paper["error_top1"], colour, f"{label}, paper")
+            if variant == "epsilon":
+                _draw(ax2, _spread(d, "depth", "ratio"), colour, label)
+                paper = p.dropna(subset=["discarded_ratio"]).sort_values("depth")
+                if len(paper):
+                    _draw_paper(ax2, paper["depth"], paper["discarded_ratio"], colour, f"{label}, paper")
+        for a in (ax, ax2):
+            # a tick at every depth drawn, ours and the paper's
+            a.set_xticks(sorted({float(x) for line in a.get_lines() for x in line.get_xdata()}))
+            a.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
+            a.set_xlabel("depth (layers)")
+            if a.get_lines():  # below the axes: never over a point
+                a.legend(frameon=False, fontsize=8, loc="upper center", ncol=2,
+                         bbox_to_anchor=(0.5, -0.16))
+        ax.set_ylabel("final validation error (%)")
+        ax.set_title("Error vs depth")
+        ax2.set_ylabel(RATIO_LABEL)
+        ax2.set_ylim(-0.02, 1.02)
+        ax2.set_title("Discarded ratio vs depth")
+        if title:
+            fig.suptitle(title, x=0.02, ha="left")
+        _missing_note(fig, missing)
+        fig.tight_layout()
+    return fig
+
+
+def vs_epsilon(df: pd.DataFrame, title: str | None = None, missing=()):
+    """The ε runs of one dataset against ε, one colour per depth: left the final discarded ratio
+    (the paper's definition), right the final validation error with the same depth's standard
+    run as a dotted line; ours as the mean over seeds with min-max bars, the paper's as hollow
+    squares."""
+    with plt.rc_context(STYLE):
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 5.2))
+        table, ref = _grid_table(df)
+        eps = table[table["variant"] == "epsilon"]
+        for i, depth in enumerate(sorted(eps["depth"].dropna().unique())):
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            label = f"{int(depth)} layers"
+            d = eps[eps["depth"] == depth]
+            p = ref[(ref["variant"] == "epsilon") & (ref["depth"] == depth)].sort_values("epsilon")
+            _draw(ax, _spread(d, "epsilon", "ratio"), colour, label)
+            _draw(ax2, _spread(d, "epsilon", "final_val_error"), colour, label)
+            paper = p.dropna(subset=["discarded_ratio"])
+            if len(paper):
+                _draw_paper(ax, paper["epsilon"], paper["discarded_ratio"], colour, f"{label}, paper")
+            paper = p.dropna(subset=["error_top1"])
+            if len(paper):
+                _draw_paper(ax2, paper["epsilon"], paper["error_top1"], colour, f"{label}, paper")
+            base = table[(table["variant"] == "standard") & (table["depth"] == depth)]
+            if len(base):
+                ax2.axhline(base["final_val_error"].mean(), color=colour, ls=":", lw=1.2,
+                            label=f"{label}, standard")
+        for a in (ax, ax2):
+            a.set_xlabel("ε")
+            if a.get_lines():  # below the axes: never over a point
+                a.legend(frameon=False, fontsize=8, loc="upper center", ncol=2,
+                         bbox_to_anchor=(0.5, -0.16))
+        ax.set_ylabel(RATIO_LABEL)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title("Discarded ratio vs ε")
+        ax2.set_ylabel("final validation error (%)")
+        ax2.set_title("Error vs ε")
+        if title:
+            fig.suptitle(title, x=0.02, ha="left")
+        _missing_note(fig, missing)
+        fig.tight_layout()
+    return fig
+
+
 PLOTTERS = {"val-error": val_error, "lr": learning_rate, "compression-ratio": compression_ratio,
-            "blocks": blocks}
+            "blocks": blocks, "depth": vs_depth, "epsilon": vs_epsilon}
 
 
 def plot(kind: str, df: pd.DataFrame, title: str | None = None, expected=()):
     """The figure of ``kind``; ``expected`` run names absent from ``df`` are noted as missing."""
     if kind not in PLOTTERS:
-        raise ValueError(f"unknown plot kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise ValueError(f"unknown plot kind {kind!r}; expected one of {', '.join(KINDS + GRID_KINDS)}")
     present = set(df["run"].unique()) if len(df) else set()
     missing = [r for r in expected if r not in present]
     return PLOTTERS[kind](df, title=title, missing=missing)

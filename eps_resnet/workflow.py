@@ -35,6 +35,9 @@ KEY_OF_FIELD = {**{v: k for k, v in SETTINGS_KEYS.items()}, "depth": "depths", "
                 "data_workers": "resources.train.data_workers"}
 
 
+#: The group of an experiment without a ``group:`` key; `all` builds this group (and the summary).
+DEFAULT_GROUP = "main"
+
 #: The workflow's config schema (types, ranges and the workflow-wide defaults).
 SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflow",
                       "schemas", "config.schema.yaml")
@@ -188,8 +191,40 @@ class RunTable:
                 "(config/experiments.yaml) to the extracted ILSVRC-2012 folder")
         return dataset
 
-    def available_experiments(self) -> list[str]:
-        return [name for name, runs in self.runs.items() if self.dataset_available(runs[0].dataset)]
+    def available_experiments(self, group: str | None = None) -> list[str]:
+        """Experiments whose dataset can be had (of one group, if given)."""
+        return [name for name, runs in self.runs.items() if self.dataset_available(runs[0].dataset)
+                and (group is None or self.group_of(name) == group)]
+
+    def group_of(self, experiment: str) -> str:
+        return self.config["experiments"][experiment].get("group") or DEFAULT_GROUP
+
+    def groups(self) -> dict[str, list[str]]:
+        """Every group and its experiments, in the config's order."""
+        groups: dict[str, list[str]] = {}
+        for name in self.runs:
+            groups.setdefault(self.group_of(name), []).append(name)
+        return groups
+
+    def grid_figures(self, experiments) -> list[tuple[str, str, list[str]]]:
+        """The grid figures (:data:`eps_resnet.plots.GRID_KINDS`) over ``experiments``: (dataset,
+        kind, its experiments) for each dataset whose runs span two depths ("depth") or, at one
+        depth, two ε ("epsilon")."""
+        by_dataset: dict[str, list[str]] = {}
+        for e in experiments:
+            by_dataset.setdefault(self.runs[e][0].dataset, []).append(e)
+        figures = []
+        for dataset, exps in by_dataset.items():
+            runs = [r.settings for e in exps for r in self.runs[e]]
+            if len({s.depth for s in runs}) > 1:
+                figures.append((dataset, "depth", exps))
+            epsilons: dict[int, set] = {}
+            for s in runs:
+                if s.variant == "epsilon":
+                    epsilons.setdefault(s.depth, set()).add(s.epsilon)
+            if any(len(v) > 1 for v in epsilons.values()):
+                figures.append((dataset, "epsilon", exps))
+        return figures
 
     def prepare_flags(self, dataset: str) -> str:
         self.require_dataset(dataset)

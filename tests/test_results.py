@@ -320,3 +320,54 @@ def test_both_discarded_ratio_definitions_and_closed_blocks(tmp_path):
     assert row["discarded_ratio_original"] == pytest.approx(2.9 / 8)
     md = to_markdown(summarize(df))
     assert "| 3/6 | 2 | 0.483 | 0.362 |" in md
+
+
+def grid_table():
+    """CIFAR-10 runs over depth and ε, two seeds of the ResNet-110 settings; final errors
+    (percent) and final ratios (the original's definition) chosen per run."""
+    runs = [  # run, depth, variant, ε, seed, final error %, final ratio
+        ("s110", 110, "standard", np.nan, 0, 6.0, None), ("s110-s1", 110, "standard", np.nan, 1, 6.4, None),
+        ("e110", 110, "epsilon", 2.5, 0, 5.2, 0.20), ("e110-s1", 110, "epsilon", 2.5, 1, 5.6, 0.24),
+        ("s200", 200, "standard", np.nan, 0, 5.8, None), ("e200", 200, "epsilon", 2.5, 0, 5.4, 0.50),
+        ("e110-23", 110, "epsilon", 2.3, 0, 5.3, 0.10), ("e110-27", 110, "epsilon", 2.7, 0, 5.9, 0.35),
+    ]
+    rows = []
+    for run, depth, variant, eps, seed, err, ratio in runs:
+        base = dict(run=run, experiment="grid", dataset="cifar10", depth=depth, variant=variant,
+                    epsilon=eps, seed=seed, block=None, group=None)
+        for e, factor in ((1, 3.0), (2, 1.0)):
+            rows.append(dict(base, epoch=e, step=390 * e, metric="val_error", value=factor * err / 100))
+            if ratio is not None:
+                rows.append(dict(base, epoch=e, step=390 * e, metric="discarded_ratio_original",
+                                 value=ratio * (e / 2)))
+    return pd.DataFrame(rows)
+
+
+def points(ax, label):
+    (line,) = [l for l in ax.get_lines() if l.get_label() == label]
+    return list(zip(line.get_xdata(), line.get_ydata()))
+
+
+def test_grid_figures_against_depth_and_epsilon(tmp_path):
+    df = grid_table()
+    fig = plots.plot("depth", df, expected=["s500"])
+    err, ratio = fig.axes
+    # ours: the mean over seeds per depth, the paper's beside (paper.csv)
+    assert points(err, "standard") == [(110, pytest.approx(6.2)), (200, pytest.approx(5.8))]
+    assert points(err, "ε = 2.5") == [(110, pytest.approx(5.4)), (200, pytest.approx(5.4))]
+    assert points(err, "standard, paper") == [(110, 6.05), (200, 5.75), (500, 5.9), (752, 5.5)]
+    assert points(ratio, "ε = 2.5") == [(110, pytest.approx(0.22)), (200, pytest.approx(0.50))]
+    assert points(ratio, "ε = 2.5, paper")[:2] == [(110, 0.22), (200, 0.48)]
+    assert "missing (not trained yet): s500" in [t.get_text() for t in fig.texts]
+    fig = plots.plot("epsilon", df)
+    ratio, err = fig.axes
+    assert [x for x, _ in points(ratio, "110 layers")] == [2.3, 2.5, 2.7]
+    assert [y for _, y in points(ratio, "110 layers")] == pytest.approx([0.10, 0.22, 0.35])
+    assert points(ratio, "110 layers, paper") == [(2.5, 0.22)]  # the paper's ε sensitivity: no numbers here
+    assert points(ratio, "200 layers") == [(2.5, pytest.approx(0.50))]
+    assert points(err, "110 layers, standard")[0][1] == pytest.approx(6.2)
+    df.to_csv(tmp_path / "grid.csv", index=False)
+    for kind in ("depth", "epsilon"):
+        assert main(["plot", kind, "--in", str(tmp_path / "grid.csv"), "--out",
+                     str(tmp_path / f"{kind}.png")]) == 0
+        assert (tmp_path / f"{kind}.png").stat().st_size > 10_000

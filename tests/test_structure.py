@@ -48,7 +48,16 @@ def test_run_table_of_the_paper_config():
         "cifar100": ["cifar100-d110-standard", "cifar100-d110-epsilon-e2.5"],
         "svhn": ["svhn-d110-standard", "svhn-d110-epsilon-e1.5"],
         "imagenet": ["imagenet-d101-standard", "imagenet-d101-epsilon-e2", "imagenet-d101-epsilon-e2.1"],
+        # the rest of the paper's grid
+        "cifar10_depth": [f"cifar10-d{d}-{v}" for d in (200, 500, 752) for v in ("standard", "epsilon-e2.5")],
+        "cifar100_depth": [f"cifar100-d{d}-{v}" for d in (200, 500, 752) for v in ("standard", "epsilon-e2.5")],
+        "svhn_depth": [f"svhn-d{d}-{v}" for d in (200, 302) for v in ("standard", "epsilon-e1.5")],
+        "cifar10_epsilon": ["cifar10-d110-epsilon-e2.3", "cifar10-d110-epsilon-e2.7"],
+        "imagenet152": ["imagenet-d152-epsilon-e1.8"],
     }
+    assert table.groups() == {"main": ["cifar10", "cifar100", "svhn", "imagenet"],
+                              "depth": ["cifar10_depth", "cifar100_depth", "svhn_depth"],
+                              "epsilon": ["cifar10_epsilon"], "imagenet152": ["imagenet152"]}
     eps = table.get("cifar10", "cifar10-d110-epsilon-e2.5")
     s = eps.settings.resolved()
     assert (s.epsilon, s.epochs, s.lr_schedule, s.batch, s.epsilon_start_epoch) == (2.5, 1000, "adaptive", 128, 0)
@@ -59,7 +68,8 @@ def test_run_table_of_the_paper_config():
     imagenet = table.get("imagenet", "imagenet-d101-epsilon-e2.1")
     assert imagenet.gpus == 4 and imagenet.settings.gpus is None  # trains on the GPUs it is given
     assert imagenet.settings.resolved().recipe is RECIPES["imagenet"]
-    assert table.available_experiments() == ["cifar10", "cifar100", "svhn"]  # no ImageNet path
+    assert table.available_experiments("main") == ["cifar10", "cifar100", "svhn"]  # no ImageNet path
+    assert imagenet.settings.resolved().steps_per_epoch == 5000  # the original's ImageNet epoch
 
 
 def test_adding_an_epsilon_adds_one_run_in_process():

@@ -41,6 +41,33 @@ def test_adding_an_epsilon_adds_exactly_its_jobs(tmp_path):
                                                     "evaluate_compressed": 1}
 
 
+def test_dry_runs_of_the_grid_targets(tmp_path):
+    """`paper` builds the whole grid (with ImageNet configured: 29 runs, 16 of them ε-ResNets),
+    each group its own runs; `all` stays the seed's (test above)."""
+    config = load("experiments.yaml")
+    config["datasets"]["imagenet"]["path"] = str(tmp_path / "ILSVRC2012")
+    path = write(tmp_path, config)
+    r = snakemake("paper", "-n", "--directory", tmp_path, "--configfile", path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert job_counts(r.stdout) == {
+        "prepare_dataset": 4, "train": 29, "compress": 16, "evaluate_full": 16,
+        "evaluate_compressed": 16, "parse_experiment": 9, "figure": 36, "grid_figure": 6,
+        "paper_summary": 1, "paper": 1}
+    grid = set(re.findall(r"figures/paper/([\w-]+)\.png", r.stdout))
+    assert grid == {"cifar10-depth", "cifar10-epsilon", "cifar100-depth", "svhn-depth",
+                    "imagenet-depth", "imagenet-epsilon"}
+    for group, trains in (("depth", 16), ("epsilon", 2), ("imagenet152", 1)):
+        r = snakemake(group, "-n", "--directory", tmp_path, "--configfile", path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        counts = job_counts(r.stdout)
+        assert counts["train"] == trains and counts[group] == 1, (group, counts)
+        assert "summary" not in counts and "compress" not in counts
+    config["experiments"]["svhn_depth"]["group"] = "summary"
+    r = snakemake("-n", "--directory", tmp_path, "--configfile", write(tmp_path, config, "b.yaml"))
+    assert r.returncode != 0
+    assert "experiments.svhn_depth.group: 'summary' is the name of a rule" in r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("edit,message", [
     (lambda c: c.update(colour="red"), "Additional properties are not allowed ('colour'"),
     (lambda c: c["experiments"]["cifar10"].update(depths="110"), "'110' is not of type 'array'"),

@@ -42,11 +42,38 @@ rule figure:
         "--title {params.title:q} --expect {params.expected} > {log} 2>&1"
 
 
+# The grid of a dataset: final values of several experiments against depth or ε.
+rule grid_figure:
+    input:
+        grid_inputs,
+    output:
+        png=report(
+            os.path.join(FIGURES, PAPER, "{dataset}-{grid_kind}.png"),
+            caption="../report/grid.rst",
+            category="The paper's grid",
+            labels={"figure": "{dataset} against {grid_kind}"},
+        ),
+        pdf=os.path.join(FIGURES, PAPER, "{dataset}-{grid_kind}.pdf"),
+    log:
+        os.path.join(LOGS, "figures", "paper-{dataset}-{grid_kind}.log"),
+    params:
+        expected=grid_expected,
+        title=grid_title,
+    shell:
+        "eps-resnet plot {wildcards.grid_kind} --in {input} --out {output.png} --pdf "
+        "--title {params.title:q} --expect {params.expected} > {log} 2>&1"
+
+
+SUMMARIZE = (
+    "eps-resnet summarize --in {input.parsed} --compressed {input.compressed} "
+    "--out {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+)
+
+
+# The seed's experiments (the group main) against the paper: part of `all`.
 rule summary:
     input:
-        parsed=all_parsed,
-        compressed=all_compressed,
-        full=all_full_evals,
+        unpack(summary_inputs("all")),
     output:
         csv=os.path.join(RESULTS, "summary.csv"),
         settings=os.path.join(RESULTS, "summary-settings.csv"),
@@ -60,8 +87,27 @@ rule summary:
     log:
         os.path.join(LOGS, "summary.log"),
     shell:
-        "eps-resnet summarize --in {input.parsed} --compressed {input.compressed} "
-        "--out {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+        SUMMARIZE
+
+
+# Every experiment of the config against the paper: part of `paper`.
+rule paper_summary:
+    input:
+        unpack(summary_inputs(PAPER)),
+    output:
+        csv=os.path.join(RESULTS, PAPER, "summary.csv"),
+        settings=os.path.join(RESULTS, PAPER, "summary-settings.csv"),
+        md=os.path.join(RESULTS, PAPER, "summary.md"),
+        html=report(
+            os.path.join(RESULTS, PAPER, "summary.html"),
+            caption="../report/summary.rst",
+            category="The paper's grid",
+            labels={"figure": "summary of every experiment"},
+        ),
+    log:
+        os.path.join(LOGS, "paper-summary.log"),
+    shell:
+        SUMMARIZE
 
 
 rule estimate:

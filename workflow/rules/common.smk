@@ -3,8 +3,9 @@
 import os
 import sys
 
-from eps_resnet.data import PREPARABLE
+from eps_resnet.data import DATASETS, PREPARABLE
 from eps_resnet.gpus import machine_gpus, visible_pool
+from eps_resnet.plots import GRID_KINDS
 from eps_resnet.plots import KINDS as PLOT_KINDS
 from eps_resnet.runfolder import (
     COMPRESSED_DIR,
@@ -13,7 +14,12 @@ from eps_resnet.runfolder import (
     EVAL_FILE,
     run_path,
 )
-from eps_resnet.workflow import RunTable, WorkflowConfigError, validate_config
+from eps_resnet.workflow import (
+    DEFAULT_GROUP,
+    RunTable,
+    WorkflowConfigError,
+    validate_config,
+)
 
 # One line naming the key for a config that is wrong (snakemake.utils.validate would print the
 # whole schema); the schema's defaults are filled in.
@@ -29,6 +35,7 @@ DATA = config["data_dir"]
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
 LOGS = os.path.join(RESULTS, "logs")
+PAPER = "paper"  # results/paper/, figures/paper/: the whole grid's summary and figures
 
 
 wildcard_constraints:
@@ -36,6 +43,7 @@ wildcard_constraints:
     run="[A-Za-z0-9_.+-]+",
     dataset="|".join(PREPARABLE),
     kind="|".join(PLOT_KINDS),
+    grid_kind="|".join(GRID_KINDS),
 
 
 def in_run(*parts, experiment="{experiment}", run="{run}"):
@@ -53,27 +61,60 @@ def in_runs(experiments, *parts, variant=None):
     ]
 
 
-def all_targets(wildcards):
-    """Figures of every experiment whose dataset can be had, and the summary; experiments left
-    out for lack of a dataset path are named once."""
-    available = RUNS.available_experiments()
-    left_out = [e for e in RUNS.runs if e not in available]
-    if not available:
+def available(target, experiments):
+    """The experiments whose dataset can be had; those left out for lack of a dataset path are
+    named once, and a target left with none fails naming the config key."""
+    kept = [e for e in experiments if e in RUNS.available_experiments()]
+    left_out = [e for e in experiments if e not in kept]
+    if not kept:
         raise WorkflowError(
-            f"no experiment can run: {', '.join(left_out)} need(s) datasets.imagenet.path "
-            "in the config (the extracted ILSVRC-2012 folder)"
+            f"`{target}`: no experiment can run: {', '.join(left_out)} need(s) "
+            "datasets.imagenet.path in the config (the extracted ILSVRC-2012 folder)"
         )
     if left_out:
         print(
-            f"Note: `all` leaves out {', '.join(left_out)}: set datasets.imagenet.path in the "
-            "config to include it",
+            f"Note: `{target}` leaves out {', '.join(left_out)}: set datasets.imagenet.path in "
+            "the config to include it",
             file=sys.stderr,
         )
-    targets = [os.path.join(RESULTS, "summary.csv")]
-    for exp in available:
+    return kept
+
+
+def experiment_targets(experiments):
+    """Each experiment's figures and its settings page (for the report)."""
+    targets = []
+    for exp in experiments:
         targets += [os.path.join(FIGURES, f"{exp}-{kind}.png") for kind in PLOT_KINDS]
-        targets.append(os.path.join(RESULTS, exp, "settings.html"))  # for the report
+        targets.append(os.path.join(RESULTS, exp, "settings.html"))
     return targets
+
+
+def all_targets(wildcards):
+    """The seed's figures: every experiment of the group main, and the summary."""
+    experiments = available(
+        "all", RUNS.groups().get(DEFAULT_GROUP, []) or list(RUNS.runs)
+    )
+    return [os.path.join(RESULTS, "summary.csv")] + experiment_targets(experiments)
+
+
+def group_targets(group):
+    """The input function of the target named after an experiment group."""
+    return lambda wildcards: experiment_targets(available(group, RUNS.groups()[group]))
+
+
+def grid_figure_path(dataset, kind):
+    return os.path.join(FIGURES, PAPER, f"{dataset}-{kind}.png")
+
+
+def paper_targets(wildcards):
+    """The whole grid: every experiment's figures, the figures across experiments of each
+    dataset (against depth and ε) and the summary of them all."""
+    experiments = available("paper", list(RUNS.runs))
+    return (
+        [os.path.join(RESULTS, PAPER, "summary.csv")]
+        + experiment_targets(experiments)
+        + [grid_figure_path(d, k) for d, k, _ in RUNS.grid_figures(experiments)]
+    )
 
 
 def gpu_cap():
@@ -155,15 +196,59 @@ def expected_runs(wildcards):
     return " ".join(r.name for r in RUNS.experiment(wildcards.experiment))
 
 
-def all_parsed(wildcards):
-    return [os.path.join(RESULTS, e, "runs.csv") for e in RUNS.available_experiments()]
+def parsed(experiments):
+    return [os.path.join(RESULTS, e, "runs.csv") for e in experiments]
 
 
-def all_compressed(wildcards):
-    return in_runs(
-        RUNS.available_experiments(), COMPRESSED_DIR, EVAL_FILE, variant="epsilon"
+def compressed_evals(experiments):
+    return in_runs(experiments, COMPRESSED_DIR, EVAL_FILE, variant="epsilon")
+
+
+def full_evals(experiments):
+    return in_runs(experiments, EVAL_FILE, variant="epsilon")
+
+
+def summary_inputs(scope):
+    """The summary's inputs: the group main's experiments (`all`), or every one (`paper`)."""
+
+    def inputs(wildcards):
+        experiments = (
+            RUNS.available_experiments()
+            if scope == PAPER
+            else RUNS.available_experiments(DEFAULT_GROUP)
+            or RUNS.available_experiments()
+        )
+        return {
+            "parsed": parsed(experiments),
+            "compressed": compressed_evals(experiments),
+            "full": full_evals(experiments),
+        }
+
+    return inputs
+
+
+def grid_inputs(wildcards):
+    """The parsed runs of the experiments a grid figure draws."""
+    return parsed(grid_experiments(wildcards))
+
+
+def grid_experiments(wildcards):
+    for dataset, kind, experiments in RUNS.grid_figures(RUNS.available_experiments()):
+        if (dataset, kind) == (wildcards.dataset, wildcards.grid_kind):
+            return experiments
+    raise WorkflowError(
+        f"{grid_figure_path(wildcards.dataset, wildcards.grid_kind)}: the config's experiments "
+        f"of {wildcards.dataset} have no {wildcards.grid_kind} grid (it needs two depths, or two "
+        "ε at one depth)"
     )
 
 
-def all_full_evals(wildcards):
-    return in_runs(RUNS.available_experiments(), EVAL_FILE, variant="epsilon")
+def grid_expected(wildcards):
+    return " ".join(
+        r.name for e in grid_experiments(wildcards) for r in RUNS.experiment(e)
+    )
+
+
+def grid_title(wildcards):
+    name = DATASETS[wildcards.dataset].description
+    return f"{name}: against {'depth' if wildcards.grid_kind == 'depth' else 'ε'}"
