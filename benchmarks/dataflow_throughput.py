@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""Images/second of the training dataflows: CIFAR (augmentation, batching, multi-process
-prefetch, exactly as `eps-resnet train` builds it) and ImageNet (JPEG decoding, crop, colour and
-lighting noise, flip, batching, in worker processes).
+"""Images/second of the training dataflows: CIFAR and SVHN (augmentation, batching, multi-process
+prefetch, exactly as `eps-resnet train` builds it; SVHN with the original's Gaussian
+deformation) and ImageNet (JPEG decoding, crop, colour and lighting noise, flip, batching, in
+worker processes).
 
-The data are generated in the real on-disk formats: a prepared CIFAR-10-sized dataset
-(50,000 images) and JPEGs of typical ImageNet size (500 x 375).
+The data are generated in the real on-disk formats: prepared datasets of CIFAR-10's size
+(50,000 training images) and JPEGs of typical ImageNet size (500 x 375).
 
     python benchmarks/dataflow_throughput.py [--workers N] [--seconds S]
 """
@@ -39,13 +40,15 @@ def rate(df, batch: int, seconds: float, warmup: int = 5) -> float:
     return n / (time.perf_counter() - start)
 
 
-def cifar_like(folder: str) -> None:
+def memory_like(folder: str, dataset: str) -> None:
+    """A prepared in-memory dataset of 50,000 training images (SVHN's as train + extra)."""
     rng = np.random.RandomState(0)
     for split, n in (("train", 50000), ("val", 10000)):
         save_arrays(folder, split, rng.randint(0, 256, (n, 32, 32, 3)).astype(np.uint8),
                     rng.randint(0, 10, n))
     np.save(os.path.join(folder, "mean.npy"), np.full((32, 32, 3), 120, np.float32))
-    write_marker(folder, {"dataset": "cifar10", "images": {"train": 50000, "val": 10000}})
+    parts = {"parts": {"train": 10000, "extra": 40000}} if dataset == "svhn" else {}
+    write_marker(folder, {"dataset": dataset, "images": {"train": 50000, "val": 10000}, **parts})
 
 
 def imagenet_like(folder: str, n: int = 256) -> None:
@@ -78,11 +81,15 @@ def main():
     args = p.parse_args()
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
-        os.makedirs(os.path.join(tmp, "cifar"))
-        cifar_like(os.path.join(tmp, "cifar"))
-        s = TrainSettings(dataset="cifar10", depth=110, variant="standard", out=tmp,
-                          data_dir=os.path.join(tmp, "cifar"), data_workers=args.workers).resolved()
-        cifar = rate(get_dataflow(s, "train", 128), 128, args.seconds)
+        small = {}
+        for dataset in ("cifar10", "svhn"):
+            os.makedirs(os.path.join(tmp, dataset))
+            memory_like(os.path.join(tmp, dataset), dataset)
+            s = TrainSettings(dataset=dataset, depth=110, variant="standard", out=tmp,
+                              data_dir=os.path.join(tmp, dataset),
+                              data_workers=args.workers).resolved()
+            small[dataset] = rate(get_dataflow(s, "train", 128), 128, args.seconds)
+        cifar, svhn = small["cifar10"], small["svhn"]
         os.makedirs(os.path.join(tmp, "imagenet"))
         imagenet_like(os.path.join(tmp, "imagenet"))
         s = TrainSettings(dataset="imagenet", depth=50, variant="standard", out=tmp,
@@ -92,6 +99,8 @@ def main():
     print("| pipeline | img/s | img/s per worker |")
     print("|---|---|---|")
     print(f"| CIFAR train (pad-crop-flip, mean, batch 128) | {cifar:.0f} | {cifar / args.workers:.0f} |")
+    print(f"| SVHN train (pad, brightness, contrast, Gaussian deformation, crop, mean, batch 128) | "
+          f"{svhn:.0f} | {svhn / args.workers:.0f} |")
     print(f"| ImageNet train (decode 500x375 JPEG, crop 224, colour, lighting, flip, batch 64) | "
           f"{imnet:.0f} | {imnet / args.workers:.0f} |")
 

@@ -208,15 +208,18 @@ class RunTable:
 
     def grid_figures(self, experiments) -> list[tuple[str, str, list[str]]]:
         """The grid figures (:data:`eps_resnet.plots.GRID_KINDS`) over ``experiments``: (dataset,
-        kind, its experiments) for each dataset whose runs span two depths ("depth") or, at one
-        depth, two ε ("epsilon")."""
+        kind, its experiments) for each dataset whose runs span two depths of one network family
+        ("depth") or, at one depth, two ε ("epsilon")."""
         by_dataset: dict[str, list[str]] = {}
         for e in experiments:
             by_dataset.setdefault(self.runs[e][0].dataset, []).append(e)
         figures = []
         for dataset, exps in by_dataset.items():
             runs = [r.settings for e in exps for r in self.runs[e]]
-            if len({s.depth for s in runs}) > 1:
+            depths: dict[str, set] = {}  # per network family: depths compare within one
+            for s in runs:
+                depths.setdefault(s.family or DATASETS[dataset].family, set()).add(s.depth)
+            if any(len(v) > 1 for v in depths.values()):
                 figures.append((dataset, "depth", exps))
             epsilons: dict[int, set] = {}
             for s in runs:

@@ -132,6 +132,16 @@ def test_tiny_demo_end_to_end(tmp_path):
     # nothing left to do
     r = snakemake("-n", "--cores", "2", "--directory", tmp_path, "--configfile", cfg)
     assert "Nothing to be done" in r.stdout + r.stderr
+    # `paper` on top: nothing to train, the grid's figure (two ε at one depth) and summary
+    r = snakemake("paper", "--cores", "2", "--directory", tmp_path, "--configfile", cfg)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-5000:])
+    assert job_counts(r.stdout) == {"grid_figure": 1, "paper_summary": 1, "paper": 1}
+    assert sorted(os.listdir(tmp_path / "figures" / "paper")) == ["digits-epsilon.pdf",
+                                                                  "digits-epsilon.png"]
+    # every experiment of the demo is in the group main: the grid's summary has the same runs
+    runs = [line.split(",")[0] for line in summary.splitlines()]
+    paper = (tmp_path / "results" / "paper" / "summary.csv").read_text()
+    assert [line.split(",")[0] for line in paper.splitlines()] == runs
     # one more ε: exactly its run and compression, and only that experiment's figures, redone
     config["experiments"]["digits_cifar"]["epsilons"].append(9.0)
     r = snakemake("-n", "--cores", "2", "--directory", tmp_path, "--configfile",

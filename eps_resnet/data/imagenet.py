@@ -197,8 +197,10 @@ def augmentors(train: bool, size: int = 224):
     """The original implementation's ImageNet augmentation, on RGB uint8 images: the random-area
     crop, then in random order an additive brightness shift in [-30, 30], a contrast factor in
     [0.8, 1.2] about each channel's mean, a saturation factor in [0.6, 1.4] and the (unscaled)
-    lighting noise, then one clip to [0, 255], a horizontal flip of half the images. Validation:
-    shortest edge to 256 (bilinear), centre crop 224 (both scaled with ``size``)."""
+    lighting noise, each step returning uint8 clipped to [0, 255] (the original's saturation step
+    wrapped around instead: see the README's differences), then a horizontal flip of half the
+    images. Validation: shortest edge to 256 (bilinear), centre crop 224 (both scaled with
+    ``size``)."""
     import cv2
     from tensorpack.dataflow import imgaug
 

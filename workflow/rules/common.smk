@@ -251,4 +251,5 @@ def grid_expected(wildcards):
 
 def grid_title(wildcards):
     name = DATASETS[wildcards.dataset].description
-    return f"{name}: against {'depth' if wildcards.grid_kind == 'depth' else 'ε'}"
+    name = name if len(name) <= 24 else wildcards.dataset
+    return f"{name}: final values against {'depth' if wildcards.grid_kind == 'depth' else 'ε'}"
