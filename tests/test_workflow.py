@@ -135,7 +135,7 @@ def test_tiny_demo_end_to_end(tmp_path):
     # `paper` on top: nothing to train, the grid's figure (two ε at one depth) and summary
     r = snakemake("paper", "--cores", "2", "--directory", tmp_path, "--configfile", cfg)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-5000:])
-    assert job_counts(r.stdout) == {"grid_figure": 1, "paper_summary": 1, "paper": 1}
+    assert job_counts(r.stdout + r.stderr) == {"grid_figure": 1, "paper_summary": 1, "paper": 1}
     assert sorted(os.listdir(tmp_path / "figures" / "paper")) == ["digits-epsilon.pdf",
                                                                   "digits-epsilon.png"]
     # every experiment of the demo is in the group main: the grid's summary has the same runs
