@@ -329,6 +329,18 @@ def test_imagenet_augmentation_value_ranges():
     assert imagenet.augmentors(False, 64)[0].size == 73  # shortest edge 256/224 of the crop
 
 
+def test_channel_contrast_is_tensorpacks_contrast():
+    from tensorpack.dataflow import imgaug
+
+    from eps_resnet.data.imagenet import channel_contrast
+
+    img = np.random.RandomState(7).randint(0, 256, (50, 40, 3)).astype(np.uint8)
+    ours, theirs = channel_contrast(), imgaug.Contrast((0.8, 1.2), clip=False)
+    for r in (0.8, 1.0, 1.13, 1.2):
+        diff = ours._augment(img, r).astype(int) - theirs._augment(img, r).astype(int)
+        assert np.abs(diff).max() <= 1 and (diff != 0).mean() < 0.01  # float rounding only
+
+
 def test_imagenet_normalisation_is_the_originals():
     """The original read BGR and normalised with the RGB statistics in that order; ours takes
     RGB, so the same numbers come out with the channels in RGB order."""

@@ -193,6 +193,25 @@ def random_area_crop(size: int = 224):
     return RandomAreaCrop()
 
 
+def channel_contrast(factors=(0.8, 1.2)):
+    """tensorpack's Contrast about each channel's mean (``x * r + mean * (1 - r)``), with the
+    means from cv2.mean: numpy's mean over two axes of a uint8 image took 1.2 ms, two thirds of
+    the whole augmentation's time."""
+    import cv2
+    from tensorpack.dataflow import imgaug
+
+    class ChannelContrast(imgaug.Contrast):
+        def _augment(self, img, r):
+            old_dtype = img.dtype
+            mean = np.asarray(cv2.mean(img)[:img.shape[2]])  # float64, as numpy's mean
+            img = img * r + mean * (1 - r)
+            if self.clip or old_dtype == np.uint8:
+                img = np.clip(img, 0, 255)
+            return img.astype(old_dtype)
+
+    return ChannelContrast(factors, clip=False)
+
+
 def augmentors(train: bool, size: int = 224):
     """The original implementation's ImageNet augmentation, on RGB uint8 images: the random-area
     crop, then in random order an additive brightness shift in [-30, 30], a contrast factor in
@@ -211,7 +230,7 @@ def augmentors(train: bool, size: int = 224):
         random_area_crop(size),
         imgaug.RandomOrderAug([
             imgaug.Brightness(30, clip=False),
-            imgaug.Contrast((0.8, 1.2), clip=False),
+            channel_contrast((0.8, 1.2)),
             imgaug.Saturation(0.4, rgb=True, clip=False),
             imgaug.Lighting(0.1, eigval=EIGVAL, eigvec=EIGVEC, clip=False),
         ]),
