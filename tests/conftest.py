@@ -1,3 +1,6 @@
+import logging
+import sys
+
 import pytest
 
 import eps_resnet  # noqa: F401  (sets the TensorFlow switches before any test imports TF)
@@ -8,3 +11,26 @@ def tf():
     from eps_resnet.compat import import_tf
 
     return import_tf()
+
+
+class _CurrentStdout:
+    """Whatever sys.stdout is at the time of writing."""
+
+    def write(self, text):
+        return sys.stdout.write(text)
+
+    def flush(self):
+        sys.stdout.flush()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """tensorpack's log handler keeps the stdout it found when tensorpack was imported; when
+    that was a test's captured stream (capsys), pytest closes it after that test and every later
+    log line fails ("--- Logging error ---"). Before any test's fixtures, let the handler write
+    to the stdout of the moment instead."""
+    logger = sys.modules.get("tensorpack.utils.logger")
+    if logger is not None:
+        for handler in logger._logger.handlers:
+            if type(handler) is logging.StreamHandler and not isinstance(handler.stream, _CurrentStdout):
+                handler.stream = _CurrentStdout()
