@@ -291,14 +291,17 @@ def _draw(ax, g: pd.DataFrame, colour: str, label: str) -> None:
                     fmt="none", ecolor=colour, lw=1.2, capsize=3)
 
 
-def _draw_paper(ax, x, y, colour: str, label: str) -> None:
-    ax.plot(x, y, color=colour, marker="s", ms=6, mfc="none", ls=(0, (5, 3)), lw=1.0,
-            label=label)
+def _draw_paper(ax, paper: pd.DataFrame, x: str, y: str, colour: str, label: str) -> None:
+    """The paper's points (rows of paper.csv that report ``y``) as hollow squares, dashed."""
+    paper = paper.dropna(subset=[y]).sort_values(x)
+    if len(paper):
+        ax.plot(paper[x], paper[y], color=colour, marker="s", ms=6, mfc="none", ls=(0, (5, 3)),
+                lw=1.0, label=label)
 
 
 def _grid_table(df: pd.DataFrame):
-    """Per run the final values (:func:`eps_resnet.summary.summarize`), the paper's numbers of
-    the datasets present, and whether the ratio axis reads the original's count."""
+    """Per run the final values (:func:`eps_resnet.summary.summarize`), with ``ratio`` in the
+    paper's definition, and the paper's numbers of the datasets present."""
     from .summary import paper_reference, summarize
 
     table = summarize(df)
@@ -308,6 +311,30 @@ def _grid_table(df: pd.DataFrame):
 
 
 RATIO_LABEL = "discarded ratio (the paper's definition)"
+ERROR_LABEL = "final validation error (%)"
+
+
+def _finish_grid(fig, panels, title: str | None, missing) -> None:
+    """Labels of each (axes, x label, y label, panel title), legends below the axes (never over
+    a point), the figure's title and the missing-runs note."""
+    for ax, xlabel, ylabel, name in panels:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(name)
+        if ylabel == RATIO_LABEL:
+            ax.set_ylim(-0.02, 1.02)
+        if ax.get_lines():
+            ax.legend(frameon=False, fontsize=8, loc="upper center", ncol=2,
+                      bbox_to_anchor=(0.5, -0.16))
+    if title:
+        fig.suptitle(title, x=0.02, ha="left")
+    _missing_note(fig, missing)
+    fig.tight_layout()
+
+
+def _same_setting(frame: pd.DataFrame, variant: str, epsilon) -> pd.Series:
+    same_eps = np.isclose(frame["epsilon"], epsilon) if pd.notna(epsilon) else frame["epsilon"].isna()
+    return (frame["variant"] == variant) & same_eps
 
 
 def vs_depth(df: pd.DataFrame, title: str | None = None, missing=()):
@@ -318,42 +345,24 @@ def vs_depth(df: pd.DataFrame, title: str | None = None, missing=()):
     with plt.rc_context(STYLE):
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 5.2))
         table, ref = _grid_table(df)
-        settings = table[["variant", "epsilon"]].drop_duplicates()
         order = {"standard": 0, "side": 1, "epsilon": 2}
+        settings = table[["variant", "epsilon"]].drop_duplicates()
         settings = settings.assign(_o=settings["variant"].map(order)).sort_values(["_o", "epsilon"])
         for i, (variant, eps) in enumerate(zip(settings["variant"], settings["epsilon"])):
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             label = _setting_label(variant, eps)
-            d = table[(table["variant"] == variant)
-                      & (np.isclose(table["epsilon"], eps) if pd.notna(eps) else table["epsilon"].isna())]
-            p = ref[(ref["variant"] == variant)
-                    & (np.isclose(ref["epsilon"], eps) if pd.notna(eps) else ref["epsilon"].isna())]
+            d, p = table[_same_setting(table, variant, eps)], ref[_same_setting(ref, variant, eps)]
             _draw(ax, _spread(d, "depth", "final_val_error"), colour, label)
-            paper = p.dropna(subset=["error_top1"]).sort_values("depth")
-            if len(paper):
-                _draw_paper(ax, paper["depth"], paper["error_top1"], colour, f"{label}, paper")
+            _draw_paper(ax, p, "depth", "error_top1", colour, f"{label}, paper")
             if variant == "epsilon":
                 _draw(ax2, _spread(d, "depth", "ratio"), colour, label)
-                paper = p.dropna(subset=["discarded_ratio"]).sort_values("depth")
-                if len(paper):
-                    _draw_paper(ax2, paper["depth"], paper["discarded_ratio"], colour, f"{label}, paper")
-        for a in (ax, ax2):
-            # a tick at every depth drawn, ours and the paper's
+                _draw_paper(ax2, p, "depth", "discarded_ratio", colour, f"{label}, paper")
+        for a in (ax, ax2):  # a tick at every depth drawn, ours and the paper's
             a.set_xticks(sorted({float(x) for line in a.get_lines() for x in line.get_xdata()}))
             a.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
-            a.set_xlabel("depth (layers)")
-            if a.get_lines():  # below the axes: never over a point
-                a.legend(frameon=False, fontsize=8, loc="upper center", ncol=2,
-                         bbox_to_anchor=(0.5, -0.16))
-        ax.set_ylabel("final validation error (%)")
-        ax.set_title("Error vs depth")
-        ax2.set_ylabel(RATIO_LABEL)
-        ax2.set_ylim(-0.02, 1.02)
-        ax2.set_title("Discarded ratio vs depth")
-        if title:
-            fig.suptitle(title, x=0.02, ha="left")
-        _missing_note(fig, missing)
-        fig.tight_layout()
+        _finish_grid(fig, [(ax, "depth (layers)", ERROR_LABEL, "Error vs depth"),
+                           (ax2, "depth (layers)", RATIO_LABEL, "Discarded ratio vs depth")],
+                     title, missing)
     return fig
 
 
@@ -370,33 +379,17 @@ def vs_epsilon(df: pd.DataFrame, title: str | None = None, missing=()):
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             label = f"{int(depth)} layers"
             d = eps[eps["depth"] == depth]
-            p = ref[(ref["variant"] == "epsilon") & (ref["depth"] == depth)].sort_values("epsilon")
+            p = ref[(ref["variant"] == "epsilon") & (ref["depth"] == depth)]
             _draw(ax, _spread(d, "epsilon", "ratio"), colour, label)
+            _draw_paper(ax, p, "epsilon", "discarded_ratio", colour, f"{label}, paper")
             _draw(ax2, _spread(d, "epsilon", "final_val_error"), colour, label)
-            paper = p.dropna(subset=["discarded_ratio"])
-            if len(paper):
-                _draw_paper(ax, paper["epsilon"], paper["discarded_ratio"], colour, f"{label}, paper")
-            paper = p.dropna(subset=["error_top1"])
-            if len(paper):
-                _draw_paper(ax2, paper["epsilon"], paper["error_top1"], colour, f"{label}, paper")
+            _draw_paper(ax2, p, "epsilon", "error_top1", colour, f"{label}, paper")
             base = table[(table["variant"] == "standard") & (table["depth"] == depth)]
             if len(base):
                 ax2.axhline(base["final_val_error"].mean(), color=colour, ls=":", lw=1.2,
                             label=f"{label}, standard")
-        for a in (ax, ax2):
-            a.set_xlabel("ε")
-            if a.get_lines():  # below the axes: never over a point
-                a.legend(frameon=False, fontsize=8, loc="upper center", ncol=2,
-                         bbox_to_anchor=(0.5, -0.16))
-        ax.set_ylabel(RATIO_LABEL)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title("Discarded ratio vs ε")
-        ax2.set_ylabel("final validation error (%)")
-        ax2.set_title("Error vs ε")
-        if title:
-            fig.suptitle(title, x=0.02, ha="left")
-        _missing_note(fig, missing)
-        fig.tight_layout()
+        _finish_grid(fig, [(ax, "ε", RATIO_LABEL, "Discarded ratio vs ε"),
+                           (ax2, "ε", ERROR_LABEL, "Error vs ε")], title, missing)
     return fig
 
 
