@@ -1,13 +1,15 @@
 """Datasets in their real on-disk formats, generated here: prepare, verify, load, augment, batch."""
 import hashlib
-import itertools
 import io
+import itertools
+import json
 import os
 import pickle
 import tarfile
 
 import numpy as np
 import pytest
+import yaml
 
 from eps_resnet.cli import main
 from eps_resnet.data import cifar
@@ -200,6 +202,15 @@ def test_svhn_mat_files_with_extra(tmp_path):
     assert "an epoch is 11 steps" in note and "2.20 passes over the train images" in note
     np.testing.assert_allclose(flow.source.mean, mats["train"][0].mean(axis=0), atol=1e-3)
     assert len(flow.source.images) == 40
+
+    # the run folder says so: one real epoch on train alone
+    assert main(["train", "--dataset", "svhn", "--depth", "8", "--variant", "standard", "--batch", "8",
+                 "--epochs", "1", "--no-svhn-extra", "--data-dir", str(out), "--gpus", "0",
+                 "--out", str(tmp_path / "run")]) == 0
+    record = yaml.safe_load((tmp_path / "run" / "run.yaml").read_text())
+    assert record["settings"]["svhn_extra"] is False and record["resolved"]["steps_per_epoch"] == 11
+    assert "an epoch is 11 steps" in record["resolved"]["epoch_note"]
+    assert json.loads((tmp_path / "run" / "stats.json").read_text())[-1]["global_step"] == 11
 
     # prepared without extra: a run on train + extra says how to get it; asking for it prepares again
     bare = tmp_path / "bare"
