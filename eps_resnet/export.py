@@ -26,7 +26,12 @@ def input_mean(settings: TrainSettings) -> np.ndarray | None:
     size = settings.image_size
     if settings.dataset == "synthetic":  # generated around 0: raw pixels are value + 128
         return np.full((size, size, 3), 128.0, np.float32)
-    path = os.path.join(settings.data_dir or "", "mean.npy")
+    from .data import training_part
+    from .data.files import read_marker
+
+    data_dir = settings.data_dir or ""
+    meta = read_marker(data_dir)  # (none: the file below is reported missing)
+    path = os.path.join(data_dir, training_part(settings, meta)[1] if meta else "mean.npy")
     if not os.path.exists(path):
         raise EvaluateError(f"{path} is missing: the SavedModel needs the training mean of "
                             f"{settings.dataset}; pass --data-dir DIR of `eps-resnet prepare`")

@@ -201,6 +201,9 @@ def test_svhn_mat_files_with_extra(tmp_path):
     assert len(flow) == 40 // 8 and steps == 90 // 8
     assert "an epoch is 11 steps" in note and "2.20 passes over the train images" in note
     np.testing.assert_allclose(flow.source.mean, mats["train"][0].mean(axis=0), atol=1e-3)
+    from eps_resnet.export import input_mean
+
+    np.testing.assert_array_equal(input_mean(s), flow.source.mean)  # exported models subtract it too
     assert len(flow.source.images) == 40
 
     # the run folder says so: one real epoch on train alone

@@ -54,6 +54,17 @@ def dataset_info(name: str) -> DatasetInfo:
             f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}") from None
 
 
+def training_part(settings, meta: dict) -> tuple[int | None, str]:
+    """Which of a prepared in-memory dataset's training images a run uses (None: all; else the
+    first so many) and the file of their per-pixel mean, which the dataflows and exported models
+    subtract: only SVHN on train alone differs from (None, "mean.npy")."""
+    if settings.dataset == "svhn":
+        from .svhn import training_part as svhn_part
+
+        return svhn_part(meta, settings.svhn_extra, settings.data_dir)
+    return None, "mean.npy"
+
+
 def get_dataflow(settings, split: str, batch: int):
     """The dataflow of ``split`` ("train" or "val") in batches of ``batch`` for resolved
     TrainSettings (with several GPUs, ``batch`` is one GPU's share): batch ``k`` is a function of
@@ -77,12 +88,9 @@ def get_dataflow(settings, split: str, batch: int):
             return dataflow(settings.data_dir, meta, split, batch, settings.data_workers,
                             settings.image_size, seed)
         else:
-            rows = None
-            if settings.dataset == "svhn":
-                from .svhn import training_rows
-
-                rows = training_rows(meta, settings.svhn_extra, settings.data_dir)
-            src = memory_source(settings.data_dir, split, batch, recipe.augmentation, seed, rows)
+            rows, mean_file = training_part(settings, meta)
+            src = memory_source(settings.data_dir, split, batch, recipe.augmentation, seed, rows,
+                                mean_file)
     # Synthetic batches are ready-made arrays: worker processes would only add copies.
     workers = settings.data_workers if split == "train" and settings.dataset != "synthetic" else 0
     return OrderedBatches(src, workers)

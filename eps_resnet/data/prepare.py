@@ -68,8 +68,13 @@ def _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_che
         with staging_dir(out) as tmp:
             for split, (images, labels) in splits.items():
                 save_arrays(tmp, split, images, labels)
-            np.save(os.path.join(tmp, "mean.npy"),
-                    splits["train"][0].mean(axis=0, dtype=np.float64).astype(np.float32))
+            train = splits["train"][0]
+            np.save(os.path.join(tmp, "mean.npy"), per_pixel_mean(train))
+            parts = provenance.get("parts") or {}
+            if "extra" in parts:  # SVHN: runs on train alone subtract the train file's own mean
+                from .svhn import MEAN_WITHOUT_EXTRA
+
+                np.save(os.path.join(tmp, MEAN_WITHOUT_EXTRA), per_pixel_mean(train[:parts["train"]]))
             info = _marker(dataset, provenance, {s: len(v[1]) for s, v in splits.items()},
                            DATASETS[dataset].num_classes, list(splits["train"][0].shape[1:]))
             write_marker(tmp, info)
@@ -141,26 +146,25 @@ def open_prepared(data_dir: str | None, dataset: str) -> dict:
     return info
 
 
+def per_pixel_mean(images: np.ndarray) -> np.ndarray:
+    return images.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
 def memory_source(data_dir: str, split: str, batch: int, augmentation: str = "none", seed: int = 0,
-                  train_rows: int | None = None):
+                  train_rows: int | None = None, mean_file: str = "mean.npy"):
     """An in-memory dataset's batch source (:mod:`.ordered`); training batches go through
     ``augmentation`` (a name of :data:`eps_resnet.recipe.AUGMENTATIONS`, from the run's recipe).
     ``train_rows``: train on the first rows of the stored training images only (SVHN without
-    extra); the per-pixel mean subtracted from both splits is then theirs."""
+    extra), with the per-pixel mean of ``mean_file`` subtracted from both splits."""
     from . import augment
     from .arrays import ArrayBatches
 
     images = np.load(os.path.join(data_dir, f"{split}_images.npy"), mmap_mode="r")
     labels = np.load(os.path.join(data_dir, f"{split}_labels.npy"))
-    mean = np.load(os.path.join(data_dir, "mean.npy"))
+    mean = np.load(os.path.join(data_dir, mean_file))
     train = split == "train"
-    if train_rows is not None:
-        train_images = images if train else np.load(os.path.join(data_dir, "train_images.npy"),
-                                                    mmap_mode="r")
-        if train_rows < len(train_images):
-            mean = train_images[:train_rows].mean(axis=0, dtype=np.float64).astype(np.float32)
-        if train:
-            images, labels = images[:train_rows], labels[:train_rows]
+    if train and train_rows is not None:
+        images, labels = images[:train_rows], labels[:train_rows]
     aug = augment.PIPELINES[augmentation] if train else None
     return ArrayBatches(images, labels, batch, shuffle=train, augment=aug, mean=mean, seed=seed)
 

@@ -23,6 +23,9 @@ FILES = {
 }
 #: Images in the published files.
 PUBLISHED = {"train": 73_257, "test": 26_032, "extra": 531_131}
+#: The per-pixel means: of all stored training images, and of the train file's alone (written
+#: beside the first when extra is stored too).
+MEAN, MEAN_WITHOUT_EXTRA = "mean.npy", "mean_without_extra.npy"
 
 
 def read_mat(path: str):
@@ -74,16 +77,20 @@ def prepare(out: str, source: str | None, md5: dict, extra: bool = True):
     return {"train": train, "val": data["test"]}, prov
 
 
-def training_rows(meta: dict, extra: bool, data_dir: str) -> int:
-    """How many of the stored training images a run uses: all of them (train + extra), or the
-    train file's alone; a DataError if extra is wanted but was not prepared."""
+def training_part(meta: dict, extra: bool, data_dir: str) -> tuple[int | None, str]:
+    """Which stored training images a run uses and the per-pixel mean file that goes with them:
+    (None, "mean.npy") for all of them, or (the train file's count, :data:`MEAN_WITHOUT_EXTRA`)
+    for train alone out of a folder that also holds extra; a DataError if extra is wanted but
+    was not prepared."""
     parts = meta.get("parts") or {"train": meta["images"]["train"]}
     if extra and "extra" not in parts:
         raise DataError(f"svhn in {data_dir} was prepared without extra ({parts['train']} training "
                         f"images); run `eps-resnet prepare svhn --out {data_dir}` again (extra is "
                         "included by default), or train on train alone with --no-svhn-extra "
                         "(config datasets.svhn.svhn_extra: false)")
-    return sum(parts.values()) if extra else parts["train"]
+    if extra or "extra" not in parts:
+        return None, MEAN
+    return parts["train"], MEAN_WITHOUT_EXTRA
 
 
 def epoch_steps(meta: dict, batch: int) -> int:
