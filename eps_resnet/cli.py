@@ -7,7 +7,7 @@ import sys
 
 from . import compat  # noqa: F401  (before anything imports TensorFlow)
 from .data import DATASETS
-from .errors import EpsResnetError
+from .errors import EpsResnetError, first_line
 from .models import VARIANTS
 from .recipe import LR_MODES
 from .settings import PRECISIONS, SettingsError, TrainSettings, default_of
@@ -185,7 +185,7 @@ def _read_csvs(paths, what: str):
         except pd.errors.EmptyDataError:
             continue  # a parse of runs that have not written anything yet
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
-            raise DataError(f"{path} is not a CSV ({str(e).splitlines()[0][:120]}); expected one "
+            raise DataError(f"{path} is not a CSV ({first_line(e)[:120]}); expected one "
                             "written by `eps-resnet parse`") from None
         lacking = [c for c in ("run", "metric", "value") if c not in frame.columns]
         if lacking:

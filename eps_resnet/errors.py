@@ -9,3 +9,10 @@ from __future__ import annotations
 
 class EpsResnetError(Exception):
     """Bad input or state that the user can fix; the message is one line naming the input."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message ("" if it has none): what a one-line error or
+    run.yaml's ``error`` quotes of a library's multi-line message."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""

@@ -134,15 +134,13 @@ def runs_of(table, targets) -> list:
     """The training runs behind Snakemake targets: `all` (the group main's experiments whose
     data can be had), `paper` (every experiment), a group's name, an experiment's name, or one
     of the figures of an experiment or of the grid (figures/paper/<dataset>-<kind>.png)."""
-    from .workflow import DEFAULT_GROUP
-
     groups = table.groups()
     grid = {f"{d}-{k}.png": exps for d, k, exps in table.grid_figures(list(table.runs))}
     runs = []
     for target in targets or ["all"]:
         name = os.path.basename(target)
         if target == "all":
-            names = table.available_experiments(DEFAULT_GROUP) or table.available_experiments()
+            names = [e for e in table.all_experiments() if e in table.available_experiments()]
         elif target == "paper":
             names = list(table.runs)
         elif target in groups:

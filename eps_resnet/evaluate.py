@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 from .atomic import read_yaml, write_text
-from .errors import EpsResnetError
+from .errors import EpsResnetError, first_line
 from .models.layouts import Layout, layout_from_structure, make_layout
 from .runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, EVAL_FILE, choose_checkpoint, lock,
                         run_settings)
@@ -32,8 +32,8 @@ def read_checkpoint(path: str) -> dict:
         reader = tf.train.load_checkpoint(path)
         return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
     except Exception as e:  # noqa: BLE001 (TensorFlow raises many types for a damaged file)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EvaluateError(f"checkpoint {path} cannot be read ({first}); it may be corrupted") from None
+        raise EvaluateError(f"checkpoint {path} cannot be read ({first_line(e) or type(e).__name__}); "
+                            "it may be corrupted") from None
 
 
 def model_variables(model) -> dict[str, tuple]:

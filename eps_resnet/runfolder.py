@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 
 from .atomic import read_yaml, write_text, write_yaml
-from .errors import EpsResnetError
+from .errors import EpsResnetError, first_line
 from .settings import NOT_IDENTITY, SettingsError, TrainSettings
 
 RUN_FILE = "run.yaml"
@@ -251,7 +251,7 @@ def load_stats(path: str) -> list[dict]:
         with open(path, "rb") as f:
             stats = json.loads(f.read().decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
-        raise RunFolderError(f"{path} is not valid JSON ({str(e).splitlines()[0][:120]}); expected "
+        raise RunFolderError(f"{path} is not valid JSON ({first_line(e)[:120]}); expected "
                              "tensorpack's list of per-epoch metrics") from None
     if not isinstance(stats, list):
         raise RunFolderError(f"{path} holds a {type(stats).__name__}; expected tensorpack's list of "

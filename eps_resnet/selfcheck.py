@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import first_line
+
 
 @dataclass
 class Check:
@@ -160,8 +162,8 @@ def throughput(found: dict, quick: bool, log=print) -> tuple[list[Check], dict]:
                     rates[(family, gpus, precision)] = rate
                     checks.append(Check("training", np.isfinite(rate), f"{what}: {rate:.1f} img/s"))
                 except Exception as e:  # noqa: BLE001 (a failed configuration is a failed check)
-                    checks.append(Check("training", False, f"{what}: {type(e).__name__}: "
-                                        f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"))
+                    checks.append(Check("training", False,
+                                        f"{what}: {type(e).__name__}: {first_line(e)[:160]}"))
                 log(checks[-1].detail)
     return checks, rates
 

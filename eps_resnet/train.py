@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .compat import session_config
 from .data import epoch_steps, get_dataflow
 from .devices import DevicePlan, decide
+from .errors import first_line
 from .provenance import cpu, environment
 from .runfolder import (check_same_run, load_run_file, lock, repair_stats, resume_point,
                         truncate_stats, write_run_file)
@@ -255,18 +256,15 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
         except tf.errors.UnimplementedError as e:
             if not s.deterministic or "determinis" not in str(e):
                 raise
-            message = (f"--deterministic: {str(e).strip().splitlines()[0][:200]}; run with "
+            message = (f"--deterministic: {first_line(e)[:200]}; run with "
                        "--no-deterministic to train with TensorFlow's faster kernels")
-            record = _run_record(p, "failed", started)
-            record["error"] = message
-            write_run_file(s.out, record)
+            write_run_file(s.out, {**_run_record(p, "failed", started), "error": message})
             raise SettingsError(message) from None
         except BaseException as e:
             # run.yaml must not keep saying "running" after the process is gone
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            record = _run_record(p, status, started)
-            record["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            write_run_file(s.out, record)
+            write_run_file(s.out, {**_run_record(p, status, started),
+                                   "error": f"{type(e).__name__}: {first_line(e)}"})
             raise
     write_run_file(s.out, _run_record(p, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")

@@ -196,6 +196,11 @@ class RunTable:
         return [name for name, runs in self.runs.items() if self.dataset_available(runs[0].dataset)
                 and (group is None or self.group_of(name) == group)]
 
+    def all_experiments(self) -> list[str]:
+        """What `all` builds: the group main, or every experiment of a config that puts none
+        in it (whether their data can be had or not)."""
+        return self.groups().get(DEFAULT_GROUP) or list(self.runs)
+
     def group_of(self, experiment: str) -> str:
         return self.config["experiments"][experiment].get("group") or DEFAULT_GROUP
 

@@ -14,12 +14,7 @@ from eps_resnet.runfolder import (
     EVAL_FILE,
     run_path,
 )
-from eps_resnet.workflow import (
-    DEFAULT_GROUP,
-    RunTable,
-    WorkflowConfigError,
-    validate_config,
-)
+from eps_resnet.workflow import RunTable, WorkflowConfigError, validate_config
 
 # One line naming the key for a config that is wrong (snakemake.utils.validate would print the
 # whole schema); the schema's defaults are filled in.
@@ -91,9 +86,7 @@ def experiment_targets(experiments):
 
 def all_targets(wildcards):
     """The seed's figures: every experiment of the group main, and the summary."""
-    experiments = available(
-        "all", RUNS.groups().get(DEFAULT_GROUP, []) or list(RUNS.runs)
-    )
+    experiments = available("all", RUNS.all_experiments())
     return [os.path.join(RESULTS, "summary.csv")] + experiment_targets(experiments)
 
 
@@ -128,7 +121,8 @@ def gpu_cap():
 # --resources gpu=N would. A cluster's scheduler counts them itself.
 GPUS_FOUND = None
 if workflow.local_exec and gpu_cap() is None:
-    GPUS_FOUND = len(visible_pool()) if visible_pool() is not None else machine_gpus()
+    POOL = visible_pool()
+    GPUS_FOUND = len(POOL) if POOL is not None else machine_gpus()
     if GPUS_FOUND:
         workflow.register_resource("gpu", GPUS_FOUND)
 
@@ -212,12 +206,11 @@ def summary_inputs(scope):
     """The summary's inputs: the group main's experiments (`all`), or every one (`paper`)."""
 
     def inputs(wildcards):
-        experiments = (
-            RUNS.available_experiments()
-            if scope == PAPER
-            else RUNS.available_experiments(DEFAULT_GROUP)
-            or RUNS.available_experiments()
-        )
+        experiments = [
+            e
+            for e in (list(RUNS.runs) if scope == PAPER else RUNS.all_experiments())
+            if e in RUNS.available_experiments()
+        ]
         return {
             "parsed": parsed(experiments),
             "compressed": compressed_evals(experiments),
