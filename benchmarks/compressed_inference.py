@@ -20,7 +20,7 @@ import numpy as np
 import eps_resnet  # noqa: F401
 from eps_resnet.compat import import_tf, visible_gpus
 from eps_resnet.models.layouts import compress_layout, count_flops, make_layout
-from eps_resnet.recipe import RECIPES
+from eps_resnet.training.recipe import RECIPES
 
 DEFAULT_DISCARD = [f"res2.{i}" for i in (11, 13, 15, 17)] + [f"res3.{i}" for i in range(10, 18)]
 

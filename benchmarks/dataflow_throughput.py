@@ -19,9 +19,9 @@ import time
 import numpy as np
 
 import eps_resnet  # noqa: F401
-from eps_resnet.data import get_dataflow
+from eps_resnet.data.dataflows import get_dataflow
 from eps_resnet.data.files import save_arrays, write_marker
-from eps_resnet.settings import TrainSettings, default_data_workers
+from eps_resnet.training.settings import TrainSettings, default_data_workers
 
 
 def rate(df, batch: int, seconds: float, warmup: int = 5) -> float:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 import eps_resnet  # noqa: F401
-from eps_resnet.gate import DISCARDED_AT
+from eps_resnet.models.gate import DISCARDED_AT
 
 
 def final(run: str) -> tuple[float, list[str]]:

@@ -15,7 +15,7 @@ import tempfile
 import time
 import warnings
 
-from eps_resnet.parse import parse_run
+from eps_resnet.results.parse import parse_run
 
 
 def write_log(path: str, megabytes: float) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training throughput (images/second) of `standard` and `epsilon` ResNets on synthetic data.
 
-Runs the real training path (`eps_resnet.train.train`: tensorpack trainer, QueueInput, the
+Runs the real training path (`eps_resnet.training.train.train`: tensorpack trainer, QueueInput, the
 session settings of a real run) for a few steps per configuration, in one process, alternating
 the configurations over several rounds, and prints the median step throughput after warm-up and
 the ratio epsilon / standard measured in the same run.
@@ -22,7 +22,7 @@ import eps_resnet  # noqa: F401
 
 def measure(variant: str, n: int, batch: int, steps: int, warmup: int, gpus: int | None,
             deterministic: bool = True, precision: str = "fp32") -> float:
-    from eps_resnet.throughput import images_per_second
+    from eps_resnet.training.throughput import images_per_second
 
     return images_per_second(variant, 6 * n + 2, batch, steps, warmup, gpus,
                              precision=precision, deterministic=deterministic)
@@ -59,7 +59,7 @@ def main():
 
     device = f"{len(visible_gpus())} GPU(s), NCHW" if args.gpus != 0 and visible_gpus() else \
         f"CPU ({os.cpu_count()} cores), NHWC"
-    from eps_resnet.provenance import cpu
+    from eps_resnet.training.provenance import cpu
 
     print(f"\nTraining throughput, batch {args.batch}, synthetic data, {device}, "
           f"{cpu()['model']}; median step after {args.warmup} warm-up steps, best of "

@@ -19,7 +19,7 @@ def zero_branches(run, blocks, last_conv):
     branch output is then exactly 0, the gate closes on every batch, a closed gate passes no
     gradient, so training keeps them closed and their moving-average is_discarded rises to 1."""
     from eps_resnet.compat import import_tf
-    from eps_resnet.runfolder import latest_checkpoint
+    from eps_resnet.training.runfolder import latest_checkpoint
 
     tf = import_tf()
     path, _ = latest_checkpoint(str(run))

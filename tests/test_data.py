@@ -15,7 +15,7 @@ from eps_resnet.cli import main
 from eps_resnet.data import cifar
 from eps_resnet.data.files import DataError, read_marker
 from eps_resnet.data.prepare import memory_dataflow, prepare
-from eps_resnet.recipe import RECIPES
+from eps_resnet.training.recipe import RECIPES
 
 
 def md5(path):
@@ -167,8 +167,8 @@ def write_svhn_mats(folder, rng, counts):
 def test_svhn_mat_files_with_extra(tmp_path):
     """train + extra by default (train first, counts in prepared.yaml), train alone from the
     same folder with an epoch of train + extra's steps, and a folder without extra."""
-    from eps_resnet.data import epoch_steps, get_dataflow
-    from eps_resnet.settings import TrainSettings
+    from eps_resnet.data.dataflows import epoch_steps, get_dataflow
+    from eps_resnet.training.settings import TrainSettings
 
     rng = np.random.RandomState(4)
     sums, mats = write_svhn_mats(tmp_path, rng, {"train": 40, "test": 12, "extra": 50})
@@ -201,7 +201,7 @@ def test_svhn_mat_files_with_extra(tmp_path):
     assert len(flow) == 40 // 8 and steps == 90 // 8
     assert "an epoch is 11 steps" in note and "2.20 passes over the train images" in note
     np.testing.assert_allclose(flow.source.mean, mats["train"][0].mean(axis=0), atol=1e-3)
-    from eps_resnet.export import input_mean
+    from eps_resnet.runs.export import input_mean
 
     np.testing.assert_array_equal(input_mean(s), flow.source.mean)  # exported models subtract it too
     assert len(flow.source.images) == 40

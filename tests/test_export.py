@@ -23,10 +23,10 @@ CLASSIFY = (
 def test_exported_baseline_classifies_raw_images(tmp_path, dataset, tf):
     from tensorpack.tfutils.sessinit import DictRestore
 
-    from eps_resnet.evaluate import predictor, read_checkpoint
-    from eps_resnet.export import input_mean
     from eps_resnet.models.resnet import build_model
-    from eps_resnet.runfolder import latest_checkpoint, run_settings
+    from eps_resnet.runs.evaluate import predictor
+    from eps_resnet.runs.export import input_mean
+    from eps_resnet.training.runfolder import latest_checkpoint, read_checkpoint, run_settings
 
     data = []
     if dataset == "digits":

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from eps_resnet.gate import GATE_L
+from eps_resnet.models.gate import GATE_L
 
 
 def literal_gate(tf, F, eps, L=GATE_L):
@@ -16,7 +16,7 @@ def literal_gate(tf, F, eps, L=GATE_L):
 @pytest.fixture(scope="module")
 def gate_graph(tf):
     """One graph with the fast gate and the literal formula on the same inputs."""
-    from eps_resnet.gate import gated_residual
+    from eps_resnet.models.gate import gated_residual
 
     g = tf.Graph()
     with g.as_default():

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from eps_resnet.gpus import SlotError, hold
+from eps_resnet.workflow.gpus import SlotError, hold
 
 HOLDER = """
 import sys, time
-from eps_resnet.gpus import hold
+from eps_resnet.workflow.gpus import hold
 with hold(int(sys.argv[1]), total=4, lock_dir=sys.argv[2]) as ids:
     print(",".join(map(str, ids)), flush=True)
     time.sleep(float(sys.argv[3]))

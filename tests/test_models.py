@@ -4,7 +4,7 @@ import pytest
 
 from eps_resnet.models import check_depth, make_layout
 from eps_resnet.models.layouts import block_parameters, count_parameters
-from eps_resnet.recipe import RECIPES
+from eps_resnet.training.recipe import RECIPES
 
 
 def build(tf, family, depth, variant, classes=10, size=32, data_format="NHWC", training=True):

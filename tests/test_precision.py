@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from eps_resnet.cli import main
-from eps_resnet.devices import BF16_CPU_FLAGS, decide
-from eps_resnet.gate import GATE_L
-from eps_resnet.provenance import cpu
-from eps_resnet.settings import SettingsError, TrainSettings
+from eps_resnet.models.gate import GATE_L
+from eps_resnet.training.devices import BF16_CPU_FLAGS, decide
+from eps_resnet.training.provenance import cpu
+from eps_resnet.training.settings import SettingsError, TrainSettings
 
 HAS_BF16 = bool(set(BF16_CPU_FLAGS) & set(cpu()["flags"]))
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no avx512_bf16/amx_bf16: the "
@@ -29,7 +29,7 @@ def literal_T(values32: np.ndarray, eps: float, L: float = GATE_L) -> float:
 
 @pytest.mark.parametrize("eps", [2.3, 2.5, 1.8, 0.1, 7.7])
 def test_gate_decision_on_bfloat16_branches_is_the_float32_formula(tf, eps):
-    from eps_resnet.gate import gate_value
+    from eps_resnet.models.gate import gate_value
 
     bf16 = tf.bfloat16.as_numpy_dtype
     # values at ε and at the bfloat16 numbers next to it (ε itself is mostly not one)

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eps_resnet import plots
+from eps_resnet.results import plots
 from eps_resnet.cli import main
 from eps_resnet.models.layouts import count_parameters, make_layout
-from eps_resnet.parse import ParseError, parse_run, parse_runs
-from eps_resnet.summary import summarize, to_markdown
+from eps_resnet.results.parse import ParseError, parse_run, parse_runs
+from eps_resnet.results.summary import summarize, to_markdown
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 ORIGINAL = os.path.join(FIX, "original", "train_log.cifar10-e_2.5-n_1")
@@ -256,7 +256,7 @@ def test_summarize_command(tmp_path):
 def test_summary_and_figures_over_seeds(tmp_path):
     """Three seeds of the ε run: the per-setting table has their mean and standard deviation;
     the val-error figure draws one mean line with a band; the ratio figure shows every seed."""
-    from eps_resnet.summary import by_setting, write
+    from eps_resnet.results.summary import by_setting, write
 
     df, _, _ = cifar_table()
     seeds = []

@@ -204,7 +204,7 @@ def test_files_follow_the_umask(pristine, tmp_path):
 
 
 def test_empty_results_are_an_error(tmp_path, capsys):
-    from eps_resnet.parse import COLUMNS
+    from eps_resnet.results.parse import COLUMNS
 
     csv = tmp_path / "runs.csv"
     csv.write_text(",".join(COLUMNS) + "\n")

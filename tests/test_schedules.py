@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from eps_resnet.recipe import RECIPES
-from eps_resnet.runfolder import stat_history
-from eps_resnet.schedules import AdaptiveRestart, epsilon_schedule, replay, value_at
+from eps_resnet.training.recipe import RECIPES
+from eps_resnet.training.runfolder import stat_history
+from eps_resnet.training.schedules import AdaptiveRestart, epsilon_schedule, replay, value_at
 
 BASE = RECIPES["cifar"].lr_points("standard")  # 0.1, x0.1 after 82 and 123, 2e-4 after 300
 FAST = RECIPES["cifar"].lr_points("adaptive")  # 0.1, x0.1 after 41 and 61, 2e-4 after 150

@@ -2,7 +2,7 @@
 import pytest
 
 from eps_resnet.cli import main
-from eps_resnet.selfcheck import Check, device_hours, gate, report
+from eps_resnet.workflow.selfcheck import Check, device_hours, gate, report
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ from eps_resnet.cli import train_settings
 from eps_resnet.data import DATASETS, PREPARABLE
 from eps_resnet.models import FAMILIES, VARIANTS
 from eps_resnet.models.resnet import build_model
-from eps_resnet.recipe import LR_MODES, RECIPES, markdown_table
-from eps_resnet.settings import PRECISIONS, SettingsError, TrainSettings, default_of
-from eps_resnet.workflow import RunTable, WorkflowConfigError
+from eps_resnet.training.recipe import LR_MODES, RECIPES, markdown_table
+from eps_resnet.training.settings import PRECISIONS, SettingsError, TrainSettings, default_of
+from eps_resnet.workflow.config import RunTable, WorkflowConfigError
 from helpers import ROOT, load
 
 
@@ -147,16 +147,85 @@ def test_readme_recipe_table_is_the_package_table():
 
 # -- one room per concern ---------------------------------------------------------------------
 def test_results_settings_and_workflow_modules_do_not_start_tensorflow():
-    code = ("import sys; import eps_resnet.parse, eps_resnet.summary, eps_resnet.plots, "
-            "eps_resnet.settings, eps_resnet.runfolder, eps_resnet.workflow, eps_resnet.recipe, "
-            "eps_resnet.gate; print('tensorflow' in sys.modules)")
+    modules = ["results.parse", "results.summary", "results.plots", "results.estimate",
+               "training.settings", "training.runfolder", "training.runlog", "training.recipe",
+               "workflow.config", "models.gate", "cli"]
+    code = (f"import sys; import {', '.join('eps_resnet.' + m for m in modules)}; "
+            "print('tensorflow' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "False"
 
 
+#: The pipeline's stages, each a subpackage that imports only those before it (the base modules
+#: compat, errors, atomic and the paper's reference data come first).
+STAGES = ["base", "data", "models", "training", "runs", "results", "workflow", "cli"]
+
+
+def _package_imports():
+    """{module: [(imported module, line)]} of every relative import in eps_resnet, at any depth
+    (function-level imports included), except those under ``if TYPE_CHECKING:``."""
+    import ast
+
+    package = os.path.join(ROOT, "eps_resnet")
+    found = {}
+    for folder, _, files in os.walk(package):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+            if name == "__init__.py":
+                module = parent = module[:-len(".__init__")]
+            else:
+                parent = module.rsplit(".", 1)[0]
+            tree = ast.parse(open(path).read())
+            hidden = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                      and getattr(node.test, "id", None) == "TYPE_CHECKING"
+                      for n in ast.walk(node)}
+            edges = []
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.level and id(node) not in hidden:
+                    base = parent.split(".")[:len(parent.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                    edges += [(target if node.module else f"{target}.{a.name}", node.lineno)
+                              for a in node.names]
+            found[module] = edges
+    return found
+
+
+def _stage(module: str) -> str:
+    part = module.split(".")[1] if module.count(".") else "base"
+    return part if part in STAGES else "base"
+
+
+def test_imports_run_down_the_stages_without_circles():
+    imports = _package_imports()
+    upward = [f"{m} imports {t} (line {n})" for m, edges in imports.items() for t, n in edges
+              if STAGES.index(_stage(t)) > STAGES.index(_stage(m))]
+    assert not upward, upward
+    # module-level circles: a module reaching itself through the modules it imports
+    graph = {m: {t if t in imports else t.rsplit(".", 1)[0] for t, _ in edges} & set(imports) - {m}
+             for m, edges in imports.items()}
+    for start in graph:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            m = todo.pop()
+            assert m != start, f"{start} reaches itself through its imports ({sorted(seen)})"
+            if m not in seen:
+                seen.add(m)
+                todo += graph[m]
+    assert set(_stage(m) for m in imports) == set(STAGES)
+
+
+def test_every_stage_says_what_it_holds_and_may_import():
+    for stage in STAGES[1:]:
+        doc = __import__(f"eps_resnet.{stage}", fromlist=["_"]).__doc__ or ""
+        assert "import" in doc, f"eps_resnet/{stage}/__init__.py does not say what it may import"
+
+
 def test_cifar_baselines_warm_up_for_one_epoch_as_the_original_baselines():
-    from eps_resnet.schedules import AdaptiveRestart, replay
+    from eps_resnet.training.schedules import AdaptiveRestart, replay
 
     cifar = RECIPES["cifar"]
     assert replay(AdaptiveRestart(cifar.lr_points("standard", "standard")), [], 3) == [0.01, 0.1, 0.1]

@@ -49,7 +49,7 @@ def capture(names):
 
 def train(out, *args, callbacks=()):
     from eps_resnet.cli import train_settings
-    from eps_resnet.train import train as run
+    from eps_resnet.training.train import train as run
 
     return run(train_settings([*ARGS, *args, "--out", str(out)]), extra_callbacks=list(callbacks))
 
@@ -79,8 +79,7 @@ def test_epsilon_is_one_variable_and_reaches_every_tower(two_towers):
 
 
 def test_checkpoint_holds_one_copy_and_evaluates_on_one_tower(two_towers, tmp_path, capsys):
-    from eps_resnet.evaluate import read_checkpoint
-    from eps_resnet.runfolder import latest_checkpoint
+    from eps_resnet.training.runfolder import latest_checkpoint, read_checkpoint
 
     out, _, _ = two_towers
     names = list(read_checkpoint(latest_checkpoint(str(out))[0]))

@@ -1,8 +1,10 @@
-"""Datasets: what each one is (this file, importable without TensorFlow) and its dataflows.
+"""Datasets: what each one is (this file, importable without TensorFlow), preparing them on disk
+(prepare, files, one module per source) and the ordered dataflows that feed training (dataflows).
 
-The table below is what argument checking and the workflow need to know about a dataset before
-anything heavy is imported: which network family trains on it, how many classes and what image
-size it has, and which training recipe (:mod:`eps_resnet.recipe`) applies to it.
+May import only the base modules (compat, errors, atomic). The table below is what argument
+checking and the workflow need to know about a dataset before anything heavy is imported: which
+network family trains on it, how many classes and what image size it has, and which training
+recipe (:mod:`eps_resnet.training.recipe`) applies to it.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ class DatasetInfo:
     name: str
     num_classes: int
     image_size: int
-    #: network family -> recipe (:data:`eps_resnet.recipe.RECIPES`); the first family is the
+    #: network family -> recipe (:data:`eps_resnet.training.recipe.RECIPES`); the first family is the
     #: dataset's own, and only the families listed here train on it.
     recipes: dict[str, str] = field(hash=False)
     description: str = ""
@@ -52,64 +54,3 @@ def dataset_info(name: str) -> DatasetInfo:
     except KeyError:
         raise ValueError(
             f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}") from None
-
-
-def training_part(settings, meta: dict) -> tuple[int | None, str]:
-    """Which of a prepared in-memory dataset's training images a run uses (None: all; else the
-    first so many) and the file of their per-pixel mean, which the dataflows and exported models
-    subtract: only SVHN on train alone differs from (None, "mean.npy")."""
-    if settings.dataset == "svhn":
-        from .svhn import training_part as svhn_part
-
-        return svhn_part(meta, settings.svhn_extra, settings.data_dir)
-    return None, "mean.npy"
-
-
-def get_dataflow(settings, split: str, batch: int):
-    """The dataflow of ``split`` ("train" or "val") in batches of ``batch`` for resolved
-    TrainSettings (with several GPUs, ``batch`` is one GPU's share): batch ``k`` is a function of
-    (seed, k) alone, delivered in order (:mod:`.ordered`); training batches are computed ahead
-    by ``settings.data_workers`` processes, validation batches in this one."""
-    from .ordered import OrderedBatches
-
-    recipe, seed = settings.recipe, settings.seed
-    if settings.dataset == "synthetic":
-        from .synthetic import source
-
-        src = source(split, batch, settings.image_size, settings.classes, seed,
-                     uint8=recipe.input_format == "rgb8")
-    else:
-        from .prepare import memory_source, open_prepared
-
-        meta = open_prepared(settings.data_dir, settings.dataset)
-        if recipe.augmentation == "imagenet":
-            from .imagenet import dataflow
-
-            return dataflow(settings.data_dir, meta, split, batch, settings.data_workers,
-                            settings.image_size, seed)
-        else:
-            rows, mean_file = training_part(settings, meta)
-            src = memory_source(settings.data_dir, split, batch, recipe.augmentation, seed, rows,
-                                mean_file)
-    # Synthetic batches are ready-made arrays: worker processes would only add copies.
-    workers = settings.data_workers if split == "train" and settings.dataset != "synthetic" else 0
-    return OrderedBatches(src, workers)
-
-
-def epoch_steps(settings, train_flow) -> tuple[int, str | None]:
-    """Steps per epoch of a run and, where an epoch is not one pass over its training images,
-    why (recorded in run.yaml): ``--steps-per-epoch``, else one pass, except SVHN on train
-    alone, whose epoch keeps the steps of the original's train + extra so that the recipe's
-    schedule (in epochs) decays at the same steps."""
-    if settings.steps_per_epoch:
-        return settings.steps_per_epoch, None
-    if settings.dataset == "svhn" and not settings.svhn_extra:
-        from .prepare import open_prepared
-        from .svhn import epoch_steps as svhn_epoch
-
-        steps = svhn_epoch(open_prepared(settings.data_dir, "svhn"), settings.batch)
-        passes = steps / len(train_flow)
-        return steps, (f"svhn_extra off: an epoch is {steps} steps, as one pass over train + extra "
-                       f"in the original, i.e. {passes:.2f} passes over the train images; the "
-                       "schedule's epochs decay at the original's steps")
-    return len(train_flow), None

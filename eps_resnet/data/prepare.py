@@ -153,7 +153,7 @@ def per_pixel_mean(images: np.ndarray) -> np.ndarray:
 def memory_source(data_dir: str, split: str, batch: int, augmentation: str = "none", seed: int = 0,
                   train_rows: int | None = None, mean_file: str = "mean.npy"):
     """An in-memory dataset's batch source (:mod:`.ordered`); training batches go through
-    ``augmentation`` (a name of :data:`eps_resnet.recipe.AUGMENTATIONS`, from the run's recipe).
+    ``augmentation`` (a name of :data:`eps_resnet.training.recipe.AUGMENTATIONS`, from the run's recipe).
     ``train_rows``: train on the first rows of the stored training images only (SVHN without
     extra), with the per-pixel mean of ``mean_file`` subtracted from both splits."""
     from . import augment

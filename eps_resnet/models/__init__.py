@@ -1,7 +1,8 @@
-"""Network layouts (plain data, :mod:`.layouts`) and the tensorpack model (:mod:`.resnet`).
+"""The networks: block layouts (plain data, :mod:`.layouts`), the ε gate (:mod:`.gate`), the blocks
+(:mod:`.blocks`) and the tensorpack model (:mod:`.resnet`).
 
-Importing this package does not import TensorFlow; import :mod:`eps_resnet.models.resnet` for the
-model itself.
+May import data/ and the base modules; the training recipe arrives as an argument. Importing this
+package does not import TensorFlow; import :mod:`eps_resnet.models.resnet` for the model itself.
 """
 from .layouts import FAMILIES, IMAGENET_DEPTHS, Block, Layout, check_depth, make_layout
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tensorpack import ModelDesc
 from tensorpack.models import (AvgPooling, BatchNorm, BNReLU, Conv2D, FullyConnected,
@@ -21,11 +22,13 @@ from tensorpack.tfutils.summary import add_moving_summary
 from tensorpack.models.regularize import regularize_cost
 
 from ..compat import import_tf
-from ..gate import gated_residual
-from ..recipe import Recipe
 from . import VARIANTS
 from .blocks import BLOCK_FUNCTIONS
+from .gate import gated_residual
 from .layouts import Layout, make_layout
+
+if TYPE_CHECKING:  # the recipe is training's: it arrives here as an argument
+    from ..training.recipe import Recipe
 
 tf = import_tf()
 
@@ -64,7 +67,7 @@ class ModelSpec:
 
 def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC",
                 mixed_kind: str | None = None) -> "ResNetModel":
-    """The model of resolved :class:`~eps_resnet.settings.TrainSettings`: the one way training,
+    """The model of resolved :class:`~eps_resnet.training.settings.TrainSettings`: the one way training,
     compression, evaluation and export build it. ``layout``: another layout of the same run
     (a compressed one); default, the run's own."""
     return ResNetModel(ModelSpec(

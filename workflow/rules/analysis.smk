@@ -117,7 +117,7 @@ rule estimate:
         os.path.join(LOGS, "estimate.log"),
     run:
         from eps_resnet.atomic import write_text
-        from eps_resnet.estimate import (
+        from eps_resnet.results.estimate import (
             estimate,
             markdown,
             parse_throughput,

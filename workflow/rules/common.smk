@@ -4,17 +4,17 @@ import os
 import sys
 
 from eps_resnet.data import DATASETS, PREPARABLE
-from eps_resnet.gpus import machine_gpus, visible_pool
-from eps_resnet.plots import GRID_KINDS
-from eps_resnet.plots import KINDS as PLOT_KINDS
-from eps_resnet.runfolder import (
+from eps_resnet.results.plots import GRID_KINDS
+from eps_resnet.results.plots import KINDS as PLOT_KINDS
+from eps_resnet.training.runfolder import (
     COMPRESSED_DIR,
     COMPRESSED_FILE,
     DONE_FILE,
     EVAL_FILE,
     run_path,
 )
-from eps_resnet.workflow import RunTable, WorkflowConfigError, validate_config
+from eps_resnet.workflow.config import RunTable, WorkflowConfigError, validate_config
+from eps_resnet.workflow.gpus import machine_gpus, visible_pool
 
 # One line naming the key for a config that is wrong (snakemake.utils.validate would print the
 # whole schema); the schema's defaults are filled in.

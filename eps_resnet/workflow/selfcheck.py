@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import first_line
+from ..errors import first_line
 
 
 @dataclass
@@ -32,8 +32,8 @@ def devices() -> tuple[Check, dict]:
     """What TensorFlow sees: GPUs (name, compute capability, memory) or the CPU's features."""
     import tensorflow as tf
 
-    from .devices import BF16_CPU_FLAGS
-    from .provenance import cpu
+    from ..training.devices import BF16_CPU_FLAGS
+    from ..training.provenance import cpu
 
     c = cpu()
     found = {"cpu": c, "gpus": []}
@@ -66,9 +66,9 @@ def _gpu_memory_gb(device) -> float | None:
 def layouts(gpu: bool) -> Check:
     """NHWC and NCHW give the same logits for the same weights (on a CPU, NCHW is compiled by
     XLA: TensorFlow's CPU pooling kernels are NHWC-only)."""
-    from .compat import import_tf
-    from .models.resnet import build_model
-    from .settings import TrainSettings
+    from ..compat import import_tf
+    from ..models.resnet import build_model
+    from ..training.settings import TrainSettings
 
     tf = import_tf()
     worst = 0.0
@@ -113,8 +113,8 @@ def _null():
 def gate() -> Check:
     """The gate on this device: a planted block whose response stays below ε closes, one with a
     single element above ε stays open (ε = 2.3, not a bfloat16 number)."""
-    from .compat import import_tf
-    from .gate import gate_value
+    from ..compat import import_tf
+    from ..models.gate import gate_value
 
     tf = import_tf()
     eps = 2.3
@@ -133,9 +133,9 @@ def gate() -> Check:
 def throughput(found: dict, quick: bool, log=print) -> tuple[list[Check], dict]:
     """img/s of ResNet-110 (CIFAR family) and ResNet-50 (ImageNet family) on synthetic data, on
     one device and on all devices, in fp32 and (where the hardware has it) mixed precision."""
-    from .devices import BF16_CPU_FLAGS
-    from .estimate import flops
-    from .throughput import images_per_second
+    from ..results.estimate import flops
+    from ..training.devices import BF16_CPU_FLAGS
+    from ..training.throughput import images_per_second
 
     n_gpus = len(found["gpus"])
     device_sets = [1] + ([n_gpus] if n_gpus > 1 else []) if n_gpus else [0]
@@ -173,8 +173,8 @@ def device_hours(rates: dict, found: dict) -> Check:
     train) at the measured throughput of one device, through `eps-resnet estimate`'s counting."""
     import tempfile
 
-    from .estimate import estimate, runs_of
-    from .workflow import SCHEMA, RunTable, load_config, validate_config
+    from ..results.estimate import estimate, runs_of
+    from .config import PROJECT, RunTable, load_config, validate_config
 
     unit = "GPU-hours" if found["gpus"] else "CPU-hours"
     # one device's best rate per measured network: the hours add up per device
@@ -183,7 +183,7 @@ def device_hours(rates: dict, found: dict) -> Check:
         if gpus <= 1:
             depth = 110 if family == "cifar" else 50
             measured[depth] = max(rate, measured.get(depth, 0.0))
-    paper = os.path.join(os.path.dirname(SCHEMA), "..", "..", "config", "experiments.yaml")
+    paper = os.path.join(PROJECT, "config", "experiments.yaml")
     if not measured or not os.path.exists(paper):
         return Check("estimate", False, "no throughput measured" if not measured else f"{paper} missing")
     with tempfile.TemporaryDirectory() as nowhere:  # count every run, none trained yet

@@ -17,7 +17,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 
-from .errors import EpsResnetError
+from ..errors import EpsResnetError
 
 DEFAULT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "eps-resnet-gpu-slots")
 

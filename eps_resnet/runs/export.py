@@ -12,10 +12,10 @@ import shutil
 
 import numpy as np
 
-from .evaluate import EvaluateError, check_fits, describe, read_checkpoint
-from .models.layouts import Layout, make_layout
-from .runfolder import choose_checkpoint, lock, run_settings
-from .settings import TrainSettings
+from ..models.layouts import Layout, make_layout
+from ..training.runfolder import choose_checkpoint, lock, read_checkpoint, run_settings
+from ..training.settings import TrainSettings
+from .evaluate import EvaluateError, check_fits, describe
 
 
 def input_mean(settings: TrainSettings) -> np.ndarray | None:
@@ -26,8 +26,8 @@ def input_mean(settings: TrainSettings) -> np.ndarray | None:
     size = settings.image_size
     if settings.dataset == "synthetic":  # generated around 0: raw pixels are value + 128
         return np.full((size, size, 3), 128.0, np.float32)
-    from .data import training_part
-    from .data.files import read_marker
+    from ..data.dataflows import training_part
+    from ..data.files import read_marker
 
     data_dir = settings.data_dir or ""
     meta = read_marker(data_dir)  # (none: the file below is reported missing)
@@ -42,8 +42,8 @@ def export_saved_model(settings: TrainSettings, layout: Layout, checkpoint: str,
     """Write the SavedModel of ``layout`` with the weights of ``checkpoint`` to ``path``."""
     from tensorpack.tfutils.tower import TowerContext
 
-    from .compat import import_tf
-    from .models.resnet import build_model
+    from ..compat import import_tf
+    from ..models.resnet import build_model
 
     tf = import_tf()
     mean = input_mean(settings)
@@ -72,7 +72,7 @@ def export_saved_model(settings: TrainSettings, layout: Layout, checkpoint: str,
 def export(run_dir: str, out: str, step: int | None = None, data_dir: str | None = None,
            log=print) -> str:
     """The SavedModel of a trained run (any variant) at ``step`` (default: the newest)."""
-    from .models.resnet import build_model
+    from ..models.resnet import build_model
 
     settings = run_settings(run_dir)
     if data_dir:

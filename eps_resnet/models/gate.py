@@ -24,7 +24,7 @@ reference):
 """
 from __future__ import annotations
 
-from .compat import import_tf
+from ..compat import import_tf
 
 #: The slope of the gate's ReLUs; the original implementation uses 1e6.
 GATE_L = 1e6

@@ -1,4 +1,4 @@
-"""tensorpack callbacks that apply :mod:`eps_resnet.schedules` to graph variables.
+"""tensorpack callbacks that apply :mod:`eps_resnet.training.schedules` to graph variables.
 
 Both rebuild their state when a run resumes: the value in force is recomputed from the schedule
 (and, for the adaptive rule, from the ``discarded_cnt`` history in the run's stats.json), so a
@@ -53,7 +53,7 @@ class EpochScheduleSetter(_VariableSetter):
 
 class LearningRateSetter(_VariableSetter):
     """The learning rate from a base schedule, restarted faster when ``stat`` rises
-    (:class:`~eps_resnet.schedules.AdaptiveRestart`; without ``fast`` a plain schedule)."""
+    (:class:`~eps_resnet.training.schedules.AdaptiveRestart`; without ``fast`` a plain schedule)."""
 
     def __init__(self, base: Points, fast: Points | None = None, stat: str = "discarded_cnt",
                  var_name: str = "learning_rate"):
@@ -153,7 +153,7 @@ class DeterminismCheck(Callback):
 class DiscardedBlocksPrinter(Callback):
     """After each epoch, one log line for all gated blocks instead of one per block (54 for
     ResNet-110): which are discarded, and every block's moving-average is_discarded in a form
-    the log parser reads back (eps_resnet.parse)."""
+    the log parser reads back (eps_resnet.results.parse)."""
 
     def __init__(self, blocks, discarded_at: float):
         self.blocks, self.discarded_at = list(blocks), discarded_at

@@ -8,11 +8,11 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from .atomic import read_yaml, write_text
-from .data import DATASETS
-from .models.layouts import check_depth, count_parameters, make_layout
-from .gate import CLOSED_AT, DISCARDED_AT
-from .runfolder import COMPRESSED_FILE, EVAL_FILE
+from ..atomic import read_yaml, write_text
+from ..data import DATASETS
+from ..models.gate import CLOSED_AT, DISCARDED_AT
+from ..models.layouts import check_depth, count_parameters, make_layout
+from ..training.runfolder import COMPRESSED_FILE, EVAL_FILE
 
 SUMMARY_COLUMNS = [
     "run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed", "epochs",

@@ -3,7 +3,7 @@ training, with every default filled in from the recipe and every rule checked on
 
 Everything here is plain Python (no TensorFlow), so that bad input is refused in a fraction of a
 second with a one-line message naming the flag and the allowed values. The workflow builds the
-same record from config/experiments.yaml (:mod:`eps_resnet.workflow`) and hands it to
+same record from config/experiments.yaml (:mod:`eps_resnet.workflow.config`) and hands it to
 ``eps-resnet train`` as flags (:meth:`TrainSettings.to_args`), which the command parses back into
 an equal record.
 """
@@ -14,13 +14,13 @@ import math
 import os
 from dataclasses import dataclass
 
-from .data import DATASETS, dataset_info
-from .errors import EpsResnetError
-from .models import FAMILIES, VARIANTS, check_depth
+from ..data import DATASETS, dataset_info
+from ..errors import EpsResnetError
+from ..models import FAMILIES, VARIANTS, check_depth
 from .recipe import LR_MODES, RECIPES, Recipe
 from .schedules import epsilon_schedule
 
-#: fp32, or mixed: bfloat16 on CPUs that have it, float16 on NVIDIA GPUs (eps_resnet.devices)
+#: fp32, or mixed: bfloat16 on CPUs that have it, float16 on NVIDIA GPUs (eps_resnet.training.devices)
 PRECISIONS = ("fp32", "mixed")
 
 #: Settings that may differ when a run folder is reused: where things are, how many devices and

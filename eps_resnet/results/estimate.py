@@ -12,10 +12,10 @@ import math
 import os
 from dataclasses import dataclass
 
-from .data.svhn import PUBLISHED as SVHN_IMAGES
-from .errors import EpsResnetError
-from .models.layouts import count_flops, make_layout
-from .runfolder import read_stats
+from ..data.svhn import PUBLISHED as SVHN_IMAGES
+from ..errors import EpsResnetError
+from ..models.layouts import count_flops, make_layout
+from ..training.runfolder import read_stats
 
 #: Training images per epoch by dataset (the digits demo: its prepared split; SVHN: train +
 #: extra, also for a run on train alone, whose epoch keeps that many steps: see data.svhn).
@@ -70,7 +70,7 @@ def throughput_for(family: str, depth: int, size: int, measured: dict[int, float
 
 
 def _valid(family: str, depth: int) -> bool:
-    from .models.layouts import check_depth
+    from ..models.layouts import check_depth
 
     try:
         check_depth(family, depth)
@@ -80,7 +80,7 @@ def _valid(family: str, depth: int) -> bool:
 
 
 def estimate(runs, measured: dict[int, float]) -> list[Cost]:
-    """The cost of each workflow Run (eps_resnet.workflow.Run) that is not finished."""
+    """The cost of each workflow Run (eps_resnet.workflow.config.Run) that is not finished."""
     costs = []
     for run in runs:
         s = run.settings.resolved()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .runfolder import read_stats
+from ..training.runfolder import read_stats
 
 
 @dataclass

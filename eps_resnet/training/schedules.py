@@ -1,5 +1,5 @@
 """Learning-rate and ε schedules: pure rules (the callbacks that apply them are in
-:mod:`eps_resnet.callbacks`; the schedules' values are in :mod:`eps_resnet.recipe`).
+:mod:`eps_resnet.training.callbacks`; the schedules' values are in :mod:`eps_resnet.training.recipe`).
 
 A schedule is a list of ``(epoch, value)`` points: the value takes effect after ``epoch`` epochs
 have finished (``epoch = 0``: before the first epoch), as in tensorpack's

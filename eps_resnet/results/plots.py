@@ -1,4 +1,4 @@
-"""The paper's figures from the tidy table of :mod:`eps_resnet.parse`, one function per kind.
+"""The paper's figures from the tidy table of :mod:`eps_resnet.results.parse`, one function per kind.
 
 One style for all: the Okabe-Ito colour-blind-safe palette, one colour per run (standard, side,
 each ε), labelled axes with units, a legend, and a note naming the runs that are still missing.
@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
-from .gate import DISCARDED_AT  # noqa: E402
+from ..atomic import atomic_path  # noqa: E402
+from ..models.gate import DISCARDED_AT  # noqa: E402
 
 #: Figures of one experiment, and figures of a dataset's grid (several experiments' final values).
 KINDS = ("val-error", "lr", "compression-ratio", "blocks")
@@ -300,7 +300,7 @@ def _draw_paper(ax, paper: pd.DataFrame, x: str, y: str, colour: str, label: str
 
 
 def _grid_table(df: pd.DataFrame):
-    """Per run the final values (:func:`eps_resnet.summary.summarize`), with ``ratio`` in the
+    """Per run the final values (:func:`eps_resnet.results.summary.summarize`), with ``ratio`` in the
     paper's definition, and the paper's numbers of the datasets present."""
     from .summary import paper_reference, summarize
 

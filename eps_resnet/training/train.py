@@ -1,6 +1,6 @@
 """Training: resolved settings -> tensorpack TrainConfig -> launch, with resume and run.yaml.
 
-Running the same command on the same run folder (:mod:`eps_resnet.runfolder`) resumes from the
+Running the same command on the same run folder (:mod:`eps_resnet.training.runfolder`) resumes from the
 newest checkpoint; on a finished run it does nothing.
 """
 from __future__ import annotations
@@ -11,13 +11,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .compat import session_config
-from .data import epoch_steps, get_dataflow
+from ..compat import session_config
+from ..data.dataflows import epoch_steps, get_dataflow
+from ..errors import first_line
 from .devices import DevicePlan, decide
-from .errors import first_line
 from .provenance import cpu, environment
-from .runfolder import (check_same_run, load_run_file, lock, repair_stats, resume_point,
-                        truncate_stats, write_run_file)
+from .runfolder import (check_same_run, load_run_file, lock, resume_point, truncate_stats,
+                        write_run_file)
+from .runlog import repair_stats
 from .settings import SettingsError, TrainSettings, check_gpu_split
 
 CHECKPOINTS_KEPT = 10
@@ -41,7 +42,7 @@ class Plan:
 
 
 def visible_gpu_count() -> int:
-    from .compat import visible_gpus
+    from ..compat import visible_gpus
 
     return len(visible_gpus())
 
@@ -77,7 +78,7 @@ def seeded(seed: int, deterministic: bool):
     import numpy as np
     from tensorflow.python.framework import config
 
-    from .compat import import_tf
+    from ..compat import import_tf
 
     random.seed(seed)
     np.random.seed(seed)
@@ -131,7 +132,7 @@ def inferencers(model):
 
 
 def _run_record(p: Plan, status: str, started: str) -> dict:
-    from .models import make_layout
+    from ..models import make_layout
 
     s, d = p.settings, p.devices
     layout = make_layout(s.family, s.depth)
@@ -186,7 +187,7 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
         log(f"{s.out}: already finished ({s.epochs} epochs, checkpoint {p.checkpoint}); nothing to do")
         return p
 
-    from .compat import import_tf
+    from ..compat import import_tf
 
     tf = import_tf()
     from tensorpack import (EstimatedTimeLeft, InferenceRunner, JSONWriter, ScalarPrinter,
@@ -198,9 +199,9 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
 
     from .callbacks import (CheckpointAfterStats, DeterminismCheck, DiscardedBlocksPrinter,
                             EpochScheduleSetter, LearningRateSetter, OrderedQueueInput)
-    from .gate import DISCARDED_AT
-    from .models import make_layout
-    from .models.resnet import build_model
+    from ..models import make_layout
+    from ..models.gate import DISCARDED_AT
+    from ..models.resnet import build_model
 
     previous = load_run_file(s.out) or {}
     started = previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,6 +1,6 @@
 """Evaluation: the validation error of a run folder's checkpoint or of a compressed model, and the
-inference pieces compression shares with it (reading a checkpoint, a predictor, validation
-batches).
+inference pieces compression and export share with it (the fit of a checkpoint to its network, a
+predictor, validation batches).
 """
 from __future__ import annotations
 
@@ -10,37 +10,23 @@ import re
 
 import numpy as np
 
-from .atomic import read_yaml, write_text
-from .errors import EpsResnetError, first_line
-from .models.layouts import Layout, layout_from_structure, make_layout
-from .runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, EVAL_FILE, choose_checkpoint, lock,
-                        run_settings)
-from .settings import TrainSettings
+from ..atomic import read_yaml, write_text
+from ..errors import EpsResnetError
+from ..models.layouts import Layout, layout_from_structure, make_layout
+from ..training.runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, EVAL_FILE, choose_checkpoint,
+                                  lock, read_checkpoint, run_settings)
+from ..training.settings import TrainSettings
 
 
 class EvaluateError(EpsResnetError):
     """A model folder or checkpoint that cannot be evaluated; the message names it."""
 
 
-def read_checkpoint(path: str) -> dict:
-    """Every variable of a checkpoint, {name: value}; read once, so that damage shows here and
-    the restores and checks that follow need no second read."""
-    from .compat import import_tf
-
-    tf = import_tf()
-    try:
-        reader = tf.train.load_checkpoint(path)
-        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-    except Exception as e:  # noqa: BLE001 (TensorFlow raises many types for a damaged file)
-        raise EvaluateError(f"checkpoint {path} cannot be read ({first_line(e) or type(e).__name__}); "
-                            "it may be corrupted") from None
-
-
 def model_variables(model) -> dict[str, tuple]:
     """{name: shape} of every variable the model's inference graph restores."""
     from tensorpack.tfutils.tower import TowerContext
 
-    from .compat import import_tf
+    from ..compat import import_tf
 
     tf = import_tf()
     with tf.Graph().as_default() as g:
@@ -80,7 +66,7 @@ def predictor(model, session_init, outputs):
     from tensorpack import OfflinePredictor, PredictConfig
     from tensorpack.tfutils.sesscreate import NewSessionCreator
 
-    from .compat import import_tf, session_config
+    from ..compat import import_tf, session_config
 
     tf = import_tf()
     with tf.Graph().as_default():
@@ -91,7 +77,7 @@ def predictor(model, session_init, outputs):
 
 def val_batches(settings: TrainSettings, limit: int | None):
     """(images, labels) batches of the validation set, at most ``limit`` images."""
-    from .data import get_dataflow
+    from ..data.dataflows import get_dataflow
 
     df = get_dataflow(settings, "val", min(settings.batch, 128))
     df.reset_state()
@@ -137,7 +123,7 @@ def evaluate(model_dir: str, data_dir: str | None = None, dataset: str | None = 
 def _evaluate(model_dir, settings, layout, ckpt, kind, out, limit, log) -> dict:
     from tensorpack.tfutils.sessinit import DictRestore
 
-    from .models.resnet import build_model
+    from ..models.resnet import build_model
 
     model, values = build_model(settings, layout), read_checkpoint(ckpt)
     check_fits(model, values, ckpt, f"{model_dir} ({describe(settings)})")

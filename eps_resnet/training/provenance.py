@@ -38,7 +38,7 @@ def versions() -> dict:
     import tensorflow
     import tensorpack
 
-    from . import __version__
+    from .. import __version__
 
     out = {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
            "tensorpack": tensorpack.__version__, "numpy": numpy.__version__,
@@ -52,7 +52,7 @@ def versions() -> dict:
 
 def gpus() -> dict | None:
     """GPU names and the CUDA/cuDNN TensorFlow was built with; None without GPUs."""
-    from .compat import visible_gpus
+    from ..compat import visible_gpus
 
     if not visible_gpus():
         return None
@@ -80,7 +80,7 @@ def dataset(settings) -> dict:
     """The prepared dataset a run reads: its marker's identity and file checksums."""
     if settings.dataset == "synthetic":
         return {"name": "synthetic", "generated_from_seed": settings.seed}
-    from .data.files import read_marker
+    from ..data.files import read_marker
 
     marker = read_marker(settings.data_dir) or {}
     keep = ("dataset", "prepared", "source", "md5", "images", "classes", "checksums")

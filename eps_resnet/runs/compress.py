@@ -5,7 +5,7 @@ the chosen checkpoint), checks that their branches really are negligible (gate c
 validation data, branch weights decayed), builds the smaller layout (a discarded block whose
 shortcut changes the shape keeps only that shortcut), copies the kept variables under their new
 names into a new checkpoint, compares the two networks' predictions on the validation set,
-exports a SavedModel, and writes ``compressed.yaml``. :mod:`eps_resnet.evaluate` measures a full
+exports a SavedModel, and writes ``compressed.yaml``. :mod:`eps_resnet.runs.evaluate` measures a full
 run or a compressed model on the validation set.
 """
 from __future__ import annotations
@@ -15,17 +15,16 @@ import time
 
 import numpy as np
 
-from .atomic import write_yaml
-from .errors import EpsResnetError
+from ..atomic import write_yaml
+from ..errors import EpsResnetError
+from ..models.gate import CLOSED_AT, DISCARDED_AT
+from ..models.layouts import (Layout, compress_layout, count_flops, count_parameters, make_layout,
+                              structure_of)
+from ..training.runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, SAVED_MODEL, STATS_FILE,
+                                  choose_checkpoint, lock, read_checkpoint, read_stats,
+                                  run_settings)
+from .evaluate import check_fits, describe, model_variables, predictor, val_batches
 from .export import export_saved_model
-from .evaluate import (check_fits, describe, model_variables, predictor, read_checkpoint,
-                       val_batches)
-from .gate import CLOSED_AT, DISCARDED_AT
-from .models.layouts import (Layout, compress_layout, count_flops, count_parameters, make_layout,
-                             structure_of)
-from .runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, SAVED_MODEL, STATS_FILE,
-                        choose_checkpoint, lock, read_stats, run_settings)
-from .settings import TrainSettings
 
 #: The agreement the compressed model must reach with the full one on validation images.
 MIN_AGREEMENT = 0.999
@@ -94,7 +93,7 @@ def compress(run_dir: str, out: str, step: int | None = None, limit: int | None 
 
 
 def _compress(settings, run_dir, out, path, step, values, limit, log, rule) -> dict:
-    from .models.resnet import build_model
+    from ..models.resnet import build_model
 
     checkpoint = read_checkpoint(path)
     full = make_layout(settings.family, settings.depth)
@@ -132,7 +131,7 @@ def _compress(settings, run_dir, out, path, step, values, limit, log, rule) -> d
 
     os.makedirs(out, exist_ok=True)
     with small_pred.graph.as_default():
-        from .compat import import_tf
+        from ..compat import import_tf
 
         import_tf().train.Saver().save(small_pred.sess, os.path.join(out, CHECKPOINT_PREFIX),
                                        write_meta_graph=False)

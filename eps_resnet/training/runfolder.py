@@ -5,7 +5,8 @@ A run folder holds ``log.log`` (plus ``log.log.<time>`` from earlier attempts), 
 ``checkpoint`` index, and ``run.yaml`` (settings, resolved values, environment, status). The
 workflow adds ``train.done`` when training finished, ``eval.json`` (validation of the full
 network) and, for ε-ResNets, ``compressed/`` (``compressed.yaml``, ``model``, ``saved_model/``,
-``eval.json``). Everything here is plain Python: no TensorFlow.
+``eval.json``). Importing this module starts no TensorFlow (reading a checkpoint back does); the
+log's format is read in :mod:`.runlog`.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import re
 import time
 from contextlib import contextmanager
 
-from .atomic import read_yaml, write_text, write_yaml
-from .errors import EpsResnetError, first_line
+from ..atomic import read_yaml, write_text, write_yaml
+from ..errors import EpsResnetError, first_line
 from .settings import NOT_IDENTITY, SettingsError, TrainSettings
 
 RUN_FILE = "run.yaml"
@@ -160,6 +161,20 @@ def choose_checkpoint(run_dir: str, step: int | None) -> tuple[str, int]:
     return found[step], step
 
 
+def read_checkpoint(path: str) -> dict:
+    """Every variable of a checkpoint, {name: value}; read once, so that damage shows here and
+    the restores and checks that follow need no second read."""
+    from ..compat import import_tf
+
+    tf = import_tf()
+    try:
+        reader = tf.train.load_checkpoint(path)
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    except Exception as e:  # noqa: BLE001 (TensorFlow raises many types for a damaged file)
+        raise RunFolderError(f"checkpoint {path} cannot be read ({first_line(e) or type(e).__name__}); "
+                             "it may be corrupted") from None
+
+
 def checkpoint_problem(path: str) -> str | None:
     """Why the checkpoint at ``path`` (``.../model-<step>``) cannot be restored, or None when
     every tensor in it reads back (TensorFlow checks each one's size and checksum)."""
@@ -167,11 +182,9 @@ def checkpoint_problem(path: str) -> str | None:
         return "its .index file is missing"
     if not glob.glob(glob.escape(path) + ".data-*"):
         return "its .data file is missing"
-    from .evaluate import EvaluateError, read_checkpoint  # (evaluate imports this module)
-
     try:
         read_checkpoint(path)
-    except EvaluateError as e:
+    except RunFolderError as e:
         return f"it does not read back ({str(e).split('(', 1)[-1].rsplit(')', 1)[0][:160]})"
     return None
 
@@ -257,28 +270,6 @@ def load_stats(path: str) -> list[dict]:
         raise RunFolderError(f"{path} holds a {type(stats).__name__}; expected tensorpack's list of "
                              "per-epoch metrics")
     return stats
-
-
-def repair_stats(out: str, warn=print) -> None:
-    """Set an unreadable stats.json aside (renamed, never deleted) and rebuild it from the run's
-    log files, which print every epoch's metrics too."""
-    try:
-        read_stats(out)
-        return
-    except RunFolderError as e:
-        problem = str(e)
-    from .parse import Anomalies, log_files, read_log
-
-    path = os.path.join(out, STATS_FILE)
-    aside = f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-    os.replace(path, aside)
-    entries: dict[tuple[int, int], dict] = {}
-    for epoch, step, name, value in read_log(log_files(out), Anomalies()):
-        entry = entries.setdefault((epoch, step), {"epoch_num": epoch, "global_step": step})
-        entry[name] = float(value)
-    write_text(path, json.dumps(list(entries.values())))
-    warn(f"{problem.split(';')[0]}: set aside as {os.path.basename(aside)}; rebuilt "
-         f"{len(entries)} epoch(s) from the log")
 
 
 def stat_history(stats_file: str, name: str, before_epoch: int) -> list[float]:

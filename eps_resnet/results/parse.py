@@ -1,27 +1,23 @@
 """Run folders -> one tidy long table (pandas): a row per (run, epoch, step, metric[, block]).
 
 Reads this project's runs (stats.json + run.yaml, with log.log as fallback) and the log.log of
-runs of the original tensorpack implementation, whose metric lines look like
-``[0326 12:00:00 @monitor.py:363] val_error: 0.0524`` under each epoch's
-``Epoch 3 (global_step 1170) finished`` header. Per-block discard values
+runs of the original tensorpack implementation (the log's format: :mod:`eps_resnet.training.runlog`).
+Per-block discard values
 (``res2.3/is_discarded``; the original ImageNet script's ``group1/block3/...`` too) become rows
 of metric ``is_discarded`` with the block's name and group as columns.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
-import warnings
-from collections import Counter
-from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .atomic import atomic_path
-from .errors import EpsResnetError
-from .runfolder import LOG_FILE, STATS_FILE, load_run_file
+from ..atomic import atomic_path
+from ..errors import EpsResnetError
+from ..training.runfolder import STATS_FILE, load_run_file
+from ..training.runlog import Anomalies, log_files, read_log
 
 COLUMNS = ["run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed",
            "epoch", "step", "metric", "block", "group", "value"]
@@ -44,30 +40,12 @@ ALIASES = {"val-error-top1": "val_error", "val-error-top5": "val_error_top5",
 BLOCK = re.compile(r"^(?:.*/)?(res(\d+)\.(\d+))/(is_discarded)$")
 ORIGINAL_IMAGENET_BLOCK = re.compile(r"^group(\d+)/block(\d+)/(is_discarded)$")
 SIDE = re.compile(r"^(?:group\d+/)?side_output/[^/]*?/?(val_error|train_error)$")
-EPOCH_HEADER = re.compile(r"Epoch (\d+) \(global_step (\d+)\) finished")
-#: This project's one line of per-block values (callbacks.DiscardedBlocksPrinter).
-BLOCKS_LINE = re.compile(r"\]\s+is_discarded per block \(.*?\):((?:\s+res\d+\.\d+=\S+)+)\s*$")
-BLOCK_VALUE = re.compile(r"(res\d+\.\d+)=(\S+)")
-METRIC_LINE = re.compile(r"^\[[^\]]*\]\s+([A-Za-z_][\w./\-]*):\s+([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))\s*$")
 RUN_NAME = re.compile(r"(?P<dataset>cifar100|cifar10|svhn|imagenet).*?e_(?P<eps>\d+(?:\.\d+)?)"
                       r"(?:.*?(?:n_(?P<n>\d+)|d_(?P<d>\d+)))?")
 
 
 class ParseError(EpsResnetError):
     """A run folder that cannot be read at all; the message names it."""
-
-
-@dataclass
-class Anomalies:
-    counts: Counter = field(default_factory=Counter)
-
-    def add(self, kind: str, n: int = 1):
-        self.counts[kind] += n
-
-    def warn(self, run: str):
-        if self.counts:
-            detail = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
-            warnings.warn(f"{run}: kept the readable data; {detail}", stacklevel=3)
 
 
 def _canonical(name: str):
@@ -133,43 +111,6 @@ def _salvage_json_list(text: str) -> list:
             break
         out.append(obj)
     return out
-
-
-def read_log(paths, anomalies: Anomalies):
-    """Records of tensorpack log files (this project's log.log or the original's), in order."""
-    records, epoch, step = [], None, None
-    for path in paths:
-        with open(path, errors="replace") as f:
-            lines = f.read().split("\n")
-        last = len(lines) - 1
-        for n, line in enumerate(lines):
-            if not line.strip():
-                continue
-            header = EPOCH_HEADER.search(line)
-            if header:
-                epoch, step = int(header.group(1)), int(header.group(2))
-                continue
-            blocks = BLOCKS_LINE.search(line)
-            if blocks and epoch is not None:
-                records += [(epoch, step, f"{b}/is_discarded", v)
-                            for b, v in BLOCK_VALUE.findall(blocks.group(1))]
-                continue
-            m = METRIC_LINE.match(line)
-            if m is None:
-                if n == last and epoch is not None and ":" in line and "@monitor" in line:
-                    anomalies.add("truncated last line")
-                continue
-            if epoch is None:
-                continue  # metrics printed before the first epoch (e.g. at start-up)
-            records.append((epoch, step, m.group(1), m.group(2)))
-    return records
-
-
-def log_files(run_dir: str) -> list[str]:
-    """log.log and the logs of earlier attempts (log.log.<time>), oldest first."""
-    older = sorted(glob.glob(os.path.join(run_dir, f"{LOG_FILE}.*")))
-    current = os.path.join(run_dir, LOG_FILE)
-    return older + ([current] if os.path.exists(current) else [])
 
 
 def run_metadata(run_dir: str) -> dict:
@@ -238,7 +179,7 @@ def parse_run(run_dir: str, experiment: str | None = None) -> pd.DataFrame:
 def _with_original_ratio(df: pd.DataFrame, meta: dict) -> pd.DataFrame:
     """Add ``discarded_ratio_original``: discarded_cnt over the original's denominator (3n + 2
     in the CIFAR family), the definition of the paper's numbers."""
-    from .models.layouts import check_depth, make_layout, original_ratio_denominator
+    from ..models.layouts import check_depth, make_layout, original_ratio_denominator
 
     cnt = df[df["metric"] == "discarded_cnt"]
     if cnt.empty or not meta.get("family") or meta.get("depth") is None:

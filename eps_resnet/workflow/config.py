@@ -2,9 +2,9 @@
 
 The Snakefile stays thin: it asks this module which runs an experiment has, what each run's
 folder is called, and the `eps-resnet train` flags of each. A run's settings are the very
-:class:`~eps_resnet.settings.TrainSettings` that `eps-resnet train` parses from those flags
+:class:`~eps_resnet.training.settings.TrainSettings` that `eps-resnet train` parses from those flags
 (tested for every run of the shipped configs), validated by the same
-:meth:`~eps_resnet.settings.TrainSettings.resolved` when the workflow starts.
+:meth:`~eps_resnet.training.settings.TrainSettings.resolved` when the workflow starts.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import yaml
 
-from .data import DATASETS
-from .errors import EpsResnetError
-from .runfolder import run_path
-from .settings import SettingsError, TrainSettings, default_of
+from ..data import DATASETS
+from ..errors import EpsResnetError
+from ..training.runfolder import run_path
+from ..training.settings import SettingsError, TrainSettings, default_of
 
 #: Experiment keys that are training settings, by the settings field they set (the others:
 #: depths, variants, epsilons, seeds, epochs and gpus make the runs; see :meth:`RunTable._runs`).
@@ -38,9 +38,10 @@ KEY_OF_FIELD = {**{v: k for k, v in SETTINGS_KEYS.items()}, "depth": "depths", "
 #: The group of an experiment without a ``group:`` key; `all` builds this group (and the summary).
 DEFAULT_GROUP = "main"
 
+#: The project's folder (the package is installed from it in editable mode).
+PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: The workflow's config schema (types, ranges and the workflow-wide defaults).
-SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflow",
-                      "schemas", "config.schema.yaml")
+SCHEMA = os.path.join(PROJECT, "workflow", "schemas", "config.schema.yaml")
 
 
 class WorkflowConfigError(EpsResnetError):
@@ -212,7 +213,7 @@ class RunTable:
         return groups
 
     def grid_figures(self, experiments) -> list[tuple[str, str, list[str]]]:
-        """The grid figures (:data:`eps_resnet.plots.GRID_KINDS`) over ``experiments``: (dataset,
+        """The grid figures (:data:`eps_resnet.results.plots.GRID_KINDS`) over ``experiments``: (dataset,
         kind, its experiments) for each dataset whose runs span two depths of one network family
         ("depth") or, at one depth, two ε ("epsilon")."""
         by_dataset: dict[str, list[str]] = {}

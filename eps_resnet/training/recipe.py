@@ -7,11 +7,11 @@ scripts (github.com/yuxwind/epsilon-resnet). A schedule is a list of ``(epoch, v
 the value takes effect after ``epoch`` epochs have finished, as in tensorpack's
 ``ScheduledHyperParamSetter``; every schedule starts from ``initial_lr`` and lists only its decays.
 The adaptive schedule is the faster one that ε-ResNet restarts whenever the number of discarded
-blocks rises (:class:`eps_resnet.schedules.AdaptiveRestart`).
+blocks rises (:class:`eps_resnet.training.schedules.AdaptiveRestart`).
 
 Kept elsewhere because they are structure, not recipe: the block layouts and the side output's
 position (:mod:`eps_resnet.models.layouts`: CIFAR group 2 block n/2, ImageNet the block at half of
-all blocks) and the gate's constants (:mod:`eps_resnet.gate`).
+all blocks) and the gate's constants (:mod:`eps_resnet.models.gate`).
 """
 from __future__ import annotations
 

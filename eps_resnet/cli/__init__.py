@@ -1,0 +1,60 @@
+"""The ``eps-resnet`` command line: one subcommand per stage of the pipeline.
+
+Each stage's subcommands (arguments next to their handler) live in the module of that stage's
+name: data (prepare), training (train), runs (compress, evaluate, export, compare), results
+(parse, plot, summarize, estimate) and workflow (gpu-run, check-config, selfcheck). A handler
+imports its stage's code when it runs, so ``--help`` starts no TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import compat  # noqa: F401  (before anything imports TensorFlow)
+from ..errors import EpsResnetError
+from ..training.settings import TrainSettings
+from . import data, results, runs, training, workflow
+
+#: What ``eps-resnet --help`` says first.
+DESCRIPTION = "The ``eps-resnet`` command line: one subcommand per stage of the pipeline."
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, naming the flag, as argparse does, but without the usage block.
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(prog="eps-resnet", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"eps-resnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # the order of `eps-resnet --help`
+    for add in (training.add_train, data.add_prepare, results.add_parse, results.add_plot,
+                results.add_summarize, runs.add_compress, runs.add_evaluate, workflow.add_gpu_run,
+                workflow.add_check_config, runs.add_compare, workflow.add_selfcheck,
+                runs.add_export, results.add_estimate):
+        add(sub)
+    return parser
+
+
+def train_settings(argv: list[str]) -> TrainSettings:
+    """The settings that ``eps-resnet train ARGV`` trains with (before defaults are resolved)."""
+    return training.settings_of(build_parser().parse_args(["train", *argv]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EpsResnetError as e:
+        print(f"eps-resnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # the file system said no (permissions, a full disk, a file where a folder should be):
+        # the user's to fix, so one line naming the path rather than a traceback
+        print(f"eps-resnet {args.command}: error: {e.strerror or e}"
+              + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        return 2

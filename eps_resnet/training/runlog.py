@@ -1,0 +1,99 @@
+"""The run's log: what tensorpack's logger prints during training, read back.
+
+Every epoch ends with a header ``Epoch 3 (global_step 1170) finished`` followed by one line per
+metric (``[0326 12:00:00 @monitor.py:363] val_error: 0.0524``) and, in this project's logs, one
+line with every gated block's ``is_discarded`` (:class:`.callbacks.DiscardedBlocksPrinter`).
+The original implementation's logs have the same form. ``eps-resnet parse`` reads them into
+tables; training rebuilds a damaged stats.json from them.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..atomic import write_text
+from .runfolder import LOG_FILE, STATS_FILE, RunFolderError, read_stats
+
+EPOCH_HEADER = re.compile(r"Epoch (\d+) \(global_step (\d+)\) finished")
+#: This project's one line of per-block values (callbacks.DiscardedBlocksPrinter).
+BLOCKS_LINE = re.compile(r"\]\s+is_discarded per block \(.*?\):((?:\s+res\d+\.\d+=\S+)+)\s*$")
+BLOCK_VALUE = re.compile(r"(res\d+\.\d+)=(\S+)")
+METRIC_LINE = re.compile(r"^\[[^\]]*\]\s+([A-Za-z_][\w./\-]*):\s+([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))\s*$")
+
+
+@dataclass
+class Anomalies:
+    """What a reader skipped or salvaged in a run folder, counted by kind and warned once."""
+
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, kind: str, n: int = 1):
+        self.counts[kind] += n
+
+    def warn(self, run: str):
+        if self.counts:
+            detail = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
+            warnings.warn(f"{run}: kept the readable data; {detail}", stacklevel=3)
+
+
+def read_log(paths, anomalies: Anomalies):
+    """Records of tensorpack log files (this project's log.log or the original's), in order."""
+    records, epoch, step = [], None, None
+    for path in paths:
+        with open(path, errors="replace") as f:
+            lines = f.read().split("\n")
+        last = len(lines) - 1
+        for n, line in enumerate(lines):
+            if not line.strip():
+                continue
+            header = EPOCH_HEADER.search(line)
+            if header:
+                epoch, step = int(header.group(1)), int(header.group(2))
+                continue
+            blocks = BLOCKS_LINE.search(line)
+            if blocks and epoch is not None:
+                records += [(epoch, step, f"{b}/is_discarded", v)
+                            for b, v in BLOCK_VALUE.findall(blocks.group(1))]
+                continue
+            m = METRIC_LINE.match(line)
+            if m is None:
+                if n == last and epoch is not None and ":" in line and "@monitor" in line:
+                    anomalies.add("truncated last line")
+                continue
+            if epoch is None:
+                continue  # metrics printed before the first epoch (e.g. at start-up)
+            records.append((epoch, step, m.group(1), m.group(2)))
+    return records
+
+
+def log_files(run_dir: str) -> list[str]:
+    """log.log and the logs of earlier attempts (log.log.<time>), oldest first."""
+    older = sorted(glob.glob(os.path.join(run_dir, f"{LOG_FILE}.*")))
+    current = os.path.join(run_dir, LOG_FILE)
+    return older + ([current] if os.path.exists(current) else [])
+
+
+def repair_stats(out: str, warn=print) -> None:
+    """Set an unreadable stats.json aside (renamed, never deleted) and rebuild it from the run's
+    log files, which print every epoch's metrics too."""
+    try:
+        read_stats(out)
+        return
+    except RunFolderError as e:
+        problem = str(e)
+    path = os.path.join(out, STATS_FILE)
+    aside = f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(path, aside)
+    entries: dict[tuple[int, int], dict] = {}
+    for epoch, step, name, value in read_log(log_files(out), Anomalies()):
+        entry = entries.setdefault((epoch, step), {"epoch_num": epoch, "global_step": step})
+        entry[name] = float(value)
+    write_text(path, json.dumps(list(entries.values())))
+    warn(f"{problem.split(';')[0]}: set aside as {os.path.basename(aside)}; rebuilt "
+         f"{len(entries)} epoch(s) from the log")
