@@ -256,6 +256,39 @@ def test_svhn_augmentation_is_the_originals():
     assert (y[:, :2].reshape(64, -1).min(axis=1) < 60).any()  # some crops reach the canvas
 
 
+def test_crop_offsets_are_the_originals_randomcrop():
+    """tensorpack's RandomCrop of 2017 drew ``0 if diff == 0 else rng.randint(diff)``: offsets 0 to
+    diff - 1, so a 32 crop of a 40 canvas (CIFAR's pad-crop, SVHN's canvas) never starts at 8."""
+    from eps_resnet.data import augment
+
+    n = 4000
+    rows, cols = np.mgrid[1:33, 1:33]
+    # channel 0 numbers the rows 1..32, channel 1 the columns; the padding is 0
+    x = np.broadcast_to(np.stack([rows, cols], -1), (n, 32, 32, 2)).astype(np.uint8)
+    out = augment.pad_crop(x, np.random.RandomState(0))
+    # the output's pixel (4, 4) reads padded pixel (dy + 4, dx + 4): image pixel (dy, dx)
+    dy, dx = out[:, 4, 4, 0].astype(int) - 1, out[:, 4, 4, 1].astype(int) - 1
+    assert set(dy) == set(dx) == set(range(8))
+    canvas = augment.pad(x[:, :, :, :1])  # SVHN: a 32 crop of the 40 canvas
+    dy = augment.random_crop(canvas, np.random.RandomState(1), 32)[:, 4, 4, 0].astype(int) - 1
+    assert set(dy) == set(range(8))
+    # no slack: no offset, as the original's `0 if diff == 0`
+    assert np.array_equal(augment.random_crop(x[:5], np.random.RandomState(2), 32), x[:5])
+
+
+@pytest.mark.parametrize("h,w", [(374, 500), (500, 389), (300, 400), (256, 256), (683, 1024)])
+def test_imagenet_validation_resize_truncates_as_the_original(h, w):
+    """tensorpack 0.2.0's ResizeShortestEdge(256): scale = 256.0 / min(h, w), both edges int()."""
+    from eps_resnet.data import imagenet
+
+    img = np.random.RandomState(0).randint(0, 256, (h, w, 3)).astype(np.uint8)
+    scale = 256.0 / min(h, w)
+    out = imagenet.truncating_resize(256).augment(img)
+    assert out.shape == (int(scale * h), int(scale * w), 3)
+    if min(h, w) in (374, 389):  # the short edge ends at 255 for these
+        assert min(out.shape[:2]) == 255
+
+
 def test_digits_dataset():
     from eps_resnet.data import digits
 

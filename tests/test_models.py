@@ -49,6 +49,23 @@ def test_parameter_counts_of_the_baselines(tf, family, depth, expected):
     assert count_parameters(make_layout(family, depth), classes) == n
 
 
+def test_initialiser_is_the_originals_truncated_variance_scaling(tf):
+    """TF 1's variance_scaling_initializer(factor=2.0) as the original used it: a normal truncated
+    at two deviations of sqrt(1.3 * 2 / n), n the fan-out of a convolution (kh * kw * out) and the
+    fan-in of the fully connected layer; the truncated draw's variance is about 2.012 / n."""
+    g, _, _ = build(tf, "cifar", 14, "side", classes=100)
+    with g.as_default(), tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        weights = {v.op.name: sess.run(v) for v in tf.trainable_variables() if v.op.name.endswith("/W")}
+    conv = weights["res3.0/conv2/W"]  # 3 x 3 x 64 x 64
+    fc = weights["linear/W"]          # 64 x 100
+    for w, n in ((conv, 3 * 3 * 64), (fc, 64)):
+        sigma = np.sqrt(1.3 * 2.0 / n)
+        assert np.abs(w).max() <= 2 * sigma  # truncated (an untruncated normal passes 2 sigma)
+        assert w.var() * n == pytest.approx(2.012, rel=0.06)  # 4 standard errors
+    assert np.abs(conv).max() > 1.9 * np.sqrt(1.3 * 2.0 / (3 * 3 * 64))
+
+
 def test_gate_adds_no_trainable_variable(tf):
     g_side, _, _ = build(tf, "cifar", 14, "side")
     g_eps, _, _ = build(tf, "cifar", 14, "epsilon")

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eps_resnet.results import plots
 from eps_resnet.cli import main
 from eps_resnet.models.layouts import count_parameters, make_layout
+from eps_resnet.results import plots
 from eps_resnet.results.parse import ParseError, parse_run, parse_runs
 from eps_resnet.results.summary import summarize, to_markdown
 
@@ -70,6 +70,71 @@ def test_complete_run_parses_without_warnings():
         df = parse_run(STD)
     assert len(df) == 3 * 4 and set(df["variant"]) == {"standard"}
     assert df["epsilon"].isna().all()
+
+
+def original_log(folder, argv: str | None, epsilon: float, discarded: int):
+    """A hand-written log.log of the original implementation: its Argv line (if any) and two
+    epochs, as tensorpack of 2017 printed them."""
+    folder.mkdir()
+    lines = [f"[0329 15:31:03 @logger.py:74] Argv: {argv}"] if argv else []
+    for epoch, cnt in ((1, 0), (2, discarded)):
+        lines += [f"[0329 15:3{epoch}:20 @base.py:183] Epoch {epoch} (global_step {390 * epoch}) "
+                  "finished, time:70.15 sec."] + [
+            f"[0329 15:3{epoch}:22 @monitor.py:363] {name}: {v}"
+            for name, v in (("discarded_cnt", cnt), ("epsilon", epsilon), ("val_error", 0.3))]
+    (folder / "log.log").write_text("\n".join(lines) + "\n")
+    return str(folder)
+
+
+# dataset, family, depth and ε as each of the original's command lines gives them, and the
+# denominator of the paper's discarded ratio (3n + 2; ImageNet: the gated blocks, 3+4+23+3)
+ORIGINAL_COMMANDS = [
+    ("train_log.cifar10-e_2.5-n_18",
+     "cifarEpsilonResnet.py --gpu 1 -n 18 -e 2.5 -o cifar10-e_2.5-n_18 --cifar10", 2.5,
+     ("cifar10", "cifar", 110, 2.5), 56),
+    # run_cifar100.sh names its CIFAR-100 runs cifar10-...: the flag decides, not the name
+    ("train_log.cifar10-e_2.5-n_18",
+     "cifarEpsilonResnet.py --gpu 2 -n 18 -e 2.5 -o cifar10-e_2.5-n_18 --cifar100", 2.5,
+     ("cifar100", "cifar", 110, 2.5), 56),
+    ("train_log.x", "./cifarEpsilonResnet.py --gpu 0 --cifar10", 2.5,  # the script's defaults
+     ("cifar10", "cifar", 110, 2.5), 56),
+    ("train_log.svhn-e_1.5-n_33",
+     "svhnEpsilonResnet.py --gpu 2 --num_units 33 --epsilon 1.5 -o svhn-e_1.5-n_33", 1.5,
+     ("svhn", "cifar", 200, 1.5), 101),
+    ("imagenetEpsilonResnet",
+     "imagenetEpsilonResnet.py --gpu 0,1,2,3 --data /data/ilsvrc12 -d 101 -e 2.0", 2.0,
+     ("imagenet", "imagenet", 101, 2.0), 33),
+]
+
+
+@pytest.mark.parametrize("name,argv,logged,expected,denominator", ORIGINAL_COMMANDS)
+def test_original_logs_take_their_metadata_from_the_command_line(tmp_path, name, argv, logged,
+                                                                 expected, denominator):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = parse_run(original_log(tmp_path / name, argv, logged, discarded=10))
+    row = df.iloc[0]
+    assert (row["dataset"], row["family"], row["depth"], row["epsilon"]) == expected
+    assert set(df["variant"]) == {"epsilon"}
+    assert value(df, 2, "discarded_ratio_original") == pytest.approx(10 / denominator)
+
+
+def test_original_imagenet_epsilon_flag_that_the_script_ignored(tmp_path):
+    """run_imagenet.sh's `-e 2.1` run: its script gated with EPSILON = 2.0, which its log shows."""
+    argv = "imagenetEpsilonResnet.py --gpu 0,1,2,3 --data /data/ilsvrc12 -d 101 -e 2.1"
+    with pytest.warns(UserWarning, match="log's epsilon is 2 where its command line says -e 2.1"):
+        df = parse_run(original_log(tmp_path / "imagenet-e_2.1", argv, 2.0, discarded=8))
+    assert set(df["epsilon"]) == {2.1} and set(df["depth"]) == {101}
+
+
+def test_original_log_without_command_line_warns_what_is_missing(tmp_path):
+    with pytest.warns(UserWarning, match="no Argv: line.*unknown: dataset, depth, epsilon"):
+        df = parse_run(original_log(tmp_path / "train_log.mystery", None, 2.5, discarded=3))
+    assert df["dataset"].isna().all() and "discarded_ratio_original" not in set(df["metric"])
+    # the folder's name still gives what it can, as before
+    with pytest.warns(UserWarning, match="no Argv: line.*taken from the folder's name"):
+        df = parse_run(original_log(tmp_path / "train_log.svhn-e_1.5-n_18", None, 1.5, discarded=3))
+    assert (df["dataset"].iat[0], df["depth"].iat[0]) == ("svhn", 110)
 
 
 def test_empty_or_missing_run_folder_is_a_clear_error(tmp_path):
@@ -241,6 +306,14 @@ def test_summary_numbers_and_paper_columns():
     md = to_markdown(t.reset_index())
     assert "| eps | cifar10 | cifar | 110 | epsilon | 2.50 | 0 | 3 | 5.30 | 5.20 |" in md  # seed 0
     assert "12/54" in md and "5.24" in md
+
+
+def test_summary_says_what_the_originals_imagenet_script_ran():
+    df, _, _ = cifar_table()
+    assert "EPSILON = 2.0" not in to_markdown(summarize(df))
+    df = df[df["metric"] != "is_discarded"].assign(dataset="imagenet", family="imagenet", depth=101)
+    md = to_markdown(summarize(df))
+    assert "its -e flag is parsed but never used" in md and "trained with ε = 2.0" in md
 
 
 def test_summarize_command(tmp_path):

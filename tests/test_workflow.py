@@ -291,12 +291,26 @@ def test_estimate_counts_what_remains(tmp_path):
     assert main(["estimate", "--config", str(cfg), "--out", str(tmp_path / "e.md")]) == 0
     text = (tmp_path / "e.md").read_text()
     # ε run: 12 - 4 = 8 epochs x 22 steps (1,433 // 64) x 64 images at 100 img/s
-    assert "| digits_cifar | digits-d14-epsilon-e8 | 8 | 176 | 11,264 | 100 | 0.0 |" in text
+    assert "| digits_cifar | digits-d14-epsilon-e8 | 1 | 8 | 176 | 11,264 | 100 | 0.0 | 0.0 |" in text
     assert "digits-d14-standard |" not in text  # finished
     # the ImageNet-family ResNet-18 runs (6 epochs x 15 steps x 32 images) at 50 img/s
-    assert "| digits_imagenet | digits-imagenet-d18-standard | 6 | 90 | 2,880 | 50 | 0.0 |" in text
+    assert "| digits_imagenet | digits-imagenet-d18-standard | 1 | 6 | 90 | 2,880 | 50 | 0.0 | 0.0 |" in text
     assert "3 run(s) to train, 0.00 M steps" in text
     r = snakemake(tmp_path / "results" / "estimate.md", "--cores", "1", "--directory", tmp_path,
                   "--configfile", cfg)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "results" / "estimate.md").read_text() == text
+
+
+def test_estimate_of_resnet152_on_the_originals_six_gpus(tmp_path, capsys):
+    """The paper's ResNet-152 as the original ran it: 6 GPUs x 42 images; device-hours count
+    every image once, the hours on its GPUs divide them by 6."""
+    from eps_resnet.cli import main
+
+    config = load("experiments.yaml")
+    config.update(results_dir=str(tmp_path / "results"))
+    assert main(["estimate", "imagenet152", "--config", str(write(tmp_path, config)),
+                 "--throughput", "152=100"]) == 0
+    # 110 epochs x 5,000 steps x 252 images at 100 img/s per GPU: 385 GPU-hours, 64.2 on six
+    assert ("| imagenet152 | imagenet-d152-epsilon-e1.8 | 6 | 110 | 550,000 | 138,600,000 | 100 | "
+            "385.0 | 64.2 |") in capsys.readouterr().out

@@ -15,12 +15,19 @@ def pad(x: np.ndarray, pad: int = 4) -> np.ndarray:
     return np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
 
 
+def crop_offsets(rng: np.random.RandomState, slack: int, n: int) -> np.ndarray:
+    """``n`` offsets of a ``size`` window in an image ``size + slack`` pixels long, drawn as the
+    original's tensorpack RandomCrop drew them: ``randint(slack)``, so 0 .. slack - 1 (a 32 crop of
+    a 40 canvas shifts the image by +4 .. -3 pixels, never by -4), and 0 when there is no slack."""
+    return rng.randint(0, slack, n) if slack > 0 else np.zeros(n, np.intp)
+
+
 def random_crop(x: np.ndarray, rng: np.random.RandomState, size: int) -> np.ndarray:
-    """A random ``size`` x ``size`` window of each image (offsets uniform over all windows)."""
+    """A random ``size`` x ``size`` window of each image (offsets: :func:`crop_offsets`)."""
     n, h, w, _ = x.shape
     windows = sliding_window_view(x, (size, size), axis=(1, 2))  # n, h-s+1, w-s+1, c, s, s
-    dy = rng.randint(0, h - size + 1, n)
-    dx = rng.randint(0, w - size + 1, n)
+    dy = crop_offsets(rng, h - size, n)
+    dx = crop_offsets(rng, w - size, n)
     return windows[np.arange(n), dy, dx].transpose(0, 2, 3, 1)
 
 

@@ -212,20 +212,36 @@ def channel_contrast(factors=(0.8, 1.2)):
     return ChannelContrast(factors, clip=False)
 
 
+def truncating_resize(size: int):
+    """The original's validation resize (tensorpack 0.2.0's ResizeShortestEdge, bilinear): both
+    edges scaled by ``size / min(h, w)`` and truncated with int(), so the short edge ends at
+    ``size - 1`` whenever the product rounds below ``size`` (for 256: 9% of the short edges from
+    256 to 1,000 pixels, 374 and 389 among them); later tensorpack keeps the short edge exact."""
+    import cv2
+    from tensorpack.dataflow import imgaug
+    from tensorpack.dataflow.imgaug.transform import ResizeTransform
+
+    class TruncatingResize(imgaug.ResizeShortestEdge):
+        def get_transform(self, img):
+            h, w = img.shape[:2]
+            scale = self.size * 1.0 / min(h, w)
+            return ResizeTransform(h, w, int(scale * h), int(scale * w), self.interp)
+
+    return TruncatingResize(size, cv2.INTER_LINEAR)
+
+
 def augmentors(train: bool, size: int = 224):
     """The original implementation's ImageNet augmentation, on RGB uint8 images: the random-area
     crop, then in random order an additive brightness shift in [-30, 30], a contrast factor in
     [0.8, 1.2] about each channel's mean, a saturation factor in [0.6, 1.4] and the (unscaled)
     lighting noise, each step returning uint8 clipped to [0, 255] (the original's saturation step
     wrapped around instead: see the README's differences), then a horizontal flip of half the
-    images. Validation: shortest edge to 256 (bilinear), centre crop 224 (both scaled with
-    ``size``)."""
-    import cv2
+    images. Validation: shortest edge to 256 (bilinear, truncated as the original's:
+    :func:`truncating_resize`), centre crop 224 (both scaled with ``size``)."""
     from tensorpack.dataflow import imgaug
 
     if not train:
-        return [imgaug.ResizeShortestEdge(int(size * 256 / 224), cv2.INTER_LINEAR),
-                imgaug.CenterCrop((size, size))]
+        return [truncating_resize(int(size * 256 / 224)), imgaug.CenterCrop((size, size))]
     return [
         random_area_crop(size),
         imgaug.RandomOrderAug([

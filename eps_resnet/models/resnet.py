@@ -51,6 +51,28 @@ def weight_decay(recipe: Recipe):
                                       staircase=True, name="weight_decay")
 
 
+class OriginalVarianceScaling:
+    """The original's weight initialiser, TensorFlow 1's ``variance_scaling_initializer`` with
+    factor 2 as its scripts and tensorpack 0.2.0 used it: a normal truncated at two standard
+    deviations, the deviation sqrt(1.3 * 2 / n) chosen so that the truncated draw has a variance
+    of about 2 / n (2.012 / n exactly). ``n`` is the fan-out of a convolution (kernel height x
+    width x output channels) and the fan-in of a fully connected layer (its inputs)."""
+
+    def __init__(self, mode: str):
+        if mode not in ("fan_in", "fan_out"):
+            raise ValueError(f"mode {mode!r}: expected fan_in or fan_out")
+        self.mode = mode
+
+    def __call__(self, shape, dtype=None, partition_info=None, **kwargs):
+        shape = [int(d) for d in shape]
+        receptive = 1
+        for d in shape[:-2]:
+            receptive *= d
+        n = receptive * (shape[-1] if self.mode == "fan_out" else shape[-2])
+        return tf.random.truncated_normal(shape, 0.0, (1.3 * 2.0 / max(1, n)) ** 0.5,
+                                          dtype=dtype or tf.float32)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     layout: Layout
@@ -204,10 +226,11 @@ class ResNetModel(ModelDesc):
 
     def build_graph(self, image, label):
         spec = self.spec
+        conv_init, fc_init = OriginalVarianceScaling("fan_out"), OriginalVarianceScaling("fan_in")
         with argscope([Conv2D, MaxPooling, AvgPooling, BatchNorm, GlobalAvgPooling],
                       data_format=spec.data_format), \
-                argscope(Conv2D, use_bias=False, kernel_initializer=tf.variance_scaling_initializer(
-                    scale=2.0, mode="fan_out", distribution="untruncated_normal")):
+                argscope(Conv2D, use_bias=False, kernel_initializer=conv_init), \
+                argscope(FullyConnected, kernel_initializer=fc_init):
             logits, xent, side_xent, discarded = self.body(image, label)
         tf.identity(logits, name="logits")
         tf.nn.softmax(logits, name="prob")

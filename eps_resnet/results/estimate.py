@@ -34,11 +34,17 @@ class Cost:
     run: str
     depth: int
     family: str
+    devices: int  # the run's GPUs (1 for a CPU run)
     epochs_left: int
     steps: int  # steps left
     images: int  # images left
-    img_per_s: float | None
-    hours: float | None
+    img_per_s: float | None  # of one device
+    hours: float | None  # device-hours: images / img_per_s, whatever the number of devices
+
+    @property
+    def wall_hours(self) -> float | None:
+        """Hours on the run's own devices, if they scale linearly."""
+        return None if self.hours is None else self.hours / self.devices
 
 
 def steps_per_epoch(settings) -> int:
@@ -92,8 +98,9 @@ def estimate(runs, measured: dict[int, float]) -> list[Cost]:
             continue
         steps = left * steps_per_epoch(s)
         rate = throughput_for(s.family, s.depth, s.image_size, measured)
-        costs.append(Cost(run.experiment, run.name, s.depth, s.family, left, steps, steps * s.batch,
-                          rate, steps * s.batch / rate / 3600 if rate else None))
+        costs.append(Cost(run.experiment, run.name, s.depth, s.family, max(1, run.gpus), left,
+                          steps, steps * s.batch, rate,
+                          steps * s.batch / rate / 3600 if rate else None))
     return costs
 
 
@@ -112,13 +119,17 @@ def parse_throughput(values) -> dict[int, float]:
 
 
 def markdown(costs: list[Cost], what: str, device: str = "GPU") -> str:
+    """The table of :func:`estimate`'s costs: per run its devices, what remains, the img/s of one
+    device, the device-hours and the hours on the run's own devices."""
     lines = [f"# Estimate: {what}", "",
-             "| experiment | run | epochs left | steps | images | img/s | hours |",
-             "|---|---|---|---|---|---|---|"]
+             f"| experiment | run | {device}s | epochs left | steps | images | img/s per {device} | "
+             f"{device}-hours | hours on its {device}s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for c in costs:
-        lines.append(f"| {c.experiment} | {c.run} | {c.epochs_left} | {c.steps:,} | {c.images:,} | "
-                     f"{'' if c.img_per_s is None else f'{c.img_per_s:,.0f}'} | "
-                     f"{'' if c.hours is None else f'{c.hours:,.1f}'} |")
+        lines.append(f"| {c.experiment} | {c.run} | {c.devices} | {c.epochs_left} | {c.steps:,} | "
+                     f"{c.images:,} | {'' if c.img_per_s is None else f'{c.img_per_s:,.0f}'} | "
+                     f"{'' if c.hours is None else f'{c.hours:,.1f}'} | "
+                     f"{'' if c.wall_hours is None else f'{c.wall_hours:,.1f}'} |")
     known = [c.hours for c in costs if c.hours is not None]
     total = (f"{len(costs)} run(s) to train, {sum(c.steps for c in costs) / 1e6:.2f} M steps, "
              f"{sum(c.images for c in costs) / 1e6:,.1f} M images")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 
 import pandas as pd
 
@@ -42,6 +43,17 @@ ORIGINAL_IMAGENET_BLOCK = re.compile(r"^group(\d+)/block(\d+)/(is_discarded)$")
 SIDE = re.compile(r"^(?:group\d+/)?side_output/[^/]*?/?(val_error|train_error)$")
 RUN_NAME = re.compile(r"(?P<dataset>cifar100|cifar10|svhn|imagenet).*?e_(?P<eps>\d+(?:\.\d+)?)"
                       r"(?:.*?(?:n_(?P<n>\d+)|d_(?P<d>\d+)))?")
+
+
+#: The original's training scripts by name (github.com/yuxwind/epsilon-resnet, scripts/): the
+#: dataset (None: its --cifar10 / --cifar100 flag says), the family, and the depth and ε a run
+#: got when its command line left -n / -d and -e out (the scripts' defaults and constants).
+ORIGINAL_SCRIPTS = {
+    "cifarEpsilonResnet.py": (None, "cifar", 6 * 18 + 2, 2.5),
+    "svhnEpsilonResnet.py": ("svhn", "cifar", 6 * 18 + 2, 1.5),
+    "imagenetEpsilonResnet.py": ("imagenet", "imagenet", 18, 2.0),
+}
+ARGV_LINE = re.compile(r"\]\s+Argv:\s+(.*?)\s*$")
 
 
 class ParseError(EpsResnetError):
@@ -113,9 +125,57 @@ def _salvage_json_list(text: str) -> list:
     return out
 
 
+def original_command(run_dir: str) -> str | None:
+    """The command line an original run folder's log starts with (tensorpack's ``Argv:`` line),
+    from the oldest log that has one."""
+    for path in log_files(run_dir):
+        with open(path, errors="replace") as f:
+            for _, line in zip(range(5), f):
+                m = ARGV_LINE.search(line)
+                if m:
+                    return m.group(1)
+    return None
+
+
+def metadata_from_command(command: str) -> dict:
+    """Dataset, family, depth, variant and ε of an original run from its command line, as its
+    script read them (``cifarEpsilonResnet.py --gpu 1 -n 18 -e 2.5 -o ... --cifar100``;
+    ``svhnEpsilonResnet.py ... -n 18 -e 1.5``; ``imagenetEpsilonResnet.py ... -d 101 -e 2.1``);
+    {} for a script this project does not know."""
+    import argparse
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    script = os.path.basename(words[0]) if words else ""
+    if script not in ORIGINAL_SCRIPTS:
+        return {}
+    dataset, family, depth, epsilon = ORIGINAL_SCRIPTS[script]
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    parser.add_argument("-n", "--num_units", type=int)
+    parser.add_argument("-d", "--depth", type=int)
+    parser.add_argument("-e", "--epsilon", type=float)
+    parser.add_argument("--cifar10", dest="dataset", action="store_const", const="cifar10")
+    parser.add_argument("--cifar100", dest="dataset", action="store_const", const="cifar100")
+    try:
+        args, _ = parser.parse_known_args(words[1:])
+    except (argparse.ArgumentError, SystemExit):
+        return {}
+    if args.num_units is not None and family == "cifar":
+        depth = 6 * args.num_units + 2
+    if args.depth is not None and family == "imagenet":
+        depth = args.depth
+    return {"dataset": dataset or args.dataset, "family": family, "depth": depth,
+            "variant": "epsilon", "epsilon": epsilon if args.epsilon is None else args.epsilon}
+
+
 def run_metadata(run_dir: str) -> dict:
-    """Experiment, dataset, depth, variant, ε and seed from run.yaml, or guessed from an original
-    run folder's name (``train_log.cifar10-e_2.5-n_18``)."""
+    """Experiment, dataset, depth, variant, ε and seed from run.yaml; for a run folder of the
+    original implementation, from the command line its log starts with (:func:`original_command`),
+    else guessed from the folder's name (``train_log.cifar10-e_2.5-n_18``) with a warning naming
+    what stays unknown."""
     meta = {"run": os.path.basename(os.path.normpath(run_dir)), "experiment": None, "dataset": None,
             "family": None, "depth": None, "variant": None, "epsilon": None, "seed": None}
     run = load_run_file(run_dir)
@@ -123,6 +183,11 @@ def run_metadata(run_dir: str) -> dict:
         s = run.get("settings") or {}
         meta.update({k: s.get(k) for k in ("dataset", "family", "depth", "variant", "epsilon", "seed")})
         meta["experiment"] = run.get("experiment")
+        return meta
+    command = original_command(run_dir)
+    found = metadata_from_command(command) if command else {}
+    if found:
+        meta.update(found, command=command)
         return meta
     m = RUN_NAME.search(meta["run"])
     if m:
@@ -132,6 +197,14 @@ def run_metadata(run_dir: str) -> dict:
             meta["depth"] = 6 * int(m["n"]) + 2
         elif m["d"]:
             meta["depth"] = int(m["d"])
+    missing = [k for k in ("dataset", "depth", "epsilon") if meta[k] is None]
+    source = (f"its command line ({command[:60]}) is not one of the original's "
+              f"{', '.join(ORIGINAL_SCRIPTS)}" if command else
+              "its log has no Argv: line, the original's first line")
+    warnings.warn(f"{meta['run']}: {source}; "
+                  + (f"unknown: {', '.join(missing)}" if missing else "taken from the folder's name")
+                  + ("" if meta["depth"] else " (the paper's discarded ratio needs the depth)"),
+                  stacklevel=2)
     return meta
 
 
@@ -150,7 +223,7 @@ def parse_run(run_dir: str, experiment: str | None = None) -> pd.DataFrame:
             # The log goes further than stats.json when the last epochs' stats were not written.
             last = max((r[0] for r in records), default=0)
             extra = [r for r in read_log(logs, anomalies) if r[0] > last]
-            if extra:
+            if extra and records:  # (the original's folders have no stats.json to fall short)
                 anomalies.add("epoch(s) taken from log.log", len({r[0] for r in extra}))
             records += extra
     except OSError as e:
@@ -167,6 +240,8 @@ def parse_run(run_dir: str, experiment: str | None = None) -> pd.DataFrame:
     if partial:
         anomalies.add("epoch(s) with missing metrics", partial)
     anomalies.warn(meta["run"])
+    if meta.get("command"):
+        _check_logged_epsilon(df, meta)
     for k in ("run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed"):
         df[k] = meta[k]
     if df["variant"].isna().all():
@@ -174,6 +249,20 @@ def parse_run(run_dir: str, experiment: str | None = None) -> pd.DataFrame:
     df = _with_original_ratio(df, meta)
     return df[COLUMNS].sort_values(["epoch", "metric", "block"], na_position="first",
                                    kind="stable").reset_index(drop=True)
+
+
+def _check_logged_epsilon(df: pd.DataFrame, meta: dict) -> None:
+    """Warn when an original run's log shows another ε than its command line gave: the original's
+    ImageNet script gates with its constant EPSILON whatever -e says. (An ε of 0 is the CIFAR
+    script's delay before ε applies, not a difference.)"""
+    logged = df[df["metric"] == "epsilon"].sort_values("epoch")["value"]
+    if logged.empty or not logged.iat[-1] or meta["epsilon"] is None:
+        return
+    if abs(float(logged.iat[-1]) - float(meta["epsilon"])) > 1e-6:
+        warnings.warn(f"{meta['run']}: its log's epsilon is {logged.iat[-1]:g} where its command "
+                      f"line says -e {meta['epsilon']:g}; kept ε = {meta['epsilon']:g}, the run's "
+                      "label (the original's ImageNet script gates with its constant EPSILON "
+                      "whatever -e says)", stacklevel=3)
 
 
 def _with_original_ratio(df: pd.DataFrame, meta: dict) -> pd.DataFrame:
