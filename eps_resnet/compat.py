@@ -7,9 +7,14 @@ Import this module before anything imports TensorFlow (``eps_resnet/__init__.py`
   but only if ``TF_USE_LEGACY_KERAS=1`` is set before TensorFlow is first imported.
 * tensorpack 0.11 predates numpy 2; a few of its code paths use the removed aliases
   ``np.float`` / ``np.object``.  Restoring them here keeps those paths working.
+* tensorpack 0.11 logs a failed training loop as ``logger.error("Training failed at
+  global_step=", step)``, an argument without a placeholder, so Python's logging prints a
+  "--- Logging error ---" traceback instead of that line; a filter on its logger adds the
+  placeholder.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -28,6 +33,16 @@ import numpy as np  # noqa: E402
 for _alias, _type in (("float", float), ("int", int), ("object", object), ("bool", bool)):
     if _alias not in np.__dict__:
         setattr(np, _alias, _type)
+
+
+class _PlaceholderForStrayArguments(logging.Filter):
+    def filter(self, record):
+        if record.args and isinstance(record.msg, str) and "%" not in record.msg:
+            record.msg += " %s" * (len(record.args) if isinstance(record.args, tuple) else 1)
+        return True
+
+
+logging.getLogger("tensorpack").addFilter(_PlaceholderForStrayArguments())
 
 
 def import_tf():

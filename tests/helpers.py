@@ -43,21 +43,23 @@ def write(tmp_path, config, name="config.yaml"):
     return path
 
 
-def kill_when(argv, ready, timeout=300):
-    """Start a command, wait until ``ready()`` is true, then kill -9 it (asserting it was still
-    running, so the kill really interrupted it)."""
+def kill_when(argv, ready, timeout=300, signum=None):
+    """Start a command, wait until ``ready()`` is true, then send it ``signum`` (default kill -9;
+    asserting it was still running, so the signal really interrupted it); returns its exit
+    status and its stderr."""
     import signal
     import time
 
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + timeout
         while time.time() < deadline and proc.poll() is None and not ready():
             time.sleep(0.01)
         assert proc.poll() is None, "the run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(signal.SIGKILL if signum is None else signum)
     finally:
-        proc.wait()
+        _, err = proc.communicate()
+    return proc.returncode, err
 
 
 def uninterrupted_and_resumed(args, tmp_path, ready):

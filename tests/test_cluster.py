@@ -78,6 +78,8 @@ def test_demo_runs_through_the_slurm_profile(slurm, tmp_path):
     assert submitted == sum(n for rule, n in planned.items() if rule not in local)
     assert out.count("--cpus-per-task=1") >= submitted  # CPUs from each rule's threads
     assert out.count("--gpus=1") >= 2 or out.count("--gpus 1") >= 2  # both training jobs
+    # training jobs ask for SIGTERM before their time limit (the profile's set-resources)
+    assert out.count("--signal=TERM@300") >= 2, out[-6000:]
     for run in ("digits-d8-standard", "digits-d8-epsilon-e10"):
         log = (tmp_path / "results" / "logs" / "train" / "digits_cifar" / f"{run}.log").read_text()
         # the GPU slots stepped aside: the id is Slurm's (fake gres devices 0 and 1)
@@ -112,6 +114,8 @@ def test_cancelled_training_resumes_with_rerun_incomplete(slurm, tmp_path):
             proc.wait()
     assert proc.returncode != 0
     assert not (run / "train.done").exists() and not (run / "model-120.index").exists()
+    # scancel's SIGTERM stopped training as Ctrl-C does: resumable, and run.yaml says so
+    assert yaml.safe_load((run / "run.yaml").read_text())["status"] == "interrupted"
     r = snakemake_slurm(tmp_path, cfg, "--rerun-incomplete", targets=[run / "train.done"])
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     stats = json.load(open(run / "stats.json"))

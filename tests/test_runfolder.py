@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from eps_resnet.cli import main
-from helpers import eps_resnet_cmd
+from helpers import eps_resnet_cmd, kill_when
 
 pytestmark = pytest.mark.slow
 
@@ -105,11 +105,13 @@ def test_folder_whose_checkpoints_all_fail_is_refused_and_left_alone(run, capsys
 
 def test_unreadable_stats_is_set_aside_and_rebuilt_from_the_log(run, capsys):
     good = epochs_of(run)
+    original = json.loads((run / "stats.json").read_text())
     (run / "stats.json").write_text('[{"epoch_num": 1, "val_err')
     # compress names the file in one line instead of a JSONDecodeError traceback
     assert main(["compress", str(run), "--out", str(run / "compressed")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "stats.json is not valid JSON" in err and len(err.splitlines()) == 1
+    # (a note on the checkpoint it read, then the error)
+    assert "stats.json is not valid JSON" in err.splitlines()[-1] and "Traceback" not in err
     assert not (run / "compressed").exists()
     assert train(run, 5) == 0
     err = capsys.readouterr().err
@@ -122,6 +124,94 @@ def test_unreadable_stats_is_set_aside_and_rebuilt_from_the_log(run, capsys):
     log = (run / "log.log").read_text()
     assert log.count("is_discarded per block (") >= 1 and "res1.0/is_discarded:" not in log
     assert all(f"{b}/is_discarded" in s for s in stats[:4] for b in ("res1.0", "res2.1", "res3.1"))
+    # the log prints every value exactly: the rebuilt epochs are the lost file's numbers
+    assert stats[:4] == original
+
+
+def test_stale_checkpoint_index_is_named_and_the_newest_checkpoint_used(run, pristine, capsys):
+    (run / "checkpoint").write_text('model_checkpoint_path: "model-10"\n'
+                                    'all_model_checkpoint_paths: "model-10"\n')
+    assert main(["evaluate", str(run), "--limit", "32"]) == 0
+    err = capsys.readouterr().err
+    assert "the checkpoint index names model-10; using model-20, the newest that reads back" in err
+    assert main(["evaluate", str(pristine), "--limit", "32", "--out", str(run / "p.json")]) == 0
+    assert "using checkpoint model-20" in capsys.readouterr().err
+    assert json.loads((run / "eval.json").read_text()) == json.loads((run / "p.json").read_text())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(pristine, tmp_path, capsys, signum):
+    """What Slurm sends at a time limit (and scancel), and a closed terminal: run.yaml says
+    interrupted, and the same command resumes to the numbers of an uninterrupted run."""
+    out = tmp_path / "R"
+    code, err = kill_when(eps_resnet_cmd(*ARGS, "--epochs", "4", "--out", out),
+                          lambda: (out / f"model-{STEPS}.index").exists(), signum=signum)
+    name = signal.Signals(signum).name
+    assert code == 128 + signum, err[-2000:]
+    assert err.strip().splitlines()[-1] == (f"eps-resnet train: stopped by {name} (run the same "
+                                            "command again to resume)")
+    record = yaml.safe_load((out / "run.yaml").read_text())
+    assert record["status"] == "interrupted" and name in record["error"]
+    if signum == signal.SIGTERM:
+        assert train(out) == 0
+        assert main(["compare", str(pristine), str(out)]) == 0, capsys.readouterr().out
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of its own (resized with ``remount(size)``), the way a scratch quota fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+
+    def remount(size: int, first=False):
+        options = f"size={size}" if first else f"remount,size={size}"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
+
+    remount(64 << 10, first=True)
+    try:
+        yield mount, remount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_fails_the_run_and_a_rerun_after_room_is_made_resumes(pristine, small_disk,
+                                                                          capsys):
+    mount, remount = small_disk
+    sizes = {n: os.path.getsize(pristine / n) for n in os.listdir(pristine)}
+    checkpoint = sum(v for n, v in sizes.items() if n.startswith(f"model-{STEPS}."))
+    rest = sum(v for n, v in sizes.items() if n.startswith(("graph-", "events.", "log.", "run.")))
+    # room for the graph, the log and two checkpoints: the third cannot be written
+    remount(rest + int(2.5 * checkpoint))
+    out = mount / "R"
+    assert train(out) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "could not be written (No space left on device)" in err, err
+    record = yaml.safe_load((out / "run.yaml").read_text())
+    assert record["status"] == "failed" and "No space left on device" in record["error"]
+    left = sorted(os.listdir(out))
+    assert not [n for n in left if "tmp" in n or "_temp" in n], left  # nothing half-written
+    kept = sorted(int(n[6:-6]) for n in left if n.startswith("model-") and n.endswith(".index"))
+    assert kept and kept[-1] < 4 * STEPS
+    # the kept checkpoints read back and the index names the newest
+    from eps_resnet.training.runfolder import latest_checkpoint, read_checkpoint
+    assert latest_checkpoint(str(out))[1] == kept[-1]
+    for step in kept:
+        read_checkpoint(str(out / f"model-{step}"))
+    remount(rest + 6 * checkpoint)  # room is made
+    assert train(out) == 0
+    assert main(["compare", str(pristine), str(out)]) == 0, capsys.readouterr().out
+
+
+def test_a_disk_too_full_for_the_first_save_fails_the_run(small_disk, capsys):
+    mount, _ = small_disk  # 64 KiB: the graph's definition does not fit
+    out = mount / "R"
+    assert train(out) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "graph-<time>.meta" in err and "No space left on device" in err, err
+    assert yaml.safe_load((out / "run.yaml").read_text())["status"] == "failed"
+    assert not [n for n in os.listdir(out) if "tmp" in n], os.listdir(out)
 
 
 def test_a_second_process_on_the_same_folder_is_refused(run):

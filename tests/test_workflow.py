@@ -93,11 +93,18 @@ def test_target_of_a_dataset_without_path_names_the_key(tmp_path):
     assert "set datasets.imagenet.path in the config" in r.stdout + r.stderr
 
 
-def tiny_config(results):
-    """The demo config, cut to the fewest epochs and steps that still run every rule."""
+#: Folder names a user may well write, and a hostile one may: spaces, quotes, `$(...)`, backticks
+#: and `;` reach the rules' shell commands, where each would run `touch INJECTED` if unquoted.
+HOSTILE = {"data_dir": "data $(touch INJECTED)",
+           "results_dir": "results `touch INJECTED`; touch INJECTED",
+           "figures_dir": "figures 'q' \"dq\""}
+
+
+def tiny_config(base):
+    """The demo config, cut to the fewest epochs and steps that still run every rule, its data,
+    results and figures in folders of :data:`HOSTILE` names under ``base``."""
     config = load("demo.yaml")
-    config.update(results_dir=str(results / "results"), figures_dir=str(results / "figures"),
-                  data_dir=str(results / "data"))
+    config.update({key: str(base / name) for key, name in HOSTILE.items()})
     for exp in config["experiments"].values():
         exp.update(epochs={"baseline": 2, "epsilon": 2}, steps_per_epoch=3, batch=16, seeds=[0])
     config["experiments"]["digits_cifar"]["depths"] = [8]
@@ -110,10 +117,16 @@ def test_tiny_demo_end_to_end(tmp_path):
     cfg = write(tmp_path, config)
     r = snakemake("--cores", "2", "--directory", tmp_path, "--configfile", cfg, timeout=1500)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-5000:])
-    figures = sorted(os.listdir(tmp_path / "figures"))
+    # the hostile folder names were paths, never commands: nothing ran, nothing landed elsewhere
+    found = [os.path.join(d, n) for d, dirs, files in os.walk(tmp_path) for n in dirs + files
+             if n == "INJECTED"]
+    assert not found and "INJECTED" not in os.listdir(ROOT), found
+    assert set(os.listdir(tmp_path)) == {"config.yaml", ".snakemake", *HOSTILE.values()}
+    results, figure_dir = tmp_path / HOSTILE["results_dir"], tmp_path / HOSTILE["figures_dir"]
+    figures = sorted(os.listdir(figure_dir))
     assert figures == sorted(f"{e}-{k}.{ext}" for e in config["experiments"] for ext in ("png", "pdf")
                              for k in ("val-error", "lr", "compression-ratio", "blocks"))
-    summary = (tmp_path / "results" / "summary.csv").read_text()
+    summary = (results / "summary.csv").read_text()
     for run in ("digits-d8-standard", "digits-d8-side", "digits-d8-epsilon-e10",
                 "digits-imagenet-d18-epsilon-e3"):
         assert run in summary
@@ -136,11 +149,11 @@ def test_tiny_demo_end_to_end(tmp_path):
     r = snakemake("paper", "--cores", "2", "--directory", tmp_path, "--configfile", cfg)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-5000:])
     assert job_counts(r.stdout + r.stderr) == {"grid_figure": 1, "paper_summary": 1, "paper": 1}
-    assert sorted(os.listdir(tmp_path / "figures" / "paper")) == ["digits-epsilon.pdf",
+    assert sorted(os.listdir(figure_dir / "paper")) == ["digits-epsilon.pdf",
                                                                   "digits-epsilon.png"]
     # every experiment of the demo is in the group main: the grid's summary has the same runs
     runs = [line.split(",")[0] for line in summary.splitlines()]
-    paper = (tmp_path / "results" / "paper" / "summary.csv").read_text()
+    paper = (results / "paper" / "summary.csv").read_text()
     assert [line.split(",")[0] for line in paper.splitlines()] == runs
     # one more ε: exactly its run and compression, and only that experiment's figures, redone
     config["experiments"]["digits_cifar"]["epsilons"].append(9.0)

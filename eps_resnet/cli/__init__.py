@@ -46,9 +46,19 @@ def train_settings(argv: list[str]) -> TrainSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt as e:
+        # Ctrl-C (or SIGTERM / SIGHUP during training) at any point, imports included: one line,
+        # and the shell's exit status for that signal
+        signum = getattr(e, "signum", signal.SIGINT)
+        resume = " (run the same command again to resume)" if args.command == "train" else ""
+        print(f"eps-resnet {args.command}: stopped by {signal.Signals(signum).name}{resume}",
+              file=sys.stderr)
+        return 128 + signum
     except EpsResnetError as e:
         print(f"eps-resnet {args.command}: error: {e}", file=sys.stderr)
         return 2

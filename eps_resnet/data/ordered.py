@@ -54,8 +54,14 @@ def _compute(token: int, k: int):
 
 
 def _worker_init():
+    import signal
+
     from ..compat import die_with_parent
 
+    # a worker ends quietly on the signals the trainer turns into a clean stop (it inherited
+    # the trainer's handlers when it was forked)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
     die_with_parent()
 
 

@@ -23,7 +23,7 @@ from ..models.layouts import (Layout, compress_layout, count_flops, count_parame
 from ..training.runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, SAVED_MODEL, STATS_FILE,
                                   choose_checkpoint, lock, read_checkpoint, read_stats,
                                   run_settings)
-from .evaluate import check_fits, describe, model_variables, predictor, val_batches
+from .evaluate import check_fits, describe, model_variables, notes, predictor, val_batches
 from .export import export_saved_model
 
 #: The agreement the compressed model must reach with the full one on validation images.
@@ -86,7 +86,7 @@ def compress(run_dir: str, out: str, step: int | None = None, limit: int | None 
     if settings.variant != "epsilon":
         raise CompressError(f"{run_dir} is a {settings.variant} run, not an ε-ResNet: it has no "
                             "gates, so nothing can be discarded")
-    path, step = choose_checkpoint(run_dir, step)
+    path, step = choose_checkpoint(run_dir, step, say=notes("compress"))
     values = discard_values(run_dir, step)
     with lock(out, "eps-resnet compress"):
         return _compress(settings, run_dir, out, path, step, values, limit, log, rule)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -20,6 +21,11 @@ from ..training.settings import TrainSettings
 
 class EvaluateError(EpsResnetError):
     """A model folder or checkpoint that cannot be evaluated; the message names it."""
+
+
+def notes(command: str):
+    """Where a command tells which checkpoint it reads: one line on stderr."""
+    return lambda message: print(f"eps-resnet {command}: {message}", file=sys.stderr)
 
 
 def model_variables(model) -> dict[str, tuple]:
@@ -101,7 +107,7 @@ def model_folder(model_dir: str) -> tuple[TrainSettings, Layout, str, str]:
             raise EvaluateError(f"{model_dir} lacks its checkpoint {CHECKPOINT_PREFIX}")
         return settings, layout, ckpt, "compressed"
     settings = run_settings(model_dir)
-    ckpt, _ = choose_checkpoint(model_dir, None)
+    ckpt, _ = choose_checkpoint(model_dir, None, say=notes("evaluate"))
     return settings, make_layout(settings.resolved().family, settings.depth), ckpt, "full"
 
 

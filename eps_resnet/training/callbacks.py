@@ -6,16 +6,44 @@ resumed run follows exactly the schedule an uninterrupted one would have.
 """
 from __future__ import annotations
 
+import glob
+import json
 import os
+import shutil
 
 from tensorpack.callbacks import Callback, ModelSaver
-from tensorpack.callbacks.monitor import MonitorBase
+from tensorpack.callbacks.monitor import JSONWriter, MonitorBase, ScalarPrinter
 from tensorpack.callbacks.param import GraphVarParam
 from tensorpack.input_source import QueueInput
 from tensorpack.utils import logger
 
-from .runfolder import STATS_FILE, stat_history
+from ..errors import EpsResnetError, first_line
+from .runfolder import CHECKPOINT_INDEX, CHECKPOINT_PREFIX, STATS_FILE, stat_history
 from .schedules import AdaptiveRestart, Points, replay, value_at
+
+
+class SaveError(EpsResnetError):
+    """A file of the run's state (a checkpoint, the graph, stats.json) could not be written:
+    training stops rather than go on with state it cannot keep."""
+
+
+#: Causes worth naming as they are; anything else is quoted from the error's first line.
+_CAUSES = ("No space left on device", "Disk quota exceeded", "Read-only file system",
+           "Permission denied", "File too large")
+RESUME_HINT = "earlier checkpoints are intact; make room and run the same command to resume"
+
+
+def _cause(e: BaseException) -> str:
+    text = f"{getattr(e, 'strerror', None) or ''} {getattr(e, 'message', None) or ''} {e}"
+    return next((c for c in _CAUSES if c in text), first_line(e)[:160] or type(e).__name__)
+
+
+def _remove(paths) -> None:
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.unlink(path)
 
 
 class _VariableSetter(Callback):
@@ -84,14 +112,77 @@ class LearningRateSetter(_VariableSetter):
 
 
 class CheckpointAfterStats(ModelSaver, MonitorBase):
-    """tensorpack's ModelSaver, run after the epoch's stats.json is written.
+    """tensorpack's ModelSaver, run after the epoch's stats.json is written, and stopping
+    training when a save fails.
 
     tensorpack triggers callbacks before monitors, so a plain ModelSaver writes the checkpoint of
     an epoch before JSONWriter writes its metrics; a job killed in between would resume after an
     epoch whose metrics (and discarded_cnt, which the adaptive schedule replays) are lost. Passed
     last in ``monitors``, this saver runs after them: a checkpoint always has its stats, and
     stats without a checkpoint are dropped and retrained on resume.
+
+    tensorpack's saver logs a failed save (a full disk, a quota) and trains on: the run would
+    end "finished" with an older checkpoint as its newest. Here a failed save removes what it
+    left half-written and raises :class:`SaveError`; the checkpoints before it stay intact.
     """
+
+    def _before_train(self):
+        from ..compat import import_tf
+
+        try:
+            super()._before_train()  # the graph's definition, graph-<time>.meta
+        except (OSError, import_tf().errors.OpError) as e:
+            _remove(glob.glob(os.path.join(glob.escape(self.checkpoint_dir), "graph-*.meta.tmp*")))
+            raise SaveError(f"the graph file graph-<time>.meta in {self.checkpoint_dir} could not "
+                            f"be written ({_cause(e)}); make room and run the same command "
+                            "again") from None
+
+    def _trigger(self):
+        from ..compat import import_tf
+
+        tf = import_tf()
+        step = self.global_step
+        path = f"{self.path}-{step}"
+        try:
+            self.saver.save(tf.get_default_session(), self.path,
+                            global_step=tf.train.get_global_step(), write_meta_graph=False)
+        except (OSError, tf.errors.OpError) as e:
+            folder = glob.escape(self.checkpoint_dir)
+            _remove(glob.glob(os.path.join(folder, f"{CHECKPOINT_PREFIX}-{step}.*"))
+                    + glob.glob(os.path.join(folder, f"{CHECKPOINT_PREFIX}-{step}_temp*"))
+                    + glob.glob(os.path.join(folder, f"{CHECKPOINT_INDEX}.tmp*")))
+            raise SaveError(f"checkpoint {path} could not be written ({_cause(e)}); "
+                            f"{RESUME_HINT}") from None
+        logger.info(f"Model saved to {path}.")
+
+
+class StatsWriter(JSONWriter):
+    """tensorpack's JSONWriter (stats.json, every epoch's metrics), stopping training when the
+    file cannot be written instead of logging the error and going on."""
+
+    def _write_stat(self):
+        tmp = self._fname + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(self._stats, f)
+            os.replace(tmp, self._fname)
+        except OSError as e:
+            _remove([tmp])
+            raise SaveError(f"{self._fname} could not be written ({_cause(e)}); "
+                            f"{RESUME_HINT}") from None
+
+
+class FullPrecisionPrinter(ScalarPrinter):
+    """tensorpack's ScalarPrinter, printing each value exactly (Python's shortest repr of the
+    float stats.json holds, not 5 digits), so that a stats.json rebuilt from the log is the same
+    file's numbers (:func:`eps_resnet.training.runlog.repair_stats`)."""
+
+    def _trigger(self):
+        for name, value in sorted(self._dic.items()):
+            if (self._whitelist is None or any(r.search(name) for r in self._whitelist)) \
+                    and not any(r.search(name) for r in self._blacklist):
+                logger.info(f"{name}: {float(value)!r}")
+        self._dic = {}
 
 
 class OrderedQueueInput(QueueInput):
@@ -163,4 +254,4 @@ class DiscardedBlocksPrinter(Callback):
         gone = [b for b, v in values.items() if v >= self.discarded_at]
         logger.info(f"is_discarded per block ({len(gone)} of {len(values)} at >= {self.discarded_at}"
                     f"{': ' + ', '.join(gone) if gone else ''}): "
-                    + " ".join(f"{b}={v:.4g}" for b, v in values.items()))
+                    + " ".join(f"{b}={v!r}" for b, v in values.items()))

@@ -146,18 +146,35 @@ def checkpoints(run_dir: str) -> dict[int, str]:
     return out
 
 
-def choose_checkpoint(run_dir: str, step: int | None) -> tuple[str, int]:
-    """(path, step) of the checkpoint at ``step``, or of the newest one."""
+def choose_checkpoint(run_dir: str, step: int | None, say=None) -> tuple[str, int]:
+    """(path, step) of the checkpoint at ``step``, or else of the newest one that reads back
+    (whatever the ``checkpoint`` index says: a stale index must not make a command report an
+    older model's numbers). ``say`` is told which one, and when the index names another."""
     found = checkpoints(run_dir)
     if not found:
         raise RunFolderError(f"{run_dir} has no checkpoint ({CHECKPOINT_PREFIX}-<step>.index); "
                              "train it first")
-    if step is None:
-        latest = latest_checkpoint(run_dir)
-        return latest if latest else (found[max(found)], max(found))
-    if step not in found:
-        raise RunFolderError(f"--step {step} has no checkpoint in {run_dir}; available steps: "
-                             f"{', '.join(map(str, sorted(found)))}")
+    if step is not None:
+        if step not in found:
+            raise RunFolderError(f"--step {step} has no checkpoint in {run_dir}; available "
+                                 f"steps: {', '.join(map(str, sorted(found)))}")
+        return found[step], step
+    problems = []
+    for step in sorted(found, reverse=True):
+        problem = checkpoint_problem(found[step])
+        if problem is None:
+            break
+        problems.append(f"{CHECKPOINT_PREFIX}-{step}: {problem}")
+    else:
+        raise RunFolderError(f"{run_dir}: no checkpoint reads back ({'; '.join(problems)})")
+    if say is not None:
+        named = latest_checkpoint(run_dir)
+        skipped = f" ({'; '.join(problems)})" if problems else ""
+        if named is not None and named[1] != step:
+            say(f"{run_dir}: the checkpoint index names {CHECKPOINT_PREFIX}-{named[1]}; using "
+                f"{CHECKPOINT_PREFIX}-{step}, the newest that reads back{skipped}")
+        else:
+            say(f"{run_dir}: using checkpoint {CHECKPOINT_PREFIX}-{step}{skipped}")
     return found[step], step
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..compat import session_config
 from ..data.dataflows import epoch_steps, get_dataflow
-from ..errors import first_line
+from ..errors import Interrupted, first_line
 from .devices import DevicePlan, decide
 from .provenance import cpu, environment
 from .runfolder import (check_same_run, load_run_file, lock, resume_point, truncate_stats,
@@ -173,8 +173,53 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
 
     ``extra_callbacks`` (tensorpack callbacks) are added to the run's, e.g. by benchmarks."""
     p = plan(settings)
-    with lock(p.settings.out, "eps-resnet train"):
+    with lock(p.settings.out, "eps-resnet train"), stop_on_signals():
         return _train(resume(p, warn=_warn), log, extra_callbacks)
+
+
+@contextmanager
+def stop_on_signals():
+    """SIGTERM (what Slurm sends at a time limit or on scancel) and SIGHUP (a closed terminal)
+    stop training as Ctrl-C does: run.yaml says ``interrupted``, and the same command resumes
+    from the last checkpoint to the same numbers. (Python's default for both is to die at once,
+    leaving run.yaml at ``running``.) Only the main thread can install handlers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _record_end(p: Plan, record: dict) -> None:
+    """Write the run.yaml of a run that stopped. On a full disk the usual write (a temporary
+    file, then a rename) may find no room; the file is then rewritten in place, which needs no
+    more room than it had, and only if that fails too is the stop left unrecorded (said so)."""
+    try:
+        write_run_file(p.settings.out, record)
+        return
+    except OSError:
+        pass
+    import yaml
+
+    from .runfolder import RUN_FILE
+
+    try:
+        with open(os.path.join(p.settings.out, RUN_FILE), "r+") as f:
+            f.write(yaml.safe_dump(record, sort_keys=False))
+            f.truncate()
+    except OSError as e:
+        _warn(f"run.yaml could not record the stop ({e.strerror or e}); it still says running")
 
 
 def _warn(message: str) -> None:
@@ -190,15 +235,16 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
     from ..compat import import_tf
 
     tf = import_tf()
-    from tensorpack import (EstimatedTimeLeft, InferenceRunner, JSONWriter, ScalarPrinter,
-                            SimpleTrainer, SyncMultiGPUTrainerReplicated, TFEventWriter,
-                            TrainConfig, launch_train_with_config)
+    from tensorpack import (EstimatedTimeLeft, InferenceRunner, SimpleTrainer,
+                            SyncMultiGPUTrainerReplicated, TFEventWriter, TrainConfig,
+                            launch_train_with_config)
     from tensorpack.tfutils.sesscreate import NewSessionCreator
     from tensorpack.tfutils.sessinit import SaverRestore
     from tensorpack.utils import logger
 
     from .callbacks import (CheckpointAfterStats, DeterminismCheck, DiscardedBlocksPrinter,
-                            EpochScheduleSetter, LearningRateSetter, OrderedQueueInput)
+                            EpochScheduleSetter, FullPrecisionPrinter, LearningRateSetter,
+                            OrderedQueueInput, StatsWriter)
     from ..models import make_layout
     from ..models.gate import DISCARDED_AT
     from ..models.resnet import build_model
@@ -241,7 +287,8 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             callbacks=callbacks,
             # stats.json and TensorBoard keep every metric; the log prints the per-block values
             # on one line (DiscardedBlocksPrinter) instead of one line per block
-            monitors=[TFEventWriter(), JSONWriter(), ScalarPrinter(blacklist=[r".*/is_discarded$"]),
+            monitors=[TFEventWriter(), StatsWriter(),
+                      FullPrecisionPrinter(blacklist=[r".*/is_discarded$"]),
                       CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT, checkpoint_dir=s.out)],
             steps_per_epoch=p.steps_per_epoch,
             max_epoch=s.epochs,
@@ -264,8 +311,8 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
         except BaseException as e:
             # run.yaml must not keep saying "running" after the process is gone
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            write_run_file(s.out, {**_run_record(p, status, started),
-                                   "error": f"{type(e).__name__}: {first_line(e)}"})
+            _record_end(p, {**_run_record(p, status, started),
+                            "error": f"{type(e).__name__}: {first_line(e)}"})
             raise
     write_run_file(s.out, _run_record(p, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")

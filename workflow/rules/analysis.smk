@@ -17,8 +17,8 @@ rule parse_experiment:
     params:
         runs=experiment_run_dirs,
     shell:
-        "eps-resnet parse {params.runs} --experiment {wildcards.experiment} --out {output.csv} "
-        "--settings-html {output.settings} > {log} 2>&1"
+        "eps-resnet parse {params.runs:q} --experiment {wildcards.experiment} --out {output.csv:q} "
+        "--settings-html {output.settings:q} > {log:q} 2>&1"
 
 
 rule figure:
@@ -38,8 +38,8 @@ rule figure:
         expected=expected_runs,
         title=figure_title,
     shell:
-        "eps-resnet plot {wildcards.kind} --in {input} --out {output.png} --pdf "
-        "--title {params.title:q} --expect {params.expected} > {log} 2>&1"
+        "eps-resnet plot {wildcards.kind} --in {input:q} --out {output.png:q} --pdf "
+        "--title {params.title:q} --expect {params.expected} > {log:q} 2>&1"
 
 
 # The grid of a dataset: final values of several experiments against depth or ε.
@@ -60,13 +60,13 @@ rule grid_figure:
         expected=grid_expected,
         title=grid_title,
     shell:
-        "eps-resnet plot {wildcards.grid_kind} --in {input} --out {output.png} --pdf "
-        "--title {params.title:q} --expect {params.expected} > {log} 2>&1"
+        "eps-resnet plot {wildcards.grid_kind} --in {input:q} --out {output.png:q} --pdf "
+        "--title {params.title:q} --expect {params.expected} > {log:q} 2>&1"
 
 
 SUMMARIZE = (
-    "eps-resnet summarize --in {input.parsed} --compressed {input.compressed} "
-    "--out {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+    "eps-resnet summarize --in {input.parsed:q} --compressed {input.compressed:q} "
+    "--out {output.csv:q} --md {output.md:q} --html {output.html:q} > {log:q} 2>&1"
 )
 
 

@@ -18,7 +18,7 @@ rule compress:
         run=run_dir,
         out=compressed_dir,
     shell:
-        "eps-resnet gpu-run --gpus {resources.gpu} -- eps-resnet compress {params.run} --out {params.out} > {log} 2>&1"
+        "eps-resnet gpu-run --gpus {resources.gpu} -- eps-resnet compress {params.run:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule evaluate_compressed:
@@ -36,7 +36,7 @@ rule evaluate_compressed:
     params:
         model=compressed_dir,
     shell:
-        "eps-resnet gpu-run --gpus {resources.gpu} -- eps-resnet evaluate {params.model} --out {output} > {log} 2>&1"
+        "eps-resnet gpu-run --gpus {resources.gpu} -- eps-resnet evaluate {params.model:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_full:
@@ -54,4 +54,4 @@ rule evaluate_full:
     params:
         model=run_dir,
     shell:
-        "eps-resnet gpu-run --gpus {resources.gpu} -- eps-resnet evaluate {params.model} --out {output} > {log} 2>&1"
+        "eps-resnet gpu-run --gpus {resources.gpu} -- eps-resnet evaluate {params.model:q} --out {output:q} > {log:q} 2>&1"

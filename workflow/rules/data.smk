@@ -14,4 +14,4 @@ rule prepare_dataset:
         out=prepared_dir,
         flags=prepare_flags,
     shell:
-        "eps-resnet prepare {wildcards.dataset} --out {params.out} {params.flags} > {log} 2>&1"
+        "eps-resnet prepare {wildcards.dataset} --out {params.out:q} {params.flags} > {log:q} 2>&1"

@@ -21,5 +21,5 @@ rule train:
         args=train_args,
     shell:
         "eps-resnet gpu-run --gpus {resources.gpu} -- "
-        "eps-resnet train {params.args} --threads {threads} > {log} 2>&1 "
-        "&& touch {output}"
+        "eps-resnet train {params.args} --threads {threads} > {log:q} 2>&1 "
+        "&& touch {output:q}"
