@@ -19,10 +19,10 @@ test: setup
 # The whole workflow offline on the CPU: digits prepared, both network families trained,
 # compressed, evaluated, parsed and plotted into results/demo/ and figures/demo/.
 CORES ?= 2
-# A lock left by a killed Snakemake is removed first, unless another Snakemake is running.
+# A lock left by a killed Snakemake is removed first, unless a Snakemake still runs here.
 demo: setup
 	$(BIN)/eps-resnet check-config config/demo.yaml
-	pgrep -f "bin/snakemake" >/dev/null || $(BIN)/snakemake --unlock --cores 1 --configfile config/demo.yaml --quiet
+	$(BIN)/python -m eps_resnet.workflow.unlock --configfile config/demo.yaml
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml \
 		--rerun-incomplete
 

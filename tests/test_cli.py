@@ -2,6 +2,8 @@
 every flag (with its default where it has one)."""
 import argparse
 
+import pytest
+
 from eps_resnet import __version__
 from eps_resnet.cli import build_parser, main
 
@@ -35,3 +37,69 @@ def test_every_subcommand_and_flag_is_documented():
                     "default" not in action.help.lower() and "%(default)" not in action.help:
                 missing.append(f"{name} {flag}: default {action.default!r} not said")
     assert not missing, "\n".join(missing)
+
+
+SYNTHETIC = ["train", "--dataset", "synthetic", "--depth", "8", "--variant", "standard"]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--seed", "-1"], "--seed -1 is out of range; expected an integer from 0 to 4294967295"),
+    (["--seed", "4294967296"], "--seed 4294967296 is out of range"),
+    (["--image-size", "0"], "--image-size 0 is too small; expected at least 32"),
+    (["--classes", "0"], "--classes 0 is too small; expected at least 2"),
+])
+def test_out_of_range_flags_are_one_line(tmp_path, capsys, flags, message):
+    assert main([*SYNTHETIC, *flags, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text", ["run: [unclosed", "- a list\n- not a mapping\n",
+                                  "settings: {depth: 8, colour: blue}\n"])
+def test_junk_run_yaml_is_one_line(tmp_path, capsys, text):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.yaml").write_text(text)
+    for argv in ([*SYNTHETIC, "--out", str(run)], ["evaluate", str(run)],
+                 ["evaluate", str(tmp_path)]):
+        if argv[-1] == str(tmp_path):  # a compressed model folder with a junk record
+            (tmp_path / "compressed.yaml").write_text(text)
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        if "colour" not in text:  # (settings of an unknown key: "belongs to a different configuration")
+            assert ".yaml" in err, err
+
+
+def test_non_numeric_values_in_a_parsed_csv_are_one_line(tmp_path, capsys):
+    from eps_resnet.results.parse import COLUMNS
+
+    for column, bad in (("value", "0.5x"), ("epoch", "three")):
+        row = {c: "" for c in COLUMNS} | {"run": "r", "metric": "val_error", "epoch": "1",
+                                         "value": "0.5", column: bad}
+        csv = tmp_path / f"{column}.csv"
+        csv.write_text(",".join(COLUMNS) + "\n" + ",".join(row[c] for c in COLUMNS) + "\n")
+        for kind in (["plot", "val-error"], ["summarize"]):
+            assert main([*kind, "--in", str(csv), "--out", str(tmp_path / "x.png")]) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.endswith(f"{csv}, line 2: {column} {bad!r} is not a number; expected a CSV "
+                                "written by `eps-resnet parse`"), err
+
+
+def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
+    """SIGINT while `eps-resnet train` is still importing TensorFlow: no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "eps_resnet.cli", *SYNTHETIC, "--out",
+                             str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # past Python's start-up, within TensorFlow's import
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("eps-resnet")
+    assert "stopped by SIGINT" in err.strip().splitlines()[-1]

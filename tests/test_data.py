@@ -27,14 +27,18 @@ def cifar_batch(n, key, classes, rng):
             b"data": rng.randint(0, 256, (n, 3072)).astype(np.uint8), b"filenames": [b"x.png"] * n}
 
 
-def make_cifar_archive(folder, dataset, rng, per_batch=20):
-    """An archive in the official python-version layout, with pickles like the originals'."""
+def make_cifar_archive(folder, dataset, rng, per_batch=20, bad_labels=()):
+    """An archive in the official python-version layout, with pickles like the originals';
+    ``bad_labels`` replace the first labels of the first batch."""
     name, _, inner, train, test, key = cifar.ARCHIVES[dataset]
     classes = 10 if dataset == "cifar10" else 100
     path = os.path.join(folder, name)
     with tarfile.open(path, "w:gz") as tar:
-        for member in train + test + ["batches.meta" if dataset == "cifar10" else "meta"]:
-            payload = pickle.dumps(cifar_batch(per_batch, key, classes, rng), protocol=2)
+        for i, member in enumerate(train + test + ["batches.meta" if dataset == "cifar10" else "meta"]):
+            batch = cifar_batch(per_batch, key, classes, rng)
+            if i == 0:
+                batch[key][:len(bad_labels)] = list(bad_labels)
+            payload = pickle.dumps(batch, protocol=2)
             info = tarfile.TarInfo(f"{inner}/{member}")
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
@@ -287,6 +291,86 @@ def test_imagenet_validation_resize_truncates_as_the_original(h, w):
     assert out.shape == (int(scale * h), int(scale * w), 3)
     if min(h, w) in (374, 389):  # the short edge ends at 255 for these
         assert min(out.shape[:2]) == 255
+
+
+def test_labels_out_of_range_are_refused_at_prepare(tmp_path, capsys):
+    archive = make_cifar_archive(str(tmp_path), "cifar10", np.random.RandomState(0),
+                                 bad_labels=(-1, 57))
+    out = tmp_path / "cifar10"
+    assert main(["prepare", "cifar10", "--out", str(out), "--source", archive,
+                 "--md5", md5(archive)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cifar10 train labels -1, 57 are outside 0-9" in err
+    assert not out.exists()
+
+
+def _damage(path, how):
+    data = bytearray(path.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 0x01
+    elif how == "truncate":
+        data = data[:len(data) - 64]
+    else:
+        data = bytearray(b"junk")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name,how", [("train_images.npy", "flip"), ("train_labels.npy", "flip"),
+                                      ("val_images.npy", "truncate"), ("mean.npy", "junk")])
+def test_damaged_prepared_files_are_refused_before_training(tmp_path, capsys, name, how):
+    """A byte flipped, a file cut short, a junk file: one line naming the file and the command
+    that rebuilds it, before anything is trained; that command rebuilds it."""
+    data = tmp_path / "digits"
+    assert main(["prepare", "digits", "--out", str(data)]) == 0
+    _damage(data / name, how)
+    train = ["train", "--dataset", "digits", "--data-dir", str(data), "--depth", "8", "--variant",
+             "standard", "--epochs", "1", "--steps-per-epoch", "1", "--out", str(tmp_path / "run")]
+    capsys.readouterr()
+    assert main(train) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert str(data / name) in err and f"run `eps-resnet prepare digits --out {data}`" in err
+    assert not (tmp_path / "run").exists()
+    assert main(["prepare", "digits", "--out", str(data)]) == 0
+    assert "preparing again" in capsys.readouterr().out
+    from eps_resnet.data.dataflows import verified_data
+    from eps_resnet.training.settings import TrainSettings
+
+    settings = TrainSettings(dataset="digits", data_dir=str(data), depth=8, variant="standard",
+                             out=str(tmp_path / "run")).resolved()
+    assert name in verified_data(settings)
+
+
+def test_evaluate_and_compress_check_the_files_they_read(tmp_path, capsys):
+    data, run = tmp_path / "digits", tmp_path / "run"
+    assert main(["prepare", "digits", "--out", str(data)]) == 0
+    assert main(["train", "--dataset", "digits", "--data-dir", str(data), "--depth", "8",
+                 "--variant", "epsilon", "--epsilon", "10", "--epochs", "1", "--steps-per-epoch",
+                 "2", "--batch", "16", "--out", str(run)]) == 0
+    record = yaml.safe_load((run / "run.yaml").read_text())
+    # run.yaml: the checksums of the files the run read, as the marker has them
+    assert record["environment"]["dataset"]["checksums"] == {
+        n: read_marker(str(data))["checksums"][n] for n in
+        ("train_images.npy", "train_labels.npy", "val_images.npy", "val_labels.npy", "mean.npy")}
+    _damage(data / "val_labels.npy", "flip")
+    capsys.readouterr()
+    for argv in (["evaluate", str(run)], ["compress", str(run), "--out", str(run / "compressed")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "val_labels.npy does not match prepared.yaml" in err, err
+    assert not (run / "eval.json").exists() and not (run / "compressed").exists()
+
+
+def test_junk_marker_is_one_line(tmp_path, capsys):
+    data = tmp_path / "digits"
+    assert main(["prepare", "digits", "--out", str(data)]) == 0
+    (data / "prepared.yaml").write_text("{{{: not yaml")
+    assert main(["train", "--dataset", "digits", "--data-dir", str(data), "--depth", "8",
+                 "--variant", "standard", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "prepared.yaml is not readable YAML" in err
+    assert main(["prepare", "digits", "--out", str(data)]) == 0  # prepared anew
+    assert read_marker(str(data))["dataset"] == "digits"
 
 
 def test_digits_dataset():

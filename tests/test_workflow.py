@@ -245,6 +245,49 @@ def test_seeds_are_an_experiment_axis(tmp_path):
         assert message in r.stdout + r.stderr
 
 
+def test_a_killed_snakemakes_lock_is_removed_unless_one_still_runs(tmp_path):
+    """What `make demo` does first (python -m eps_resnet.workflow.unlock): a Snakemake killed with
+    kill -9 leaves its lock; it is removed when no Snakemake runs in the folder, kept otherwise."""
+    import signal
+    import sys
+    import time
+
+    config = tiny_config(tmp_path)
+    cfg = write(tmp_path, config)
+    target = os.path.join(config["data_dir"], "digits", "prepared.yaml")
+    args = ["--snakefile", os.path.join(ROOT, "workflow", "Snakefile"), "--configfile", str(cfg)]
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"])
+    proc = subprocess.Popen([os.path.join(BIN, "snakemake"), target, "--cores", "1", *args],
+                            cwd=tmp_path, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locks = tmp_path / ".snakemake" / "locks"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (locks.is_dir() and os.listdir(locks)):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert os.listdir(locks), "the killed Snakemake left no lock"
+    r = snakemake(target, "--cores", "1", "--configfile", cfg, cwd=tmp_path)
+    assert r.returncode != 0 and "cannot be locked" in r.stdout + r.stderr
+    unlock = [sys.executable, "-m", "eps_resnet.workflow.unlock", *args]
+    # another Snakemake in this folder (a stand-in named so): its lock is not touched
+    fake = tmp_path / "bin" / "snakemake"
+    fake.parent.mkdir()
+    fake.symlink_to("/bin/sleep")
+    other = subprocess.Popen([str(fake), "60"], cwd=tmp_path)
+    try:
+        r = subprocess.run(unlock, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and f"(process {other.pid}) runs in" in r.stderr
+        assert os.listdir(locks)
+    finally:
+        other.kill()
+        other.wait()
+    r = subprocess.run(unlock, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "removing the lock" in r.stderr, r.stderr
+    r = snakemake(target, "--cores", "1", "--configfile", cfg, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 def test_the_workflow_is_formatted_and_lint_clean(tmp_path):
     r = subprocess.run([os.path.join(BIN, "snakefmt"), "--check", os.path.join(ROOT, "workflow")],
                        capture_output=True, text=True, timeout=120)

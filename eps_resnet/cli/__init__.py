@@ -48,23 +48,24 @@ def train_settings(argv: list[str]) -> TrainSettings:
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    args = build_parser().parse_args(argv)
+    prog = "eps-resnet"
     try:
+        args = build_parser().parse_args(argv)
+        prog = f"eps-resnet {args.command}"
         return args.func(args)
     except KeyboardInterrupt as e:
         # Ctrl-C (or SIGTERM / SIGHUP during training) at any point, imports included: one line,
         # and the shell's exit status for that signal
         signum = getattr(e, "signum", signal.SIGINT)
-        resume = " (run the same command again to resume)" if args.command == "train" else ""
-        print(f"eps-resnet {args.command}: stopped by {signal.Signals(signum).name}{resume}",
-              file=sys.stderr)
+        resume = " (run the same command again to resume)" if prog.endswith(" train") else ""
+        print(f"{prog}: stopped by {signal.Signals(signum).name}{resume}", file=sys.stderr)
         return 128 + signum
     except EpsResnetError as e:
-        print(f"eps-resnet {args.command}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         # the file system said no (permissions, a full disk, a file where a folder should be):
         # the user's to fix, so one line naming the path rather than a traceback
-        print(f"eps-resnet {args.command}: error: {e.strerror or e}"
-              + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        print(f"{prog}: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""),
+              file=sys.stderr)
         return 2

@@ -81,6 +81,15 @@ def _read_csvs(paths, what: str):
         if lacking:
             raise DataError(f"{path} lacks the column(s) {', '.join(lacking)}; expected a CSV "
                             "written by `eps-resnet parse`")
+        for column in ("epoch", "step", "depth", "epsilon", "seed", "group", "value"):
+            if column in frame.columns:
+                numbers = pd.to_numeric(frame[column], errors="coerce")
+                bad = frame[column].notna() & numbers.isna()
+                if bad.any():
+                    row = int(bad.idxmax())
+                    raise DataError(f"{path}, line {row + 2}: {column} {frame[column][row]!r} is "
+                                    "not a number; expected a CSV written by `eps-resnet parse`")
+                frame[column] = numbers
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     if df.empty:

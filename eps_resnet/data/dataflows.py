@@ -15,6 +15,29 @@ def training_part(settings, meta: dict) -> tuple[int | None, str]:
     return None, "mean.npy"
 
 
+def files_read(settings, meta: dict, splits=("train", "val")) -> list[str]:
+    """The prepared files a run's dataflows of ``splits`` read (ImageNet: its index files; the
+    images stay where they are and are checked by their decoder)."""
+    if settings.recipe.augmentation == "imagenet":
+        return [f"{split}.txt" for split in splits]
+    _, mean_file = training_part(settings, meta)
+    return [f"{split}_{kind}.npy" for split in splits for kind in ("images", "labels")] + [mean_file]
+
+
+def verified_data(settings, splits=("train", "val")) -> dict[str, str]:
+    """Check the prepared files a run reads against prepared.yaml (size and MD5, see
+    :func:`.files.verify_prepared`) before any of them is read; {file: MD5} ({} for synthetic
+    data). A damaged file is a DataError naming it and the `eps-resnet prepare` that rebuilds it."""
+    if settings.dataset == "synthetic":
+        return {}
+    from .files import verify_prepared
+    from .prepare import open_prepared
+
+    meta = open_prepared(settings.data_dir, settings.dataset)
+    return verify_prepared(settings.data_dir, settings.dataset, meta,
+                           files_read(settings, meta, splits))
+
+
 def get_dataflow(settings, split: str, batch: int):
     """The dataflow of ``split`` ("train" or "val") in batches of ``batch`` for resolved
     TrainSettings (with several GPUs, ``batch`` is one GPU's share): batch ``k`` is a function of
@@ -32,6 +55,7 @@ def get_dataflow(settings, split: str, batch: int):
         from .prepare import memory_source, open_prepared
 
         meta = open_prepared(settings.data_dir, settings.dataset)
+        verified_data(settings, (split,))
         if recipe.augmentation == "imagenet":
             from .imagenet import dataflow
 

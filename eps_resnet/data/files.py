@@ -17,6 +17,9 @@ from ..atomic import read_yaml
 from ..errors import EpsResnetError
 
 MARKER = "prepared.yaml"
+#: Files already checked against the marker, by (size, modification time): a rewrite of a file
+#: changes its time, so an unchanged file need not be hashed again.
+VERIFIED = ".verified.yaml"
 DOWNLOAD_TIMEOUT_S = 30
 
 
@@ -109,16 +112,77 @@ def save_arrays(folder: str, split: str, images: np.ndarray, labels: np.ndarray)
 
 
 def read_marker(out: str) -> dict | None:
-    return read_yaml(os.path.join(out, MARKER))
+    """A prepared folder's marker (None: not prepared); a DataError naming it when damaged."""
+    path = os.path.join(out, MARKER)
+    try:
+        info = read_yaml(path)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not readable YAML ({str(e).splitlines()[0][:100]}); delete it "
+                        "and run `eps-resnet prepare` on that folder again") from None
+    if info is not None and not isinstance(info, dict):
+        raise DataError(f"{path} holds a {type(info).__name__}, not the mapping `eps-resnet "
+                        "prepare` writes; delete it and run `eps-resnet prepare` on that folder again")
+    return info
 
 
 def write_marker(folder: str, info: dict) -> None:
-    """The marker of a prepared folder, with the MD5 of every file in it (LMDB packs excepted:
-    they hold the same bytes as the indexed images), which run.yaml copies so that a run names
-    exactly the data it saw."""
-    info = dict(info, checksums={
-        name: md5sum(os.path.join(folder, name)) for name in sorted(os.listdir(folder))
-        if os.path.isfile(os.path.join(folder, name)) and ".lmdb" not in name
-        and not name.startswith(".")})
+    """The marker of a prepared folder, with the size and MD5 of every file in it (LMDB packs
+    excepted: they hold the same bytes as the indexed images), against which every command
+    checks the files it reads (:func:`verify_prepared`)."""
+    names = [name for name in sorted(os.listdir(folder))
+             if os.path.isfile(os.path.join(folder, name)) and ".lmdb" not in name
+             and not name.startswith(".")]
+    info = dict(info, checksums={name: md5sum(os.path.join(folder, name)) for name in names},
+                sizes={name: os.path.getsize(os.path.join(folder, name)) for name in names})
     with open(os.path.join(folder, MARKER), "w") as f:
         yaml.safe_dump(info, f, sort_keys=False)
+
+
+#: (path, size, mtime) -> MD5 of the files this process verified.
+_VERIFIED_HERE: dict[tuple, str] = {}
+
+
+def verify_prepared(data_dir: str, dataset: str, meta: dict, names) -> dict[str, str]:
+    """Check the prepared files ``names`` of ``data_dir`` against its marker before anything
+    reads them: each file's size, then its MD5 (skipped for a file whose size and modification
+    time are those of an earlier check, recorded in the folder's ``.verified.yaml``). Returns
+    {name: MD5}; a DataError naming the file and the command that rebuilds it on a mismatch."""
+    checksums, sizes = meta.get("checksums") or {}, meta.get("sizes") or {}
+    rebuild = f"run `eps-resnet prepare {dataset} --out {data_dir}` to rebuild it"
+    cache_path = os.path.join(data_dir, VERIFIED)
+    try:
+        cache = read_yaml(cache_path) or {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        cache = {}
+    cache = cache if isinstance(cache, dict) else {}
+    found, changed = {}, False
+    for name in names:
+        path = os.path.join(data_dir, name)
+        if name not in checksums:
+            continue  # a marker of an older prepare that did not record it
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise DataError(f"{path} is missing; {rebuild}") from None
+        if name in sizes and st.st_size != sizes[name]:
+            raise DataError(f"{path} has {st.st_size} bytes where {MARKER} records {sizes[name]} "
+                            f"(cut short or replaced); {rebuild}")
+        key = (path, st.st_size, st.st_mtime_ns)
+        if _VERIFIED_HERE.get(key) == checksums[name] or \
+                cache.get(name) == [st.st_size, st.st_mtime_ns, checksums[name]]:
+            found[name] = checksums[name]
+            continue
+        md5 = md5sum(path)
+        if md5 != checksums[name]:
+            raise DataError(f"{path} does not match {MARKER} (md5 {md5}, expected "
+                            f"{checksums[name]}): it changed after it was prepared; {rebuild}")
+        found[name] = _VERIFIED_HERE[key] = md5
+        cache[name], changed = [st.st_size, st.st_mtime_ns, md5], True
+    if changed:
+        try:
+            from ..atomic import write_yaml
+
+            write_yaml(cache_path, cache)
+        except OSError:
+            pass  # a read-only dataset folder: the files are hashed again next time
+    return found

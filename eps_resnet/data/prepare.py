@@ -15,7 +15,7 @@ import numpy as np
 
 from . import DATASETS, PREPARABLE
 from .files import (MARKER, DataError, clean_leftovers, read_marker, save_arrays, staging_dir,
-                    write_marker)
+                    verify_prepared, write_marker)
 
 FORMAT_VERSION = 1
 
@@ -31,15 +31,25 @@ def prepare(dataset: str, out: str, source: str | None = None, md5=None, svhn_ex
     if source is not None and not os.path.exists(source):
         raise DataError(f"--source {source} does not exist")
     out = os.path.abspath(out)
-    done = read_marker(out)
+    try:
+        done = read_marker(out)
+    except DataError as e:
+        log(f"{str(e).split('; delete')[0]}; preparing again")
+        done = None
+        os.remove(os.path.join(out, MARKER))
     if done is not None:
         if done.get("dataset") != dataset:
             raise DataError(f"--out {out} holds the prepared dataset {done.get('dataset')!r}, "
                             f"not {dataset}; expected an empty folder or one prepared for {dataset}")
-        if not (dataset == "svhn" and svhn_extra and "extra" not in (done.get("parts") or {})):
-            log(f"{dataset} is already prepared in {out} ({_counts(done)}); nothing to do")
-            return done
-        log(f"{dataset} in {out} was prepared without extra; preparing it again with extra")
+        if dataset == "svhn" and svhn_extra and "extra" not in (done.get("parts") or {}):
+            log(f"{dataset} in {out} was prepared without extra; preparing it again with extra")
+        else:
+            try:
+                verify_prepared(out, dataset, done, list(done.get("checksums") or {}))
+                log(f"{dataset} is already prepared in {out} ({_counts(done)}); nothing to do")
+                return done
+            except DataError as e:  # a damaged file: the folder is prepared anew
+                log(f"{str(e).split('; run')[0]}; preparing again")
         os.remove(os.path.join(out, MARKER))  # unfinished until the new marker is in place
     clean_leftovers(out)
     existed = os.path.isdir(out)
@@ -65,6 +75,13 @@ def _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_che
         info = _prepare_imagenet(out, source, lmdb, val_labels, decode_check, log)
     else:
         splits, provenance = _read(dataset, out, source, md5, svhn_extra)
+        classes = DATASETS[dataset].num_classes
+        for split, (_, labels) in splits.items():
+            bad = np.unique(labels[(labels < 0) | (labels >= classes)])
+            if bad.size:
+                raise DataError(f"{dataset} {split} labels {', '.join(map(str, bad[:5]))} are "
+                                f"outside 0-{classes - 1} ({dataset} has {classes} classes) in "
+                                f"{source or 'the downloaded files'}; expected the published files")
         with staging_dir(out) as tmp:
             for split, (images, labels) in splits.items():
                 save_arrays(tmp, split, images, labels)

@@ -11,11 +11,11 @@ import sys
 
 import numpy as np
 
-from ..atomic import read_yaml, write_text
-from ..errors import EpsResnetError
+from ..atomic import write_text
+from ..errors import EpsResnetError, first_line
 from ..models.layouts import Layout, layout_from_structure, make_layout
 from ..training.runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, EVAL_FILE, choose_checkpoint,
-                                  lock, read_checkpoint, run_settings)
+                                  lock, read_checkpoint, read_record, run_settings, settings_of)
 from ..training.settings import TrainSettings
 
 
@@ -98,10 +98,15 @@ def val_batches(settings: TrainSettings, limit: int | None):
 def model_folder(model_dir: str) -> tuple[TrainSettings, Layout, str, str]:
     """(settings, layout, checkpoint, kind) of a run folder ("full": its newest checkpoint) or of
     a compressed model folder ("compressed")."""
-    info = read_yaml(os.path.join(model_dir, COMPRESSED_FILE))
+    path = os.path.join(model_dir, COMPRESSED_FILE)
+    info = read_record(path, "eps-resnet compress")
     if info is not None:
-        settings = TrainSettings(**info["settings"])
-        layout = layout_from_structure(settings.family, settings.depth, info["structure"])
+        settings = settings_of(info, path)
+        try:
+            layout = layout_from_structure(settings.family, settings.depth, info["structure"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise EvaluateError(f"{path} has no valid structure ({first_line(e)[:100]}); "
+                                "expected the record `eps-resnet compress` writes") from None
         ckpt = os.path.join(model_dir, CHECKPOINT_PREFIX)
         if not os.path.exists(ckpt + ".index"):
             raise EvaluateError(f"{model_dir} lacks its checkpoint {CHECKPOINT_PREFIX}")

@@ -77,15 +77,18 @@ def git_commit() -> str | None:
 
 
 def dataset(settings) -> dict:
-    """The prepared dataset a run reads: its marker's identity and file checksums."""
+    """The prepared dataset a run reads: its marker's identity, and the checksums of the files
+    the run reads, each checked against the marker (so: of the bytes it read)."""
     if settings.dataset == "synthetic":
         return {"name": "synthetic", "generated_from_seed": settings.seed}
+    from ..data.dataflows import verified_data
     from ..data.files import read_marker
 
     marker = read_marker(settings.data_dir) or {}
-    keep = ("dataset", "prepared", "source", "md5", "images", "classes", "checksums")
+    keep = ("dataset", "prepared", "source", "md5", "images", "classes")
     return {"name": settings.dataset, "folder": settings.data_dir,
-            **{k: marker[k] for k in keep if k in marker}}
+            **{k: marker[k] for k in keep if k in marker},
+            "checksums": verified_data(settings)}
 
 
 def environment(settings) -> dict:

@@ -45,12 +45,39 @@ def run_path(results_dir: str, experiment: str, run: str, *parts: str) -> str:
 
 
 # -- run.yaml ----------------------------------------------------------------------------------
+def read_record(path: str, writer: str) -> dict | None:
+    """One of the run folder's YAML records (run.yaml, compressed.yaml) as a mapping; None when
+    it does not exist; a one-line RunFolderError naming it when it is not what ``writer``
+    writes."""
+    import yaml
+
+    try:
+        record = read_yaml(path)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        problem = f"is not readable YAML ({first_line(e)[:100]})"
+    else:
+        if record is None or (isinstance(record, dict) and isinstance(record.get("settings", {}), dict)):
+            return record
+        problem = "does not hold the mapping it should"
+    raise RunFolderError(f"{path} {problem}; expected the record `{writer}` writes (move it "
+                         "away, or the folder, to start over)")
+
+
 def load_run_file(out: str) -> dict | None:
-    return read_yaml(os.path.join(out, RUN_FILE))
+    return read_record(os.path.join(out, RUN_FILE), "eps-resnet train")
 
 
 def write_run_file(out: str, record: dict) -> None:
     write_yaml(os.path.join(out, RUN_FILE), record)
+
+
+def settings_of(record: dict, path: str) -> TrainSettings:
+    """The TrainSettings a record (run.yaml, compressed.yaml) holds under ``settings``."""
+    try:
+        return TrainSettings(**record["settings"])
+    except (KeyError, TypeError) as e:
+        raise RunFolderError(f"{path} has no valid settings ({first_line(e)[:100]}); expected the "
+                             "settings `eps-resnet train` records") from None
 
 
 def run_settings(run_dir: str) -> TrainSettings:
@@ -58,7 +85,7 @@ def run_settings(run_dir: str) -> TrainSettings:
     run = load_run_file(run_dir)
     if run is None or "settings" not in run:
         raise RunFolderError(f"{run_dir} has no {RUN_FILE}; expected a run folder of `eps-resnet train`")
-    return TrainSettings(**run["settings"])
+    return settings_of(run, os.path.join(run_dir, RUN_FILE))
 
 
 def check_same_run(settings: TrainSettings) -> None:

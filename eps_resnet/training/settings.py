@@ -85,8 +85,10 @@ class TrainSettings:
             raise SettingsError(f"--family {s.family} does not train on {s.dataset}; expected "
                                 f"{' or '.join(info.families)}")
         imagenet_like = s.family == "imagenet"
-        s.image_size = s.image_size or (224 if synthetic and imagenet_like else info.image_size)
-        s.classes = s.classes or (1000 if synthetic and imagenet_like else info.num_classes)
+        if s.image_size is None:
+            s.image_size = 224 if synthetic and imagenet_like else info.image_size
+        if s.classes is None:
+            s.classes = 1000 if synthetic and imagenet_like else info.num_classes
         if s.image_size < 32:
             raise SettingsError(f"--image-size {s.image_size} is too small; expected at least 32")
         if s.classes < 2:
@@ -131,6 +133,10 @@ class TrainSettings:
                                  ("--threads", s.threads, 0)):
             if value is not None and value < low:
                 raise SettingsError(f"{flag} {value} is out of range; expected an integer >= {low}")
+        if not 0 <= s.seed < 2 ** 32:
+            # (numpy's seeds are 32-bit: a larger or negative one fails deep in the data)
+            raise SettingsError(f"--seed {s.seed} is out of range; expected an integer from 0 "
+                                f"to {2 ** 32 - 1}")
         if s.precision not in PRECISIONS:
             raise SettingsError(f"--precision {s.precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
         if s.towers is not None and s.gpus != 0:

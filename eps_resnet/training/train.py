@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..compat import session_config
-from ..data.dataflows import epoch_steps, get_dataflow
+from ..data.dataflows import epoch_steps, get_dataflow, verified_data
 from ..errors import Interrupted, first_line
 from .devices import DevicePlan, decide
 from .provenance import cpu, environment
@@ -61,6 +61,7 @@ def plan(settings: TrainSettings) -> Plan:
                             f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})") from None
     s.gpus = devices.gpus
     check_gpu_split(s.batch, devices.towers, "--gpus" if devices.gpus else "--towers")
+    verified_data(s)  # every prepared file the run reads, before any is read
     # whole batches, split across the towers inside the graph (OrderedQueueInput)
     train_flow = get_dataflow(s, "train", s.batch)
     steps, note = epoch_steps(s, train_flow)
@@ -314,6 +315,10 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             _record_end(p, {**_run_record(p, status, started),
                             "error": f"{type(e).__name__}: {first_line(e)}"})
             raise
+        finally:
+            # the data workers were forked holding the run folder's lock: they end with training,
+            # not when the process does (a caller in the same process may lock the folder next)
+            p.train_flow.close()
     write_run_file(s.out, _run_record(p, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")
     return p
