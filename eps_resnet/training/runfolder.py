@@ -108,26 +108,37 @@ def check_same_run(settings: TrainSettings) -> None:
 
 
 # -- one process per folder ------------------------------------------------------------------
+#: The folders this process holds.
+_HELD: set[str] = set()
+
+
 @contextmanager
 def lock(folder: str, command: str):
     """Hold ``folder`` for this process (created if needed) while the block runs.
 
-    An advisory lock on ``folder/.lock``: the OS releases it when the process ends, however it
-    ends, so a killed run never leaves a stale lock. A second holder is refused at once with a
-    message naming the process that has it."""
+    A POSIX record lock on ``folder/.lock``: the OS releases it when the process ends, however
+    it ends, so a killed run never leaves a stale lock, and unlike flock it is not shared with
+    the data workers the process forks (a worker still alive after training would otherwise
+    keep the folder locked). A second holder, in another process or this one, is refused at
+    once with a message naming the process that has it."""
     created = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_FILE)
+    key = os.path.realpath(folder)
     f = open(path, "a+")
-    ok = False
+    ok = held = False
     try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            if key in _HELD:  # (POSIX locks do not exclude the process that holds them)
+                raise BlockingIOError
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):
             f.seek(0)
             holder = f.read().strip() or "another process"
             raise RunFolderError(f"{folder} is in use by {holder}; wait for it to finish or stop "
                                  "it (one process writes into a folder at a time)") from None
+        _HELD.add(key)
+        held = True
         f.seek(0)
         f.truncate()
         f.write(f"process {os.getpid()} ({command}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
@@ -138,6 +149,8 @@ def lock(folder: str, command: str):
         if not ok and created and os.listdir(folder) == [LOCK_FILE]:
             os.unlink(path)  # a command that failed leaves no folder it made behind
             os.rmdir(folder)
+        if held:
+            _HELD.discard(key)
         f.close()  # releases the lock
 
 

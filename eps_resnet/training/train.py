@@ -315,10 +315,6 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             _record_end(p, {**_run_record(p, status, started),
                             "error": f"{type(e).__name__}: {first_line(e)}"})
             raise
-        finally:
-            # the data workers were forked holding the run folder's lock: they end with training,
-            # not when the process does (a caller in the same process may lock the folder next)
-            p.train_flow.close()
     write_run_file(s.out, _run_record(p, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")
     return p
