@@ -38,29 +38,9 @@ def settings_for(args, out: str):
 
 def full_path(args) -> float:
     """Steps/s of the real training path (median step after the warm-up)."""
-    from tensorpack.callbacks import Callback
-    from tensorpack.utils import logger
+    from eps_resnet.training.throughput import median_step
 
-    from eps_resnet.training.train import train
-
-    class StepTimer(Callback):
-        def __init__(self):
-            self.times = []
-
-        def _trigger_step(self):
-            self.times.append(time.perf_counter())
-
-    timer = StepTimer()
-    with tempfile.TemporaryDirectory() as out:
-        level = logger._logger.level
-        logger.setLevel(30)
-        try:
-            train(settings_for(args, os.path.join(out, "run")), log=lambda *a: None,
-                  extra_callbacks=[timer])
-        finally:
-            logger.setLevel(level)
-    gaps = [b - a for a, b in zip(timer.times[args.warmup:], timer.times[args.warmup + 1:])]
-    return 1 / statistics.median(gaps)
+    return 1 / median_step(settings_for(args, "unused"), args.warmup)
 
 
 def bare_loop(args) -> float:

@@ -320,6 +320,32 @@ def _alive(pid):
         return f.read().split()[2] != "Z"
 
 
+def test_a_signal_to_the_process_group_ends_trainer_and_workers(tmp_path):
+    """Ctrl-C and a scheduler's SIGTERM reach the data workers too; one that dies holding the
+    pool's lock must not keep the trainer from exiting."""
+    data = tmp_path / "digits"
+    assert main(["prepare", "digits", "--out", str(data)]) == 0
+    run = tmp_path / "run"
+    trainer = subprocess.Popen(eps_resnet_cmd(
+        "train", "--dataset", "digits", "--data-dir", data, "--depth", "8", "--variant", "standard",
+        "--batch", "16", "--steps-per-epoch", "100", "--epochs", "4", "--data-workers", "1",
+        "--out", run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not (run / "model-100.index").exists():
+            time.sleep(0.1)
+        assert (run / "model-100.index").exists(), "the first epoch never finished"
+        os.killpg(trainer.pid, signal.SIGTERM)
+        _, err = trainer.communicate(timeout=240)
+    finally:
+        if trainer.poll() is None:
+            os.killpg(trainer.pid, signal.SIGKILL)
+            trainer.wait()
+    assert trainer.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert yaml.safe_load((run / "run.yaml").read_text())["status"] == "interrupted"
+
+
 def test_data_workers_end_when_their_trainer_is_killed(tmp_path):
     data = tmp_path / "digits"
     assert main(["prepare", "digits", "--out", str(data)]) == 0

@@ -115,5 +115,17 @@ class OrderedBatches(DataFlow):
             self._pool = None
             _SOURCES.pop(self._token, None)
 
+    def abandon(self):
+        """End the worker processes at once, skipping the pool's own clean-up: a worker that a
+        signal killed (Ctrl-C and a scheduler's SIGTERM reach the whole process group) may have
+        died holding the pool's task lock, and the clean-up, which multiprocessing also runs at
+        the process's exit, would wait for that lock forever."""
+        if self._pool is not None:
+            for process in self._pool._pool:  # (multiprocessing.Pool's worker processes)
+                process.kill()
+            self._pool._terminate.cancel()  # (its clean-up, a multiprocessing.util.Finalize)
+            self._pool = None
+            _SOURCES.pop(self._token, None)
+
     def __del__(self):
         self.close()

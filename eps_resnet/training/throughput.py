@@ -9,14 +9,14 @@ import tempfile
 import time
 
 
-def images_per_second(variant: str, depth: int, batch: int, steps: int, warmup: int,
-                      gpus: int | None = None, family: str = "cifar", precision: str = "fp32",
-                      deterministic: bool = True, image_size: int | None = None) -> float:
-    """The median training throughput over ``steps`` steps after ``warmup`` steps."""
+def median_step(settings, warmup: int) -> float:
+    """Seconds of the median step after ``warmup`` steps of a one-epoch run of ``settings`` (its
+    ``out`` replaced by a temporary folder), trained by the real training path."""
+    import dataclasses
+
     from tensorpack.callbacks import Callback
     from tensorpack.utils import logger
 
-    from .settings import TrainSettings
     from .train import train
 
     class StepTimer(Callback):
@@ -28,16 +28,25 @@ def images_per_second(variant: str, depth: int, batch: int, steps: int, warmup: 
 
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
-        settings = TrainSettings(
-            dataset="synthetic", depth=depth, variant=variant, family=family,
-            image_size=image_size, epsilon=2.5 if variant == "epsilon" else None, epochs=1,
-            steps_per_epoch=warmup + steps, batch=batch, gpus=gpus, precision=precision,
-            deterministic=deterministic, out=os.path.join(out, "run"))
         level = logger._logger.level
         logger.setLevel(max(level, 30))  # warnings and worse (the self-check quietens more)
         try:
-            train(settings, log=lambda *a: None, extra_callbacks=[timer])
+            train(dataclasses.replace(settings, out=os.path.join(out, "run")),
+                  log=lambda *a: None, extra_callbacks=[timer])
         finally:
             logger.setLevel(level)
-    gaps = [b - a for a, b in zip(timer.times[warmup:], timer.times[warmup + 1:])]
-    return batch / statistics.median(gaps)
+    return statistics.median(b - a for a, b in zip(timer.times[warmup:], timer.times[warmup + 1:]))
+
+
+def images_per_second(variant: str, depth: int, batch: int, steps: int, warmup: int,
+                      gpus: int | None = None, family: str = "cifar", precision: str = "fp32",
+                      deterministic: bool = True, image_size: int | None = None) -> float:
+    """The median training throughput over ``steps`` steps after ``warmup`` steps."""
+    from .settings import TrainSettings
+
+    settings = TrainSettings(
+        dataset="synthetic", depth=depth, variant=variant, family=family,
+        image_size=image_size, epsilon=2.5 if variant == "epsilon" else None, epochs=1,
+        steps_per_epoch=warmup + steps, batch=batch, gpus=gpus, precision=precision,
+        deterministic=deterministic, out="unused")
+    return batch / median_step(settings, warmup)

@@ -35,6 +35,9 @@ class Plan:
     train_flow: object  # the training dataflow (built once: its length gives the epoch size)
     unsupported_ops: list = field(default_factory=list)  # ops with no deterministic GPU kernel
     epoch_note: str | None = None  # why an epoch is not one pass over the training images
+    #: what run.yaml records of the machine and the code, read once (it runs git and checks
+    #: the data): a stop by a signal must not start subprocesses while data workers die
+    environment: dict = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -162,7 +165,7 @@ def _run_record(p: Plan, status: str, started: str) -> dict:
             "data": "batch k of the run is a function of (seed, k), delivered in order",
             "unsupported_gpu_ops": p.unsupported_ops,
         },
-        "environment": environment(s),
+        "environment": p.environment,
         "status": status,
         "started": started,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -253,6 +256,7 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
     previous = load_run_file(s.out) or {}
     started = previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z")
     truncate_stats(s.out, p.start_epoch)
+    p.environment = environment(s)
     logger.set_logger_dir(s.out, action="k")  # 'k': keep the folder, never ask on stdin
     write_run_file(s.out, _run_record(p, "running", started))
     if p.checkpoint:
@@ -310,11 +314,15 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             write_run_file(s.out, {**_run_record(p, "failed", started), "error": message})
             raise SettingsError(message) from None
         except BaseException as e:
-            # run.yaml must not keep saying "running" after the process is gone
+            # run.yaml must not keep saying "running" after the process is gone; first the data
+            # workers go (the pool would replace ones a signal killed)
+            p.train_flow.abandon()
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
             _record_end(p, {**_run_record(p, status, started),
                             "error": f"{type(e).__name__}: {first_line(e)}"})
             raise
+        finally:
+            p.train_flow.abandon()  # the data workers are done, whatever ended training
     write_run_file(s.out, _run_record(p, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")
     return p
