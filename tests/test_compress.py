@@ -147,4 +147,4 @@ def test_bad_inputs(tmp_path, capsys):
         if name.startswith("model-3.data"):
             (broken / name).write_bytes(b"garbage")
     assert main(["compress", str(broken), "--out", str(tmp_path / "c")]) == 2
-    assert "may be corrupted" in capsys.readouterr().err
+    assert "no checkpoint reads back (model-3: it does not read back" in capsys.readouterr().err
