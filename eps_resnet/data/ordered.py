@@ -120,12 +120,22 @@ class OrderedBatches(DataFlow):
         signal killed (Ctrl-C and a scheduler's SIGTERM reach the whole process group) may have
         died holding the pool's task lock, and the clean-up, which multiprocessing also runs at
         the process's exit, would wait for that lock forever."""
-        if self._pool is not None:
-            for process in self._pool._pool:  # (multiprocessing.Pool's worker processes)
-                process.kill()
-            self._pool._terminate.cancel()  # (its clean-up, a multiprocessing.util.Finalize)
-            self._pool = None
-            _SOURCES.pop(self._token, None)
+        if self._pool is None:
+            return
+        from multiprocessing import pool as mp_pool
+
+        # (multiprocessing.Pool's internals: its worker handler would replace killed workers,
+        # and the process's exit waits for every live child)
+        pool, self._pool = self._pool, None
+        pool._worker_handler._state = mp_pool.TERMINATE
+        pool._change_notifier.put(None)
+        pool._worker_handler.join(timeout=10)
+        for process in pool._pool:
+            process.kill()
+        for process in pool._pool:
+            process.join(timeout=10)
+        pool._terminate.cancel()  # its clean-up, a multiprocessing.util.Finalize
+        _SOURCES.pop(self._token, None)
 
     def __del__(self):
         self.close()

@@ -321,8 +321,6 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             _record_end(p, {**_run_record(p, status, started),
                             "error": f"{type(e).__name__}: {first_line(e)}"})
             raise
-        finally:
-            p.train_flow.abandon()  # the data workers are done, whatever ended training
     write_run_file(s.out, _run_record(p, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")
     return p
