@@ -27,6 +27,13 @@ def train(out, epochs=4, *extra):
     return main([*ARGS, "--epochs", str(epochs), *extra, "--out", str(out)])
 
 
+def train_apart(out, epochs=4):
+    """``train`` in a process of its own (a run that fails on a full disk leaves its log file
+    there, which the test process must not keep writing to)."""
+    return subprocess.run(eps_resnet_cmd(*ARGS, "--epochs", str(epochs), "--out", out),
+                          capture_output=True, text=True, timeout=600)
+
+
 def epochs_of(run):
     with open(os.path.join(run, "stats.json")) as f:
         return [s["epoch_num"] for s in json.load(f) if "val_error" in s]
@@ -186,9 +193,7 @@ def test_a_full_disk_fails_the_run_and_a_rerun_after_room_is_made_resumes(pristi
     # room for the graph, the log and two checkpoints: the third cannot be written
     remount(rest + int(2.5 * checkpoint))
     out = mount / "R"
-    # in a process of its own: its log file stays behind on the full disk
-    r = subprocess.run(eps_resnet_cmd(*ARGS, "--epochs", "4", "--out", out), capture_output=True,
-                       text=True, timeout=600)
+    r = train_apart(out)
     assert r.returncode == 2, r.stderr[-2000:]
     err = r.stderr.strip().splitlines()[-1]
     assert "could not be written (No space left on device)" in err, err
@@ -204,8 +209,7 @@ def test_a_full_disk_fails_the_run_and_a_rerun_after_room_is_made_resumes(pristi
     for step in kept:
         read_checkpoint(str(out / f"model-{step}"))
     remount(rest + 6 * checkpoint)  # room is made
-    r = subprocess.run(eps_resnet_cmd(*ARGS, "--epochs", "4", "--out", out), capture_output=True,
-                       text=True, timeout=600)
+    r = train_apart(out)
     assert r.returncode == 0, r.stderr[-2000:]
     assert main(["compare", str(pristine), str(out)]) == 0, capsys.readouterr().out
 
@@ -213,8 +217,7 @@ def test_a_full_disk_fails_the_run_and_a_rerun_after_room_is_made_resumes(pristi
 def test_a_disk_too_full_for_the_first_save_fails_the_run(small_disk, capsys):
     mount, _ = small_disk  # 64 KiB: the graph's definition does not fit
     out = mount / "R"
-    r = subprocess.run(eps_resnet_cmd(*ARGS, "--epochs", "4", "--out", out), capture_output=True,
-                       text=True, timeout=600)
+    r = train_apart(out)
     assert r.returncode == 2, r.stderr[-2000:]
     err = r.stderr.strip().splitlines()[-1]
     assert "graph-<time>.meta" in err and "No space left on device" in err, err
