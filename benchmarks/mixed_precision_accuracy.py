@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 
@@ -51,9 +52,14 @@ def main():
                 name = f"{variant}-{precision}-s{seed}"
                 flags = ["--variant", variant] + (["--epsilon", str(args.epsilon)]
                                                   if variant == "epsilon" else [])
-                rc = cli(["train", "--dataset", "digits", "--data-dir", data, "--depth", str(args.depth),
-                          "--batch", "64", "--epochs", str(args.epochs), "--seed", str(seed),
-                          "--precision", precision, *flags, "--out", os.path.join(root, name)])
+                # native CPU kernels for both, so that only the precision differs; each run in
+                # a process of its own (a process runs one kind of kernels)
+                rc = subprocess.run([
+                    sys.executable, "-m", "eps_resnet.cli", "train", "--dataset", "digits",
+                    "--data-dir", data, "--depth", str(args.depth), "--batch", "64",
+                    "--epochs", str(args.epochs), "--seed", str(seed), "--precision", precision,
+                    "--cpu-kernels", "native", *flags,
+                    "--out", os.path.join(root, name)]).returncode
                 if rc:
                     sys.exit(rc)
                 results[(variant, precision, seed)] = final(os.path.join(root, name))

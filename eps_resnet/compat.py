@@ -11,6 +11,12 @@ Import this module before anything imports TensorFlow (``eps_resnet/__init__.py`
   global_step=", step)``, an argument without a placeholder, so Python's logging prints a
   "--- Logging error ---" traceback instead of that line; a filter on its logger adds the
   placeholder.
+* CPU kernels: TensorFlow's results on a CPU depend on which oneDNN code it runs, and oneDNN
+  picks that by the CPU's instruction set (and TensorFlow switches its oneDNN graph rewrites on by
+  default only on some CPUs). Every process starts *portable*: the rewrites off and oneDNN held
+  to AVX2, the widest instruction set every supported x86-64 CPU has, so that the same command
+  gives the same numbers on AVX2-only, AVX-512 and AMX machines. ``use_cpu_kernels("native")``
+  (``--cpu-kernels native``) restores TensorFlow's own choice before TensorFlow starts.
 """
 from __future__ import annotations
 
@@ -25,6 +31,14 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         "or export TF_USE_LEGACY_KERAS=1 yourself")
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+#: What "portable" sets; oneDNN reads both once, when TensorFlow first uses it.
+PORTABLE_CPU_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+CPU_KERNELS = ("portable", "native")
+# the user's own values, which "native" puts back
+_USER_CPU_ENV = {k: os.environ.get(k) for k in PORTABLE_CPU_ENV}
+_cpu_kernels = "portable"
+os.environ.update(PORTABLE_CPU_ENV)
 # TensorFlow's C++ start-up chatter (cuInit on CPU-only hosts, oneDNN notices) drowns the logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -43,6 +57,32 @@ class _PlaceholderForStrayArguments(logging.Filter):
 
 
 logging.getLogger("tensorpack").addFilter(_PlaceholderForStrayArguments())
+
+
+def use_cpu_kernels(kind: str) -> None:
+    """Run this process's CPU kernels ``portable`` (the same bits on every x86-64 CPU kind) or
+    ``native`` (TensorFlow's choice for this CPU: faster on AVX-512 and AMX, and the only way to
+    its bfloat16 kernels). Must be decided before TensorFlow starts: raises RuntimeError after."""
+    global _cpu_kernels
+    if kind not in CPU_KERNELS:
+        raise ValueError(f"cpu kernels {kind!r}: expected one of {', '.join(CPU_KERNELS)}")
+    if kind == _cpu_kernels:
+        return
+    if "tensorflow" in sys.modules:
+        raise RuntimeError(f"TensorFlow already runs {_cpu_kernels} CPU kernels in this process; "
+                           f"{kind} ones need a process of their own")
+    for key, value in PORTABLE_CPU_ENV.items():
+        mine = value if kind == "portable" else _USER_CPU_ENV[key]
+        if mine is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = mine
+    _cpu_kernels = kind
+
+
+def cpu_kernels() -> dict:
+    """The CPU kernels of this process, for run.yaml: the kind and the variables that make it."""
+    return {"kind": _cpu_kernels, **{k: os.environ.get(k) for k in PORTABLE_CPU_ENV}}
 
 
 def import_tf():

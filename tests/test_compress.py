@@ -80,6 +80,8 @@ def test_compressed_structure_parameters_and_equivalence(discarded_run, tmp_path
     assert info["flops"]["compressed"] < info["flops"]["full"]
     checks = info["checks"]
     assert checks["agreement"] >= 0.999 and checks["max_logit_difference"] < 1e-4
+    assert checks["equivalent"] is True and checks["validation_batches"] > 0
+    assert checks["batches_gated_differently"] == 0  # the discarded gates closed on every batch
     for b in blocks:
         assert checks["discarded_blocks"][b]["gate_closed_on_validation"] == 1.0
         assert checks["discarded_blocks"][b]["branch_weight_norm"] < \
@@ -126,6 +128,25 @@ def test_bad_inputs(tmp_path, capsys):
     info = yaml.safe_load(open(tmp_path / "same" / "compressed.yaml"))
     assert info["nothing_discarded"] and info["params"]["full"] == info["params"]["compressed"]
     assert info["checks"]["agreement"] == 1.0
+    assert info["checks"]["equivalent"] is True
+
+    # stats.json says res1.0 was discarded but its gate is open (ε = 0) on every batch: the
+    # compressed network is another one, and compress says so rather than pass silently
+    stats = json.load(open(run / "stats.json"))
+    stats[-1]["res1.0/is_discarded"] = 1.0
+    (run / "stats.json").write_text(json.dumps(stats))
+    capsys.readouterr()
+    assert main(["compress", str(run), "--out", str(tmp_path / "other"), "--limit", "64"]) == 0
+    checks = yaml.safe_load(open(tmp_path / "other" / "compressed.yaml"))["checks"]
+    assert checks["batches_gated_differently"] == checks["validation_batches"] == 4
+    assert checks["equivalent"] is (checks["agreement"] >= 0.999)
+    err = capsys.readouterr().err
+    assert ("is NOT equivalent" in err) is (not checks["equivalent"])
+    assert main(["evaluate", str(tmp_path / "other"), "--limit", "16"]) == 0
+    assert "gated 4 of 4 validation batches differently" in capsys.readouterr().out
+    stats[-1]["res1.0/is_discarded"] = 0.0
+    (run / "stats.json").write_text(json.dumps(stats))
+
     assert main(["compress", str(run), "--out", str(tmp_path / "orig"), "--limit", "32",
                  "--rule", "closed"]) == 0
     info = yaml.safe_load(open(tmp_path / "orig" / "compressed.yaml"))

@@ -2,6 +2,9 @@
 refused where the hardware has no bfloat16 or GPU, and on a CPU with bfloat16 units the graph
 TensorFlow runs after its rewrite is bfloat16 where it should be and float32 in the gate."""
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -81,47 +84,10 @@ def test_train_refuses_mixed_on_this_cpu(tmp_path, capsys):
 
 @needs_bf16
 @pytest.mark.slow
-def test_mixed_training_runs_in_bfloat16_with_a_float32_gate(tf, tmp_path):
-    out = tmp_path / "mixed"
-    assert main(["train", "--dataset", "synthetic", "--depth", "8", "--variant", "epsilon",
-                 "--epsilon", "2.3", "--batch", "16", "--steps-per-epoch", "6", "--epochs", "1",
-                 "--precision", "mixed", "--out", str(out)]) == 0
-    record = yaml.safe_load((out / "run.yaml").read_text())
-    assert record["settings"]["precision"] == "mixed"
-    assert record["resolved"]["devices"]["mixed_kind"] == "onednn_bfloat16"
-    stats = yaml.safe_load((out / "stats.json").read_text())
-    assert np.isfinite(stats[-1]["cost"])
-
-    # the graph TensorFlow runs after its rewrite (partition graphs of one training step)
-    from tensorpack.tfutils.tower import TowerContext
-
-    from eps_resnet.compat import session_config
-    from eps_resnet.models.resnet import build_model
-
-    model = build_model(TrainSettings(dataset="synthetic", depth=8, variant="epsilon", epsilon=2.3,
-                                      out=str(out)).resolved())
-    with tf.Graph().as_default():
-        x = tf.placeholder(tf.float32, [None, 32, 32, 3], "input")
-        y = tf.placeholder(tf.int32, [None], "label")
-        with TowerContext("", is_training=True):
-            cost = model.build_graph(x, y)
-        step = model.optimizer().minimize(cost)
-        meta = tf.RunMetadata()
-        with tf.Session(config=session_config(0, "onednn_bfloat16")) as sess:
-            sess.run(tf.global_variables_initializer())
-            sess.run(step, {x: np.random.RandomState(0).rand(8, 32, 32, 3).astype(np.float32) * 60,
-                            y: np.zeros(8, np.int32)},
-                     options=tf.RunOptions(output_partition_graphs=True), run_metadata=meta)
-    nodes = {n.name: n for g in meta.partition_graphs for n in g.node}
-    bf16, f32 = tf.bfloat16.as_datatype_enum, tf.float32.as_datatype_enum
-    # (oneDNN renames the kernels it runs, e.g. _MklNativeConv2D)
-    assert sum(1 for n in nodes.values() if "Conv2D" in n.op and n.attr["T"].type == bf16) >= 10
-    for block in ("res1.0", "res2.0", "res3.0"):
-        gate = {n.split("/gate/")[1]: nodes[n] for n in nodes if n.startswith(f"{block}/gate/")}
-        for reduction in ("Max", "Min"):  # read the branch as computed: no full-size cast
-            assert gate[reduction].attr["T"].type == bf16
-            assert "Conv2D" in nodes[gate[reduction].input[0].split(":")[0]].op
-        for op in ("sub", "Relu", "mul", "add", "Relu_1", "mul_1", "add_1"):  # ε's arithmetic
-            assert gate[op].attr["T"].type == f32, (block, op)
-        assert gate["sub/ReadVariableOp"].op == "ReadVariableOp"  # ε read as float32, never cast
-        assert not any("CastToBf16" in n for n in gate["sub"].input)
+def test_mixed_training_runs_in_bfloat16_with_a_float32_gate(tmp_path):
+    """In a process of its own: this one runs the portable CPU kernels, and the bfloat16 ones
+    are oneDNN's native kernels (tests/bf16_training.py holds the assertions)."""
+    done = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "bf16_training.py"),
+                           str(tmp_path / "mixed")], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("bfloat16 where it should be, float32 in the gate")

@@ -95,3 +95,37 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, moment):
 def _log(run):
     path = run / "log.log"
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+def test_compare_names_how_two_runs_were_run_differently(tmp_path, capsys):
+    """Two run folders whose run.yaml differ in the CPU kernels and the CPU: compare names both
+    beside the first difference (what can explain other last bits)."""
+    for name, kind, isa, model, cost in (("a", "portable", "AVX2", "AMD EPYC", 2.25),
+                                         ("b", "native", None, "Intel Xeon", 2.5)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "stats.json").write_text(f'[{{"epoch_num": 1, "global_step": 10, "cost": {cost}}}]')
+        (run / "run.yaml").write_text(yaml.safe_dump({
+            "settings": {"precision": "fp32"},
+            "determinism": {"op_determinism": True, "threads": 1,
+                            "cpu_kernels": {"kind": kind, "ONEDNN_MAX_CPU_ISA": isa}},
+            "environment": {"cpu": {"model": model}, "tensorflow": "2.21.0"}}))
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    out = capsys.readouterr().out
+    assert ("run differently: CPU kernels: portable vs native; oneDNN instruction set: AVX2 vs "
+            "None; CPU: AMD EPYC vs Intel Xeon") in out
+    assert "first difference: epoch 1, cost: 2.25 vs 2.5" in out
+
+
+def test_cpu_kernels_settings():
+    """Portable by default, native for mixed precision; portable mixed is refused in one line."""
+    from eps_resnet.training.settings import SettingsError, TrainSettings
+
+    base = dict(dataset="synthetic", depth=8, variant="standard", out="x")
+    assert TrainSettings(**base).resolved().cpu_kernels == "portable"
+    assert TrainSettings(**base, precision="mixed").resolved().cpu_kernels == "native"
+    with pytest.raises(SettingsError, match="^--cpu-kernels portable cannot run --precision mixed"):
+        TrainSettings(**base, precision="mixed", cpu_kernels="portable").resolved()
+    with pytest.raises(SettingsError, match="^--cpu-kernels 'fast' is unknown"):
+        TrainSettings(**base, cpu_kernels="fast").resolved()

@@ -444,3 +444,43 @@ def test_grid_figures_against_depth_and_epsilon(tmp_path):
         assert main(["plot", kind, "--in", str(tmp_path / "grid.csv"), "--out",
                      str(tmp_path / f"{kind}.png")]) == 0
         assert (tmp_path / f"{kind}.png").stat().st_size > 10_000
+
+
+def test_summary_marks_gates_closed_at_validation_only_and_non_equivalent_compressions(tmp_path):
+    """The last epoch's gates at validation against training's: a block closed only at validation
+    (and one only in training) is named in its column and in a warning; a compressed model below
+    the agreement check is marked NOT equivalent."""
+    import json
+
+    import yaml
+
+    from eps_resnet.results.summary import disagreement_note, run_tables
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.yaml").write_text(yaml.safe_dump({"settings": {
+        "dataset": "digits", "family": "cifar", "depth": 8, "variant": "epsilon", "epsilon": 8.0,
+        "seed": 0}}))
+    trained = {"res1.0": 0.0, "res2.0": 1.0, "res3.0": 0.9}
+    validated = {"res1.0": 0.8, "res2.0": 1.0, "res3.0": 0.2}
+    last = {"epoch_num": 1, "global_step": 10, "val_error": 0.3,
+            **{f"{b}/is_discarded": v for b, v in trained.items()},
+            **{f"{b}/val_is_discarded": v for b, v in validated.items()},
+            **{f"{b}/gate/peak": 9.0 for b in trained}, **{f"{b}/gate/val_peak": 7.5 for b in trained}}
+    (run / "stats.json").write_text(json.dumps([last]))
+    df = parse_run(str(run), "digits")
+    assert set(df.loc[df["metric"] == "gate/val_peak", "block"]) == set(trained)
+    table = summarize(df)
+    row = table.iloc[0]
+    assert row["closed_at_validation_only"] == "res1.0"
+    assert row["closed_at_training_only"] == "res3.0"
+    table["equivalent"], table["compressed_eval_error"] = False, 30.0
+    for col in ("full_eval_error", "compressed_params", "flop_ratio", "agreement"):
+        table[col] = 1.0
+    note = disagreement_note(table)
+    assert "gates closed at validation only in the last epoch in 1 run(s) (run)" in note
+    assert "compressed models NOT equivalent to their full runs: run" in note
+    tables = dict(run_tables(table))
+    assert tables["Discarded blocks and parameters"].iloc[0]["closed at validation only"] == "res1.0"
+    assert tables["Compressed networks"].iloc[0]["equivalent"] == "NO"
+    assert "**Warning: gates closed at validation only" in to_markdown(table)

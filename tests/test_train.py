@@ -47,6 +47,8 @@ def test_stats_hold_every_metric_every_epoch(epsilon_run):
               "side_output/val_error", "side_output/val_error_top5", "side_output/train_error",
               "cost", "cross_entropy_loss", "wd_cost", "learning_rate", "epsilon",
               "discarded_cnt", "discarded_ratio"] + [f"{b}/is_discarded" for b in blocks]
+    # the gate at validation beside training's: share of batches closed, and max|F|
+    wanted += [f"{b}/{m}" for b in blocks for m in ("val_is_discarded", "gate/peak", "gate/val_peak")]
     for s in epochs:
         missing = [m for m in wanted if m not in s]
         assert not missing, f"epoch {s['epoch_num']} lacks {missing}"
@@ -54,6 +56,9 @@ def test_stats_hold_every_metric_every_epoch(epsilon_run):
         assert 0 <= s["discarded_ratio"] <= 1
         assert s["discarded_cnt"] == pytest.approx(sum(s[f"{b}/is_discarded"] for b in blocks),
                                                    abs=1e-4)
+        for b in blocks:
+            assert 0 <= s[f"{b}/val_is_discarded"] <= 1
+            assert s[f"{b}/gate/val_peak"] > 0 and s[f"{b}/gate/peak"] > 0
     assert epochs[-1]["global_step"] == 12
 
 

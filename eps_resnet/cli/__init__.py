@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     # the order of `eps-resnet --help`
     for add in (training.add_train, data.add_prepare, results.add_parse, results.add_plot,
-                results.add_summarize, runs.add_compress, runs.add_evaluate, workflow.add_gpu_run,
+                results.add_summarize, runs.add_compress, runs.add_evaluate, runs.add_gates, workflow.add_gpu_run,
                 workflow.add_check_config, runs.add_compare, workflow.add_selfcheck,
                 runs.add_export, results.add_estimate):
         add(sub)

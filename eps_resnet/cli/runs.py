@@ -35,6 +35,32 @@ def add_evaluate(sub) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
+def add_gates(sub) -> None:
+    p = sub.add_parser("gates", help="why gates decide differently at validation than in training",
+                       description="Per gated block of an ε-ResNet run's newest checkpoint: the "
+                       "branch's max|F| and how often its gate closes on the validation images, with "
+                       "the batch norms' moving statistics (as validation) and with each batch's own "
+                       "(as training), beside training's record, and how far the moving statistics "
+                       "are from the batches'.")
+    p.add_argument("run", metavar="RUN_DIR", help="the run folder of an ε-ResNet")
+    p.add_argument("--limit", type=int, help="at most this many validation images")
+    p.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
+    p.set_defaults(func=_cmd_gates)
+
+
+def _cmd_gates(args) -> int:
+    import json
+
+    from ..atomic import write_text
+    from ..runs.gates import gate_responses, table
+
+    result = gate_responses(args.run, args.limit)
+    print(table(result))
+    if args.json:
+        write_text(args.json, json.dumps(result, indent=1))
+    return 0
+
+
 def add_export(sub) -> None:
     p = sub.add_parser("export", help="a trained run as a SavedModel (raw uint8 images in)",
                        description="Export any trained run (baselines included) as a TensorFlow "

@@ -49,6 +49,10 @@ def add_train(sub) -> None:
                    default=default_of("deterministic"),
                    help="TensorFlow's deterministic ops, so that the same seed gives the same numbers "
                    "on the same machine (default); --no-deterministic trades that for speed")
+    p.add_argument("--cpu-kernels", metavar="K",
+                   help="portable: the same numbers on every x86-64 CPU kind (oneDNN held to AVX2, "
+                   "TensorFlow's oneDNN rewrites off); native: TensorFlow's choice for this CPU, "
+                   "faster on AVX-512/AMX (default portable; native for --precision mixed)")
     p.add_argument("--family", help="synthetic data only: cifar or imagenet network layout")
     p.add_argument("--image-size", type=int, help="synthetic data only: image side in pixels")
     p.add_argument("--classes", type=int, help="synthetic data only: number of classes")

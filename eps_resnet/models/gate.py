@@ -49,14 +49,15 @@ def gate_value(branch, epsilon, L: float = GATE_L):
     with tf.name_scope("gate"):
         f = tf.stop_gradient(branch)
         # max|F| as max(max F, -min F): two reductions reading F, no full-size |F| temporary.
-        peak = float32_fence(tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name="Max"))
+        peak = float32_fence(tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name="Max"),
+                             name="peak")
         eps = tf.cast(epsilon, tf.float32)
         s = tf.nn.relu(peak - eps)
         r3 = tf.nn.relu(-L * s + 1.0)
         return tf.nn.relu(-L * r3 + 1.0, name="T")
 
 
-def float32_fence(x):
+def float32_fence(x, name: str = "float32_fence"):
     """``x`` (a scalar) as float32, past a point that TensorFlow's mixed-precision graph rewrites
     do not cross.
 
@@ -67,14 +68,15 @@ def float32_fence(x):
     keeps everything after it in float32; they put their own cast of the scalar before it."""
     tf = import_tf()
     x = tf.cast(x, tf.float32)
-    return tf.bitcast(tf.bitcast(x, tf.int32), tf.float32, name="float32_fence")
+    return tf.bitcast(tf.bitcast(x, tf.int32), tf.float32, name=name)
 
 
 def gated_residual(shortcut, branch, epsilon, L: float = GATE_L):
     """``shortcut + S(branch)`` with the strict-identity gate.
 
     Returns ``(output, is_discarded)`` where ``is_discarded = 1 - T`` is the float32 scalar that the
-    monitoring averages (1.0 when the whole branch was cut on this batch).
+    monitoring averages (1.0 when the whole branch was cut on this batch). The branch's max|F|,
+    which the gate compares with ε, is the tensor ``gate/peak`` of the calling scope.
     """
     tf = import_tf()
     t = gate_value(branch, epsilon, L)
@@ -95,3 +97,23 @@ def gated_residual(shortcut, branch, epsilon, L: float = GATE_L):
     output.set_shape(shortcut.shape)
     is_discarded = tf.subtract(1.0, t, name="is_discarded")
     return output, is_discarded
+
+
+def gate_disagreements(stats: dict) -> dict[str, list[str]]:
+    """Blocks whose verdict at validation differs from training's, from one stats.json row:
+    ``{"validation_only": [...], "training_only": [...]}``, block names whose gate was closed
+    (at least DISCARDED_AT of the batches) only at validation, or only at training. Training
+    uses the batch's statistics in its batch norms, validation the moving averages, so the
+    same block can see different responses; empty lists for rows without validation gates."""
+    found = {"validation_only": [], "training_only": []}
+    for key, value in stats.items():
+        if not key.endswith("/val_is_discarded"):
+            continue
+        block = key[:-len("/val_is_discarded")]
+        trained = stats.get(f"{block}/is_discarded")
+        if trained is None:
+            continue
+        at_val, at_train = value >= DISCARDED_AT, trained >= DISCARDED_AT
+        if at_val != at_train:
+            found["validation_only" if at_val else "training_only"].append(block)
+    return found

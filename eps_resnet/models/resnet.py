@@ -205,7 +205,7 @@ class ResNetModel(ModelDesc):
         spec = self.spec
         block_fn = BLOCK_FUNCTIONS[spec.layout.block_type]
         epsilon = graph_scalar("epsilon", spec.epsilon) if self.gated else None
-        discarded, side_xent = [], None
+        discarded, peaks, side_xent = [], [], None
         x = self._stem(self._normalise(image))
         for block in spec.layout.blocks:
             with tf.variable_scope(block.name):
@@ -216,13 +216,15 @@ class ResNetModel(ModelDesc):
                 elif self.gated:
                     x, is_discarded = gated_residual(shortcut, branch, epsilon)
                     discarded.append(is_discarded)
+                    peaks.append(tf.get_default_graph().get_tensor_by_name(
+                        f"{tf.get_default_graph().get_name_scope()}/gate/peak:0"))
                 else:
                     x = tf.add(shortcut, branch, name="output")
             if self.has_side_output and block.name == spec.layout.side_after:
                 _, side_xent = _classifier("side_output", x, label, spec.num_classes,
                                            self.top5, spec.data_format)
         logits, xent = _classifier("", x, label, spec.num_classes, self.top5, spec.data_format)
-        return logits, xent, side_xent, discarded
+        return logits, xent, side_xent, discarded, peaks
 
     def build_graph(self, image, label):
         spec = self.spec
@@ -231,7 +233,7 @@ class ResNetModel(ModelDesc):
                       data_format=spec.data_format), \
                 argscope(Conv2D, use_bias=False, kernel_initializer=conv_init), \
                 argscope(FullyConnected, kernel_initializer=fc_init):
-            logits, xent, side_xent, discarded = self.body(image, label)
+            logits, xent, side_xent, discarded, peaks = self.body(image, label)
         tf.identity(logits, name="logits")
         tf.nn.softmax(logits, name="prob")
 
@@ -247,8 +249,9 @@ class ResNetModel(ModelDesc):
             cnt = tf.add_n(discarded, name="discarded_cnt")
             ratio = tf.divide(cnt, float(len(discarded)), name="discarded_ratio")
             # Moving averages (decay 0.95, kept by tensorpack in the main training tower only):
-            # the per-block values are what compression and the per-group figures read.
-            add_moving_summary(cnt, ratio, *discarded)
+            # the per-block values are what compression and the per-group figures read; the
+            # branches' max|F| (what the gate compares with ε) is kept beside them.
+            add_moving_summary(cnt, ratio, *discarded, *peaks)
         _checkpoint_moving_averages()
         return cost
 

@@ -23,13 +23,16 @@ from ..training.runlog import Anomalies, log_files, read_log
 COLUMNS = ["run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed",
            "epoch", "step", "metric", "block", "group", "value"]
 
+#: per-block metrics: training's moving average and validation's mean of the gate's verdict and
+#: of the branch's max|F| (what the gate compares with ε)
+BLOCK_METRICS = ("is_discarded", "val_is_discarded", "gate/peak", "gate/val_peak")
 #: Metrics this project and the original write; anything else is kept but counted as unknown.
 KNOWN = {
     "train_error", "train_error_top5", "val_error", "val_error_top5", "cost",
     "cross_entropy_loss", "wd_cost", "learning_rate", "epsilon", "discarded_cnt",
     "discarded_ratio", "discarded_ratio_original", "val_cross_entropy_loss", "side_output/val_error",
     "side_output/val_error_top5", "side_output/train_error", "side_output/train_error_top5",
-    "side_output/cross_entropy_loss", "QueueInput/queue_size", "is_discarded",
+    "side_output/cross_entropy_loss", "QueueInput/queue_size", *BLOCK_METRICS,
     # the original's names
     "train-error-top1", "train-error-top5", "val-error-top1", "val-error-top5", "xentropy-loss",
     "l2_regularize_loss", "response_abs_max", "response_mean_max",
@@ -38,7 +41,7 @@ KNOWN = {
 ALIASES = {"val-error-top1": "val_error", "val-error-top5": "val_error_top5",
            "train-error-top1": "train_error", "train-error-top5": "train_error_top5",
            "xentropy-loss": "cross_entropy_loss", "l2_regularize_loss": "wd_cost"}
-BLOCK = re.compile(r"^(?:.*/)?(res(\d+)\.(\d+))/(is_discarded)$")
+BLOCK = re.compile(r"^(?:.*/)?(res(\d+)\.(\d+))/(" + "|".join(BLOCK_METRICS) + r")$")
 ORIGINAL_IMAGENET_BLOCK = re.compile(r"^group(\d+)/block(\d+)/(is_discarded)$")
 SIDE = re.compile(r"^(?:group\d+/)?side_output/[^/]*?/?(val_error|train_error)$")
 RUN_NAME = re.compile(r"(?P<dataset>cifar100|cifar10|svhn|imagenet).*?e_(?P<eps>\d+(?:\.\d+)?)"
@@ -320,14 +323,26 @@ def settings_table(run_dirs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def html_page(title: str, tables: list[tuple[str, pd.DataFrame]], note: str = "") -> str:
-    """A small self-contained HTML page of tables (for Snakemake's report and for browsers)."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>"
-             "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:13px}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
-             "</style></head><body>", f"<h1>{title}</h1>"]
+def html_page(title: str, tables: list[tuple[str, pd.DataFrame]], note: str = "",
+              warning: str = "") -> str:
+    """A small self-contained HTML page of tables (for Snakemake's report and for browsers):
+    narrow tables that wrap their headers, the first column (the run's name) kept on one line,
+    a warning above the tables and the note under them."""
+    import html
+
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             "<style>body{font-family:sans-serif;margin:1em;max-width:70em}"
+             "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+             "th{background:#eee;max-width:7em;white-space:normal}"
+             "td:first-child,th:first-child{text-align:left;white-space:nowrap}"
+             ".warning{color:#a00;font-weight:bold}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>"]
+    if warning:
+        parts.append(f"<p class='warning'>{html.escape(warning)}</p>")
     for heading, table in tables:
-        parts += [f"<h2>{heading}</h2>", table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")]
+        parts += [f"<h2>{html.escape(heading)}</h2>",
+                  table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")]
     if note:
-        parts.append(f"<p>{note}</p>")
+        parts.append(f"<p>{html.escape(note)}</p>")
     return "\n".join(parts + ["</body></html>"])

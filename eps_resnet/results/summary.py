@@ -10,20 +10,25 @@ import pandas as pd
 
 from ..atomic import read_yaml, write_text
 from ..data import DATASETS
-from ..models.gate import CLOSED_AT, DISCARDED_AT
+from ..models.gate import CLOSED_AT, DISCARDED_AT, gate_disagreements
 from ..models.layouts import check_depth, count_parameters, make_layout
 from ..training.runfolder import COMPRESSED_FILE, EVAL_FILE
+
+#: the agreement compress requires (runs.compress.MIN_AGREEMENT; results sit above runs in the
+#: stages, so the value is read where it is defined)
+from ..runs.compress import MIN_AGREEMENT  # noqa: E402
 
 SUMMARY_COLUMNS = [
     "run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed", "epochs",
     "final_val_error", "best_val_error", "final_val_error_top5", "best_val_error_top5",
-    "side_val_error", "discarded_blocks", "closed_blocks", "gated_blocks", "discarded_ratio",
+    "side_val_error", "discarded_blocks", "closed_blocks", "gated_blocks",
+    "closed_at_validation_only", "closed_at_training_only", "discarded_ratio",
     "discarded_ratio_original",
     "params", "params_after_discard",
     "paper_error", "error_diff", "paper_error_top5", "paper_discarded_ratio", "ratio_diff",
 ]
 COMPRESSED_COLUMNS = ["full_eval_error", "compressed_eval_error", "compressed_params",
-                      "flop_ratio", "agreement", "max_logit_difference"]
+                      "flop_ratio", "agreement", "max_logit_difference", "equivalent"]
 
 
 def paper_reference() -> pd.DataFrame:
@@ -51,7 +56,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         meta = d.iloc[0]
         m = {k: d[d["metric"] == k] for k in ("val_error", "val_error_top5", "side_output/val_error",
                                               "discarded_ratio", "discarded_ratio_original",
-                                              "is_discarded")}
+                                              "is_discarded", "val_is_discarded")}
         blocks = m["is_discarded"]
         last_blocks = blocks[blocks["epoch"] == blocks["epoch"].max()] if len(blocks) else blocks
         discarded = sorted(last_blocks.loc[last_blocks["value"] >= DISCARDED_AT, "block"])
@@ -69,6 +74,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "discarded_blocks": len(discarded) if len(blocks) else np.nan,
             "closed_blocks": int((last_blocks["value"] >= CLOSED_AT).sum()) if len(blocks) else np.nan,
             "gated_blocks": last_blocks["block"].nunique() if len(blocks) else np.nan,
+            **_validation_gates(m["is_discarded"], m["val_is_discarded"]),
             "discarded_ratio": _last(m["discarded_ratio"]),
             "discarded_ratio_original": _last(m["discarded_ratio_original"]),
             "params": np.nan, "params_after_discard": np.nan,
@@ -90,8 +96,40 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return _with_paper(out)[SUMMARY_COLUMNS]
 
 
+def _validation_gates(trained: pd.DataFrame, validated: pd.DataFrame) -> dict:
+    """The blocks whose gate decided differently at validation than in training at the last
+    epoch ("res1.0 res2.1"; "" when they agree, NaN for runs that recorded no validation gates)."""
+    if not len(validated):
+        return {"closed_at_validation_only": np.nan, "closed_at_training_only": np.nan}
+    last = validated["epoch"].max()
+    row = {f"{r.block}/val_is_discarded": r.value for r in validated[validated["epoch"] == last].itertuples()}
+    row.update({f"{r.block}/is_discarded": r.value
+                for r in trained[trained["epoch"] == last].itertuples()})
+    found = gate_disagreements(row)
+    return {f"closed_at_{k}": " ".join(v) for k, v in found.items()}
+
+
+def disagreement_note(table: pd.DataFrame) -> str:
+    """A warning naming the runs whose gates closed differently at validation and the compressed
+    models that are not equivalent to their full runs ("" when there are none)."""
+    parts = []
+    for col, what in (("closed_at_validation_only", "closed at validation only"),
+                      ("closed_at_training_only", "closed at training only")):
+        if col in table:
+            runs = table.loc[table[col].fillna("").astype(str) != "", "run"].tolist()
+            if runs:
+                parts.append(f"gates {what} in the last epoch in {len(runs)} run(s) "
+                             f"({', '.join(runs)}): their validation error measures another network "
+                             "than the one training pruned")
+    if "equivalent" in table:
+        bad = table.loc[table["equivalent"] == False, "run"].tolist()  # noqa: E712 (NaN: none)
+        if bad:
+            parts.append(f"compressed models NOT equivalent to their full runs: {', '.join(bad)}")
+    return ("Warning: " + "; ".join(parts) + ".") if parts else ""
+
+
 SETTING = ["experiment", "dataset", "family", "depth", "variant", "epsilon"]
-SPREAD = ["final_val_error", "best_val_error", "discarded_ratio"]
+SPREAD = ["final_val_error", "best_val_error", "discarded_ratio", "discarded_ratio_original"]
 
 
 def by_setting(table: pd.DataFrame) -> pd.DataFrame:
@@ -109,29 +147,6 @@ def by_setting(table: pd.DataFrame) -> pd.DataFrame:
     columns = SETTING + ["seeds"] + [f"{c}_{s}" for c in SPREAD for s in ("mean", "std")] + [
         "paper_error", "paper_discarded_ratio"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def settings_markdown(groups: pd.DataFrame) -> str:
-    def cell(mean, std, digits):
-        if pd.isna(mean):
-            return ""
-        return f"{mean:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}")
-
-    head = ["experiment", "depth", "variant", "ε", "seeds", "final err %", "best err %",
-            "discarded ratio", "paper err %", "paper ratio"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in groups.iterrows():
-        lines.append("| " + " | ".join(str(c) for c in [
-            r["experiment"], "" if pd.isna(r["depth"]) else int(r["depth"]), r["variant"],
-            "" if pd.isna(r["epsilon"]) else f"{r['epsilon']:g}", r["seeds"],
-            cell(r["final_val_error_mean"], r["final_val_error_std"], 2),
-            cell(r["best_val_error_mean"], r["best_val_error_std"], 2),
-            cell(r["discarded_ratio_mean"], r["discarded_ratio_std"], 3),
-            "" if pd.isna(r["paper_error"]) else f"{r['paper_error']:.2f}",
-            "" if pd.isna(r["paper_discarded_ratio"]) else f"{r['paper_discarded_ratio']:.3f}",
-        ]) + " |")
-    return ("\n".join(lines) + "\n\nMean ± standard deviation over the seeds of each setting "
-            "(no ± for a single seed).\n")
 
 
 def paper_row(dataset, depth, variant, epsilon, ref: pd.DataFrame | None = None) -> pd.Series | None:
@@ -170,52 +185,121 @@ IMAGENET_EPSILON_NOTE = (
     "train with the ε they are labelled with.")
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """A readable Markdown table (numbers rounded; empty cells for what does not apply)."""
-    def fmt(v, digits=2):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return ""
-        if isinstance(v, (float, np.floating)):
-            return f"{v:.{digits}f}"
-        return str(v)
+def _fmt(v, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "NO"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.{digits}f}"
+    return str(v)
 
-    head = ["run", "dataset", "family", "depth", "variant", "ε", "seed", "epochs", "final err %", "best err %",
-            "top-5 err %", "side err %", "discarded", "closed", "ratio", "ratio (paper's def.)",
-            "params", "params after",
-            "paper err %", "Δ err", "paper ratio", "Δ ratio"]
-    compressed = "compressed_eval_error" in table.columns and table["compressed_eval_error"].notna().any()
-    if compressed:
-        head += ["full eval err %", "compressed err %", "compressed params", "FLOP ratio", "agreement"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+def _millions(v) -> str:
+    return "" if pd.isna(v) else f"{v / 1e6:.3f} M"
+
+
+def _drop_empty(frame: pd.DataFrame, keep: int = 1) -> pd.DataFrame:
+    """Without the columns (after the first ``keep``) that are empty in every row."""
+    empty = [c for c in frame.columns[keep:] if (frame[c] == "").all()]
+    return frame.drop(columns=empty)
+
+
+def run_tables(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The per-run summary as narrow tables of formatted text, each led by the run's name, so
+    that they fit a page: errors against the paper's, discarded blocks and parameters, and the
+    compressed networks (when there are any). Columns empty for every run are left out."""
+    errors, blocks, compressed = [], [], []
+    has_compressed = ("compressed_eval_error" in table.columns
+                      and table["compressed_eval_error"].notna().any())
     for _, r in table.iterrows():
-        disc = "" if pd.isna(r["discarded_blocks"]) else f"{int(r['discarded_blocks'])}/{int(r['gated_blocks'])}"
-        cells = [r["run"], r["dataset"], r["family"] or "", fmt(r["depth"], 0), r["variant"], fmt(r["epsilon"], 2),
-                 fmt(r["seed"], 0),
-                 fmt(r["epochs"], 0), fmt(r["final_val_error"]), fmt(r["best_val_error"]),
-                 fmt(r["final_val_error_top5"]), fmt(r["side_val_error"]), disc,
-                 "" if pd.isna(r["closed_blocks"]) else str(int(r["closed_blocks"])),
-                 fmt(r["discarded_ratio"], 3), fmt(r["discarded_ratio_original"], 3),
-                 "" if pd.isna(r["params"]) else f"{r['params'] / 1e6:.3f} M",
-                 "" if pd.isna(r["params_after_discard"]) else f"{r['params_after_discard'] / 1e6:.3f} M",
-                 fmt(r["paper_error"]), fmt(r["error_diff"]), fmt(r["paper_discarded_ratio"], 3),
-                 fmt(r["ratio_diff"], 3)]
-        if compressed:
-            cells += [fmt(r["full_eval_error"]), fmt(r["compressed_eval_error"]),
-                      "" if pd.isna(r["compressed_params"]) else f"{r['compressed_params'] / 1e6:.3f} M",
-                      fmt(r["flop_ratio"]), fmt(r["agreement"], 4)]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    note = ("\nErrors are validation errors in percent at the last epoch (best: the lowest over all "
+        errors.append({
+            "run": r["run"], "dataset": r["dataset"], "family": r["family"] or "",
+            "depth": _fmt(r["depth"], 0), "variant": r["variant"], "ε": _fmt(r["epsilon"], 2),
+            "seed": _fmt(r["seed"], 0), "epochs": _fmt(r["epochs"], 0),
+            "final err %": _fmt(r["final_val_error"]), "best err %": _fmt(r["best_val_error"]),
+            "top-5 err %": _fmt(r["final_val_error_top5"]), "side err %": _fmt(r["side_val_error"]),
+            "paper err %": _fmt(r["paper_error"]), "Δ err": _fmt(r["error_diff"])})
+        blocks.append({
+            "run": r["run"],
+            "discarded": ("" if pd.isna(r["discarded_blocks"])
+                          else f"{int(r['discarded_blocks'])}/{int(r['gated_blocks'])}"),
+            "closed": "" if pd.isna(r["closed_blocks"]) else str(int(r["closed_blocks"])),
+            "ratio": _fmt(r["discarded_ratio"], 3),
+            "ratio (paper's def.)": _fmt(r["discarded_ratio_original"], 3),
+            "paper ratio": _fmt(r["paper_discarded_ratio"], 3), "Δ ratio": _fmt(r["ratio_diff"], 3),
+            "closed at validation only": _fmt(r.get("closed_at_validation_only")),
+            "closed at training only": _fmt(r.get("closed_at_training_only")),
+            "params": _millions(r["params"]), "params after": _millions(r["params_after_discard"])})
+        if has_compressed and pd.notna(r.get("compressed_eval_error")):
+            compressed.append({
+                "run": r["run"], "full eval err %": _fmt(r["full_eval_error"]),
+                "compressed err %": _fmt(r["compressed_eval_error"]),
+                "compressed params": _millions(r["compressed_params"]),
+                "FLOP ratio": _fmt(r["flop_ratio"]), "agreement": _fmt(r["agreement"], 4),
+                "equivalent": _fmt(r.get("equivalent"))})
+    out = [("Errors (validation, %)", _drop_empty(pd.DataFrame(errors))),
+           ("Discarded blocks and parameters", _drop_empty(pd.DataFrame(blocks)))]
+    if compressed:
+        out.append(("Compressed networks", _drop_empty(pd.DataFrame(compressed))))
+    return out
+
+
+def setting_table(groups: pd.DataFrame) -> pd.DataFrame:
+    """The per-setting table as formatted text (mean ± standard deviation over seeds)."""
+    def cell(mean, std, digits):
+        if pd.isna(mean):
+            return ""
+        return f"{mean:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}")
+
+    rows = [{"experiment": r["experiment"], "depth": _fmt(r["depth"], 0), "variant": r["variant"],
+             "ε": "" if pd.isna(r["epsilon"]) else f"{r['epsilon']:g}", "seeds": str(r["seeds"]),
+             "final err %": cell(r["final_val_error_mean"], r["final_val_error_std"], 2),
+             "best err %": cell(r["best_val_error_mean"], r["best_val_error_std"], 2),
+             "discarded ratio": cell(r["discarded_ratio_mean"], r["discarded_ratio_std"], 3),
+             "ratio (paper's def.)": cell(r["discarded_ratio_original_mean"],
+                                          r["discarded_ratio_original_std"], 3),
+             "paper err %": _fmt(r["paper_error"]), "paper ratio": _fmt(r["paper_discarded_ratio"], 3)}
+            for _, r in groups.iterrows()]
+    return _drop_empty(pd.DataFrame(rows))
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def settings_markdown(groups: pd.DataFrame) -> str:
+    return (markdown_table(setting_table(groups)) + "\nMean ± standard deviation over the seeds "
+            "of each setting (no ± for a single seed).\n")
+
+
+def summary_note(table: pd.DataFrame) -> str:
+    """What the per-run tables' columns mean."""
+    note = ("Errors are validation errors in percent at the last epoch (best: the lowest over all "
             "epochs). A block counts as discarded when its moving-average is_discarded is at least "
             f"{DISCARDED_AT} at the last epoch (closed: at 1, the original's compression rule); the "
             "ratio divides by the gated blocks, the paper's definition by the original's count "
-            "(3n + 2 in the CIFAR family), which Δ ratio compares. Paper numbers "
+            "(3n + 2 in the CIFAR family), which Δ ratio compares. Closed at validation only: "
+            "blocks whose gate was closed in most validation batches (batch norms with their moving "
+            "averages) but open in training. Paper numbers "
             "come from eps_resnet/reference/paper.csv (most were read off the paper's plots). The "
             "compressed columns (ε runs): validation error of the full network and of the compressed "
-            "one (`eps-resnet evaluate`), parameters and FLOP ratio of the inference network, and "
-            "the share of validation images on which both predict the same class.\n")
+            "one (`eps-resnet evaluate`), parameters and FLOP ratio of the inference network, the "
+            "share of validation images on which both predict the same class, and whether that "
+            f"share reaches {MIN_AGREEMENT} (equivalent).")
     if (table["dataset"] == "imagenet").any():
-        note += "\n" + IMAGENET_EPSILON_NOTE + "\n"
-    return "\n".join(lines) + "\n" + note
+        note += " " + IMAGENET_EPSILON_NOTE
+    return note
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """The per-run summary as readable Markdown tables (see :func:`run_tables`)."""
+    parts = [f"### {heading}\n\n{markdown_table(frame)}" for heading, frame in run_tables(table)]
+    warning = disagreement_note(table)
+    return ("\n".join(parts) + ("\n**" + warning + "**\n" if warning else "")
+            + "\n" + summary_note(table) + "\n")
 
 
 def settings_path(csv_path: str) -> str:
@@ -231,11 +315,11 @@ def write(table: pd.DataFrame, csv_path: str, md_path: str | None, html_path: st
     if html_path:
         from .parse import html_page
 
+        warning = disagreement_note(table)
         write_text(html_path, html_page("Reproduction summary", [
-            ("Per setting: mean and standard deviation over seeds", groups),
-            ("Per run (errors in %)", table)],
-            "Paper numbers from eps_resnet/reference/paper.csv (most read off the paper's plots)."
-            + (" " + IMAGENET_EPSILON_NOTE if (table["dataset"] == "imagenet").any() else "")))
+            ("Per setting: mean ± standard deviation over seeds", setting_table(groups)),
+            *[(f"Per run: {heading}", frame) for heading, frame in run_tables(table)]],
+            summary_note(table), warning=warning))
     md = ("# Reproduction summary\n\n## Per setting\n\n" + settings_markdown(groups)
           + "\n## Per run\n\n" + to_markdown(table))
     for path, text in ((csv_path, table.to_csv(index=False)),
@@ -265,6 +349,9 @@ def compressed_results(eval_files) -> pd.DataFrame:
             "flop_ratio": info["flops"]["full"] / info["flops"]["compressed"],
             "agreement": info["checks"]["agreement"],
             "max_logit_difference": info["checks"]["max_logit_difference"],
+            # older compressed.yaml files have no verdict: the agreement decides it as now
+            "equivalent": info["checks"].get(
+                "equivalent", (info["checks"]["agreement"] or 0) >= MIN_AGREEMENT),
         })
     return pd.DataFrame(rows, columns=["run"] + COMPRESSED_COLUMNS)
 

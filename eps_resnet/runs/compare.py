@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..training.runfolder import read_stats
+from ..training.runfolder import load_run_file, read_stats
 
 
 @dataclass
@@ -21,6 +21,8 @@ class Comparison:
     first: tuple | None = None  # (epoch, metric, a, b) of the first difference beyond tolerance
     largest: tuple | None = None  # (epoch, metric, |a - b|) of the largest difference
     only_in: dict = field(default_factory=dict)  # {run: [what only that run has]}
+    #: how the two runs were run differently (run.yaml): what can explain differing last bits
+    conditions: list = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
@@ -38,6 +40,8 @@ class Comparison:
         if self.largest and self.largest[2] > 0:
             lines.append(f"largest difference: epoch {self.largest[0]}, {self.largest[1]}: "
                          f"{self.largest[2]:.6g}")
+        if self.conditions:
+            lines.append("run differently: " + "; ".join(self.conditions))
         verdict = ("identical" if tolerance == 0 else f"identical within {tolerance:g}")
         lines.append(verdict if self.identical else "different")
         return "\n".join(lines)
@@ -55,10 +59,36 @@ def _differ(a, b, tolerance: float) -> bool:
     return a != b
 
 
+#: What run.yaml records of how a run was run that changes its last bits (label, path).
+CONDITIONS = (("CPU kernels", ("determinism", "cpu_kernels", "kind")),
+              ("oneDNN instruction set", ("determinism", "cpu_kernels", "ONEDNN_MAX_CPU_ISA")),
+              ("TensorFlow's deterministic ops", ("determinism", "op_determinism")),
+              ("threads", ("determinism", "threads")),
+              ("precision", ("settings", "precision")),
+              ("CPU", ("environment", "cpu", "model")),
+              ("TensorFlow", ("environment", "tensorflow")))
+
+
+def _lookup(record: dict, path: tuple):
+    for key in path:
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
+
+
+def differing_conditions(run_a: str, run_b: str) -> list[str]:
+    """What the two runs' run.yaml say they ran with differently, e.g. "CPU kernels: portable
+    vs native" (nothing for runs without a run.yaml)."""
+    ra, rb = load_run_file(run_a), load_run_file(run_b)
+    if not ra or not rb:
+        return []
+    return [f"{label}: {_lookup(ra, path)} vs {_lookup(rb, path)}" for label, path in CONDITIONS
+            if _lookup(ra, path) != _lookup(rb, path)]
+
+
 def compare_runs(run_a: str, run_b: str, tolerance: float = 0.0) -> Comparison:
     """Compare every metric of every epoch of two run folders."""
     a, b = _by_epoch(run_a), _by_epoch(run_b)
-    c = Comparison(run_a, run_b)
+    c = Comparison(run_a, run_b, conditions=differing_conditions(run_a, run_b))
     c.only_in = {run_a: [f"epoch {e}" for e in sorted(set(a) - set(b))],
                  run_b: [f"epoch {e}" for e in sorted(set(b) - set(a))]}
     for epoch in sorted(set(a) & set(b)):

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from ..atomic import write_text
+from ..atomic import read_yaml, write_text
 from ..errors import EpsResnetError, first_line
 from ..models.layouts import Layout, layout_from_structure, make_layout
 from ..training.runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, EVAL_FILE, choose_checkpoint,
@@ -152,7 +152,20 @@ def _evaluate(model_dir, settings, layout, ckpt, kind, out, limit, log) -> dict:
         result["val_error_top5"] = top5 / n if n else None
     write_text(out, json.dumps(result, indent=1))
     log(f"{model_dir} ({kind}): val_error {result['val_error']:.4f} on {n} images -> {out}")
+    if kind == "compressed":
+        _say_gating(model_dir, log)
     return result
+
+
+def _say_gating(model_dir: str, log) -> None:
+    """How the full model's gates compared with the compressed network (compress measured it)."""
+    checks = (read_yaml(os.path.join(model_dir, COMPRESSED_FILE)) or {}).get("checks") or {}
+    if checks.get("validation_batches") is None:
+        return
+    log(f"{model_dir}: the full model gated {checks['batches_gated_differently']} of "
+        f"{checks['validation_batches']} validation batches differently from this compressed one"
+        + ("" if checks.get("equivalent", True) else
+           f"; NOT equivalent (agreement {checks['agreement']:.4f} < {checks['min_agreement']})"))
 
 
 def describe(s: TrainSettings) -> str:

@@ -13,11 +13,13 @@ import shutil
 
 from tensorpack.callbacks import Callback, ModelSaver
 from tensorpack.callbacks.monitor import JSONWriter, MonitorBase, ScalarPrinter
+from tensorpack.callbacks.inference import Inferencer
 from tensorpack.callbacks.param import GraphVarParam
 from tensorpack.input_source import QueueInput
 from tensorpack.utils import logger
 
 from ..errors import EpsResnetError, first_line
+from ..models.gate import gate_disagreements
 from .runfolder import CHECKPOINT_INDEX, CHECKPOINT_PREFIX, STATS_FILE, stat_history
 from .schedules import AdaptiveRestart, Points, replay, value_at
 
@@ -241,6 +243,36 @@ class DeterminismCheck(Callback):
             self.found(ops)
 
 
+class GatesAtValidation(Inferencer):
+    """Per gated block, over the validation batches: the fraction in which the gate was closed
+    (the mean of ``is_discarded``, as ``<block>/val_is_discarded``) and the mean of the branch's
+    max|F| (``<block>/gate/val_peak``). Training's moving averages of the same two tensors sit
+    beside them in stats.json: a block closed at training but open at validation (or the other
+    way round) is the network the evaluation measures differing from the one training pruned."""
+
+    def __init__(self, blocks):
+        self.blocks = list(blocks)
+
+    def _get_fetches(self):
+        return [f"{b}/is_discarded" for b in self.blocks] + [f"{b}/gate/peak" for b in self.blocks]
+
+    def _before_inference(self):
+        self.sums, self.batches = None, 0
+
+    def _on_fetches(self, values):
+        import numpy as np
+
+        values = np.asarray(values, np.float64)
+        self.sums = values if self.sums is None else self.sums + values
+        self.batches += 1
+
+    def _after_inference(self):
+        n = len(self.blocks)
+        means = self.sums / max(1, self.batches)
+        return {**{f"{b}/val_is_discarded": float(means[i]) for i, b in enumerate(self.blocks)},
+                **{f"{b}/gate/val_peak": float(means[n + i]) for i, b in enumerate(self.blocks)}}
+
+
 class DiscardedBlocksPrinter(Callback):
     """After each epoch, one log line for all gated blocks instead of one per block (54 for
     ResNet-110): which are discarded, and every block's moving-average is_discarded in a form
@@ -255,3 +287,14 @@ class DiscardedBlocksPrinter(Callback):
         logger.info(f"is_discarded per block ({len(gone)} of {len(values)} at >= {self.discarded_at}"
                     f"{': ' + ', '.join(gone) if gone else ''}): "
                     + " ".join(f"{b}={v!r}" for b, v in values.items()))
+        row = {f"{b}/is_discarded": v for b, v in values.items()}
+        for b in self.blocks:
+            try:
+                row[f"{b}/val_is_discarded"] = float(
+                    self.trainer.monitors.get_latest(f"{b}/val_is_discarded"))
+            except KeyError:
+                pass
+        for which, blocks in gate_disagreements(row).items():
+            if blocks:
+                logger.warn(f"closed {which.replace('_', ' ')}: {', '.join(blocks)} (validation "
+                            "uses the batch norms' moving averages, training the batch's statistics)")

@@ -14,6 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from ..compat import CPU_KERNELS
 from ..data import DATASETS, dataset_info
 from ..errors import EpsResnetError
 from ..models import FAMILIES, VARIANTS, check_depth
@@ -25,7 +26,9 @@ PRECISIONS = ("fp32", "mixed")
 
 #: Settings that may differ when a run folder is reused: where things are, how many devices and
 #: threads run it, and how long it trains (raising --epochs extends a finished run).
-NOT_IDENTITY = ("out", "data_dir", "gpus", "towers", "data_workers", "threads", "epochs")
+#: (threads and CPU kernels change the last bits, not the configuration, as on another machine)
+NOT_IDENTITY = ("out", "data_dir", "gpus", "towers", "data_workers", "threads", "epochs",
+                "cpu_kernels")
 
 
 class SettingsError(EpsResnetError):
@@ -59,6 +62,9 @@ class TrainSettings:
     threads: int = 0  # TensorFlow intra/inter-op threads; 0 lets TensorFlow use every core
     precision: str = "fp32"
     deterministic: bool = True  # TensorFlow's deterministic ops (the data order always is)
+    #: compat.CPU_KERNELS: portable (the same bits on every x86-64 CPU kind) or native
+    #: (TensorFlow's choice for this CPU); default portable, native for --precision mixed
+    cpu_kernels: str | None = None
 
     def resolved(self) -> "TrainSettings":
         """A validated copy with every default filled in (except ``gpus`` and
@@ -139,6 +145,14 @@ class TrainSettings:
                                 f"to {2 ** 32 - 1}")
         if s.precision not in PRECISIONS:
             raise SettingsError(f"--precision {s.precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
+        if s.cpu_kernels is None:
+            s.cpu_kernels = "native" if s.precision == "mixed" else "portable"
+        if s.cpu_kernels not in CPU_KERNELS:
+            raise SettingsError(f"--cpu-kernels {s.cpu_kernels!r} is unknown; expected one of "
+                                f"{', '.join(CPU_KERNELS)}")
+        if s.precision == "mixed" and s.cpu_kernels == "portable":
+            raise SettingsError("--cpu-kernels portable cannot run --precision mixed (the bfloat16 "
+                                "kernels are oneDNN's native ones); expected --cpu-kernels native")
         if s.towers is not None and s.gpus != 0:
             raise SettingsError(f"--towers {s.towers} is for training on the CPU (with --gpus 0); "
                                 "on GPUs every GPU is one tower")

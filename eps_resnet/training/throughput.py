@@ -40,13 +40,48 @@ def median_step(settings, warmup: int) -> float:
 
 def images_per_second(variant: str, depth: int, batch: int, steps: int, warmup: int,
                       gpus: int | None = None, family: str = "cifar", precision: str = "fp32",
-                      deterministic: bool = True, image_size: int | None = None) -> float:
-    """The median training throughput over ``steps`` steps after ``warmup`` steps."""
+                      deterministic: bool = True, image_size: int | None = None,
+                      cpu_kernels: str | None = None) -> float:
+    """The median training throughput over ``steps`` steps after ``warmup`` steps.
+
+    ``cpu_kernels`` as training's (default portable; native for mixed precision). A process
+    runs one kind (compat.use_cpu_kernels): a measurement of the other kind after TensorFlow
+    started runs in a process of its own."""
+    import sys
+
     from .settings import TrainSettings
 
+    kind = cpu_kernels or ("native" if precision == "mixed" else "portable")
+    from ..compat import cpu_kernels as current
+
+    if kind != current()["kind"] and "tensorflow" in sys.modules:
+        return _in_own_process(dict(
+            variant=variant, depth=depth, batch=batch, steps=steps, warmup=warmup, gpus=gpus,
+            family=family, precision=precision, deterministic=deterministic,
+            image_size=image_size, cpu_kernels=kind))
     settings = TrainSettings(
         dataset="synthetic", depth=depth, variant=variant, family=family,
         image_size=image_size, epsilon=2.5 if variant == "epsilon" else None, epochs=1,
         steps_per_epoch=warmup + steps, batch=batch, gpus=gpus, precision=precision,
-        deterministic=deterministic, out="unused")
+        deterministic=deterministic, cpu_kernels=kind, out="unused")
     return batch / median_step(settings, warmup)
+
+
+def _in_own_process(kwargs: dict) -> float:
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "from eps_resnet.compat import use_cpu_kernels\n"
+            "args = json.loads(sys.argv[1])\n"
+            "use_cpu_kernels(args['cpu_kernels'])\n"
+            "from eps_resnet.training.throughput import images_per_second\n"
+            "print(images_per_second(**args))\n")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        lines = done.stderr.strip().splitlines()
+        raise RuntimeError(f"the {kwargs['cpu_kernels']} measurement failed: "
+                           f"{lines[-1] if lines else done.returncode}")
+    return float(done.stdout.strip().splitlines()[-1])

@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ..compat import session_config
+from ..compat import cpu_kernels, session_config
 from ..data.dataflows import epoch_steps, get_dataflow, verified_data
 from ..errors import Interrupted, first_line
 from .devices import DevicePlan, decide
@@ -64,11 +64,23 @@ def plan(settings: TrainSettings) -> Plan:
                             f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})") from None
     s.gpus = devices.gpus
     check_gpu_split(s.batch, devices.towers, "--gpus" if devices.gpus else "--towers")
+    choose_cpu_kernels(s.cpu_kernels)
     verified_data(s)  # every prepared file the run reads, before any is read
     # whole batches, split across the towers inside the graph (OrderedQueueInput)
     train_flow = get_dataflow(s, "train", s.batch)
     steps, note = epoch_steps(s, train_flow)
     return Plan(s, devices, steps, 1, None, train_flow, epoch_note=note)
+
+
+def choose_cpu_kernels(kind: str) -> None:
+    """This process's CPU kernels (compat.use_cpu_kernels), as a one-line settings error when
+    TensorFlow already runs the other kind."""
+    from ..compat import use_cpu_kernels
+
+    try:
+        use_cpu_kernels(kind)
+    except RuntimeError as e:
+        raise SettingsError(f"--cpu-kernels {kind}: {e}") from None
 
 
 @contextmanager
@@ -123,6 +135,8 @@ def resume(p: Plan, warn=print) -> Plan:
 def inferencers(model):
     from tensorpack.callbacks import ClassificationError, ScalarStats
 
+    from .callbacks import GatesAtValidation
+
     infs = [ScalarStats("cross_entropy_loss", prefix="val"),
             ClassificationError("incorrect_vector", "val_error")]
     if model.top5:
@@ -132,6 +146,9 @@ def inferencers(model):
         if model.top5:
             infs.append(ClassificationError("side_output/incorrect_vector_top5",
                                             "side_output/val_error_top5"))
+    if model.gated:
+        infs.append(GatesAtValidation([b.name for b in model.spec.layout.blocks
+                                       if not b.shortcut_only]))
     return infs
 
 
@@ -162,6 +179,7 @@ def _run_record(p: Plan, status: str, started: str) -> dict:
         },
         "determinism": {
             "seed": s.seed, "op_determinism": s.deterministic,
+            "cpu_kernels": cpu_kernels(), "threads": s.threads,
             "data": "batch k of the run is a function of (seed, k), delivered in order",
             "unsupported_gpu_ops": p.unsupported_ops,
         },
@@ -224,6 +242,19 @@ def _record_end(p: Plan, record: dict) -> None:
             f.truncate()
     except OSError as e:
         _warn(f"run.yaml could not record the stop ({e.strerror or e}); it still says running")
+
+
+def _warn_gate_disagreements(out: str) -> None:
+    """The end-of-training warning when the last epoch's gates closed at validation differently
+    from training (the evaluated network is then not the one training pruned)."""
+    from ..models.gate import gate_disagreements
+    from .runfolder import read_stats
+
+    rows = read_stats(out)
+    for which, blocks in gate_disagreements(rows[-1] if rows else {}).items():
+        if blocks:
+            _warn(f"gates closed {which.replace('_', ' ')} in the last epoch: {', '.join(blocks)}; "
+                  "validation errors measure another network than training pruned")
 
 
 def _warn(message: str) -> None:
@@ -293,7 +324,8 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             # stats.json and TensorBoard keep every metric; the log prints the per-block values
             # on one line (DiscardedBlocksPrinter) instead of one line per block
             monitors=[TFEventWriter(), StatsWriter(),
-                      FullPrecisionPrinter(blacklist=[r".*/is_discarded$"]),
+                      FullPrecisionPrinter(blacklist=[r".*/(val_)?is_discarded$",
+                                                      r".*/gate/(val_)?peak$"]),
                       CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT, checkpoint_dir=s.out)],
             steps_per_epoch=p.steps_per_epoch,
             max_epoch=s.epochs,
@@ -323,4 +355,5 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             raise
     write_run_file(s.out, _run_record(p, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")
+    _warn_gate_disagreements(s.out)
     return p
