@@ -112,3 +112,37 @@ def test_fast_form_matches_literal_formula_at_and_next_to_epsilon(gate_graph):
     # decision, which the fast form keeps.
     f = np.full((1, 4, 4, 3), eps, np.float32)
     assert gate_graph(f, float(eps))["disc"] == 1.0
+
+
+def test_a_fixed_verdict_decides_the_output_and_is_discarded_reports_the_batch(tf):
+    """--inference-gates training: the verdict of training's moving average (1 = discarded)
+    decides the block's output whatever this batch's max|F|; is_discarded still says what the
+    batch alone would have decided."""
+    from eps_resnet.models.gate import gated_residual
+
+    rng = np.random.RandomState(1)
+    f = rng.uniform(-1, 1, (2, 4, 4, 3)).astype(np.float32)
+    f[0, 0, 0, 0] = 5.0  # above ε: the batch's own gate is open
+    sc = rng.normal(size=f.shape).astype(np.float32)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        verdict = tf.placeholder(tf.float32, [])
+        out, disc = gated_residual(tf.constant(sc), tf.constant(f), 2.5, verdict=verdict)
+        closed = sess.run([out, disc], {verdict: 1.0})
+        kept = sess.run([out, disc], {verdict: 0.0})
+    np.testing.assert_array_equal(closed[0], sc)
+    np.testing.assert_array_equal(kept[0], sc + f)
+    assert closed[1] == kept[1] == 0.0  # the batch alone keeps the block
+
+
+def test_inference_gates_settings():
+    from eps_resnet.training.settings import SettingsError, TrainSettings
+
+    base = dict(dataset="synthetic", depth=8, out="x")
+    s = TrainSettings(**base, variant="epsilon", epsilon=1.0).resolved()
+    assert s.inference_gates == "batch"  # the original's
+    assert TrainSettings(**base, variant="epsilon", epsilon=1.0,
+                         inference_gates="training").resolved().inference_gates == "training"
+    with pytest.raises(SettingsError, match="^--inference-gates training is only for --variant epsilon"):
+        TrainSettings(**base, variant="standard", inference_gates="training").resolved()
+    with pytest.raises(SettingsError, match="^--inference-gates 'moving' is unknown"):
+        TrainSettings(**base, variant="epsilon", epsilon=1.0, inference_gates="moving").resolved()

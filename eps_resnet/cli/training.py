@@ -49,6 +49,10 @@ def add_train(sub) -> None:
                    default=default_of("deterministic"),
                    help="TensorFlow's deterministic ops, so that the same seed gives the same numbers "
                    "on the same machine (default); --no-deterministic trades that for speed")
+    p.add_argument("--inference-gates", default=default_of("inference_gates"), metavar="G",
+                   help="ε-ResNet at validation and inference: batch (each batch's own gate "
+                   "decision, the original's; default) or training (the verdict of training's "
+                   "moving average, the network compression keeps)")
     p.add_argument("--cpu-kernels", metavar="K",
                    help="portable: the same numbers on every x86-64 CPU kind (oneDNN held to AVX2, "
                    "TensorFlow's oneDNN rewrites off); native: TensorFlow's choice for this CPU, "

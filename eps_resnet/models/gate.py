@@ -71,15 +71,20 @@ def float32_fence(x, name: str = "float32_fence"):
     return tf.bitcast(tf.bitcast(x, tf.int32), tf.float32, name=name)
 
 
-def gated_residual(shortcut, branch, epsilon, L: float = GATE_L):
+def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None):
     """``shortcut + S(branch)`` with the strict-identity gate.
 
     Returns ``(output, is_discarded)`` where ``is_discarded = 1 - T`` is the float32 scalar that the
     monitoring averages (1.0 when the whole branch was cut on this batch). The branch's max|F|,
     which the gate compares with ε, is the tensor ``gate/peak`` of the calling scope.
+
+    ``verdict`` (a float32 scalar, 1.0 = discarded), when given, decides the output instead of
+    this batch's T (is_discarded still reports the batch's own decision): the network a fixed
+    verdict prunes, at inference (see ResNetModel._verdict).
     """
     tf = import_tf()
     t = gate_value(branch, epsilon, L)
+    decision = t if verdict is None else 1.0 - verdict
 
     def open_gate():
         return shortcut + branch
@@ -92,7 +97,7 @@ def gated_residual(shortcut, branch, epsilon, L: float = GATE_L):
         return shortcut + tf.cast(t, branch.dtype) * branch
 
     output = tf.case(
-        [(tf.equal(t, 1.0), open_gate), (tf.equal(t, 0.0), closed_gate)],
+        [(tf.equal(decision, 1.0), open_gate), (tf.equal(decision, 0.0), closed_gate)],
         default=band, exclusive=False)
     output.set_shape(shortcut.shape)
     is_discarded = tf.subtract(1.0, t, name="is_discarded")

@@ -24,7 +24,7 @@ from tensorpack.models.regularize import regularize_cost
 from ..compat import import_tf
 from . import VARIANTS
 from .blocks import BLOCK_FUNCTIONS
-from .gate import gated_residual
+from .gate import DISCARDED_AT, gated_residual
 from .layouts import Layout, make_layout
 
 if TYPE_CHECKING:  # the recipe is training's: it arrives here as an argument
@@ -85,6 +85,7 @@ class ModelSpec:
     epsilon: float = 0.0  # initial value of the ε variable (callbacks may change it)
     data_format: str = "NHWC"
     mixed_kind: str | None = None  # devices.MIXED_KINDS; the GPU's needs loss scaling here
+    inference_gates: str = "batch"  # settings.INFERENCE_GATES
 
 
 def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC",
@@ -97,7 +98,8 @@ def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC
         num_classes=settings.classes, image_size=settings.image_size, recipe=settings.recipe,
         # the final ε: training sets the scheduled value before its first step, and restoring a
         # checkpoint restores the value it was saved with
-        epsilon=settings.epsilon or 0.0, data_format=data_format, mixed_kind=mixed_kind))
+        epsilon=settings.epsilon or 0.0, data_format=data_format, mixed_kind=mixed_kind,
+        inference_gates=getattr(settings, "inference_gates", "batch")))
 
 
 def graph_scalar(name: str, value: float):
@@ -200,6 +202,25 @@ class ResNetModel(ModelDesc):
             return MaxPooling("pool0", x, 3, strides=2, padding="SAME")
         return Conv2D("conv0", image, 16, 3, activation=BNReLU)
 
+    def _verdict(self, block: str):
+        """With ``inference_gates`` "training", outside training: 1.0 when training's moving
+        average of the block's is_discarded says discarded (>= DISCARDED_AT), else 0.0; None
+        otherwise (each batch decides, as in training). The moving average is the variable
+        training's monitoring keeps (and checkpoints); a graph without a training tower (evaluate,
+        compress, export) makes it here to restore it into."""
+        from tensorpack.tfutils.tower import get_current_tower_context
+
+        if self.spec.inference_gates != "training" or get_current_tower_context().is_training:
+            return None
+        name = f"EMA/{block}/is_discarded"
+        found = [v for v in tf.global_variables() if v.op.name == name]
+        if found:
+            average = found[0]
+        else:
+            with tf.name_scope(None), tf.variable_scope(tf.VariableScope(reuse=tf.AUTO_REUSE, name="")):
+                average = tf.get_variable(name, initializer=0.0, dtype=tf.float32, trainable=False)
+        return tf.cast(average.read_value() >= DISCARDED_AT, tf.float32)
+
     def body(self, image, label):
         """Build the network; returns (logits, side cross-entropy or None, [is_discarded])."""
         spec = self.spec
@@ -214,7 +235,8 @@ class ResNetModel(ModelDesc):
                 if block.shortcut_only:
                     x = tf.identity(shortcut, name="output")
                 elif self.gated:
-                    x, is_discarded = gated_residual(shortcut, branch, epsilon)
+                    x, is_discarded = gated_residual(shortcut, branch, epsilon,
+                                                     verdict=self._verdict(block.name))
                     discarded.append(is_discarded)
                     peaks.append(tf.get_default_graph().get_tensor_by_name(
                         f"{tf.get_default_graph().get_name_scope()}/gate/peak:0"))

@@ -10,6 +10,7 @@ run or a compressed model on the validation set.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -95,6 +96,9 @@ def compress(run_dir: str, out: str, step: int | None = None, limit: int | None 
 def _compress(settings, run_dir, out, path, step, values, limit, log, rule) -> dict:
     from ..models.resnet import build_model
 
+    # each batch's own gates, in the full model (whose agreement is checked) and in the compressed
+    # one (its kept blocks, renamed, have no moving averages of their own)
+    settings = dataclasses.replace(settings, inference_gates="batch")
     checkpoint = read_checkpoint(path)
     full = make_layout(settings.family, settings.depth)
     discarded = [b.name for b in full.blocks if values.get(b.name, 0.0) >= RULES[rule]]

@@ -4,6 +4,7 @@ predictor, validation batches).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -101,7 +102,8 @@ def model_folder(model_dir: str) -> tuple[TrainSettings, Layout, str, str]:
     path = os.path.join(model_dir, COMPRESSED_FILE)
     info = read_record(path, "eps-resnet compress")
     if info is not None:
-        settings = settings_of(info, path)
+        # a compressed network's kept blocks gate per batch (they have no moving averages)
+        settings = dataclasses.replace(settings_of(info, path), inference_gates="batch")
         try:
             layout = layout_from_structure(settings.family, settings.depth, info["structure"])
         except (KeyError, TypeError, ValueError) as e:

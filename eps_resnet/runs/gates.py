@@ -19,6 +19,8 @@ over channels of |batch mean - moving mean| / moving std, and of batch variance 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..errors import EpsResnetError
@@ -96,7 +98,8 @@ def _shift(batches, moving) -> dict:
 
 def gate_responses(run_dir: str, limit: int | None = None) -> dict:
     """The measurements of the module docstring for the newest checkpoint of an ε-ResNet run."""
-    settings = run_settings(run_dir).resolved()
+    # each batch's own gates: what the measurements are about
+    settings = dataclasses.replace(run_settings(run_dir).resolved(), inference_gates="batch")
     if settings.variant != "epsilon":
         raise GatesError(f"{run_dir} is a {settings.variant} run, not an ε-ResNet: it has no gates")
     path, step = choose_checkpoint(run_dir, None, say=notes("gates"))

@@ -21,6 +21,12 @@ from ..models import FAMILIES, VARIANTS, check_depth
 from .recipe import LR_MODES, RECIPES, Recipe
 from .schedules import epsilon_schedule
 
+#: How the gates of an ε-ResNet decide at inference (validation, evaluate, export): "batch", per
+#: batch from the batch's own max|F| as in training (the original's); "training", the verdict of
+#: training's moving average (closed when is_discarded >= 0.5, the rule compression uses), so
+#: that validation measures the network training pruned.
+INFERENCE_GATES = ("batch", "training")
+
 #: fp32, or mixed: bfloat16 on CPUs that have it, float16 on NVIDIA GPUs (eps_resnet.training.devices)
 PRECISIONS = ("fp32", "mixed")
 
@@ -65,6 +71,7 @@ class TrainSettings:
     #: compat.CPU_KERNELS: portable (the same bits on every x86-64 CPU kind) or native
     #: (TensorFlow's choice for this CPU); default portable, native for --precision mixed
     cpu_kernels: str | None = None
+    inference_gates: str = "batch"  # INFERENCE_GATES; ε runs only
 
     def resolved(self) -> "TrainSettings":
         """A validated copy with every default filled in (except ``gpus`` and
@@ -115,6 +122,12 @@ class TrainSettings:
                 raise SettingsError(f"--epsilon {s.epsilon} is negative; expected a number >= 0")
         elif s.epsilon is not None:
             raise SettingsError(f"--epsilon is only for --variant epsilon, not {s.variant}")
+        if s.inference_gates not in INFERENCE_GATES:
+            raise SettingsError(f"--inference-gates {s.inference_gates!r} is unknown; expected one "
+                                f"of {', '.join(INFERENCE_GATES)}")
+        if s.inference_gates != "batch" and s.variant != "epsilon":
+            raise SettingsError(f"--inference-gates {s.inference_gates} is only for --variant "
+                                f"epsilon, not {s.variant}")
         if s.epsilon_start_epoch is None:
             s.epsilon_start_epoch = recipe.epsilon_start_epoch
         if s.epsilon_start_epoch < 0:
