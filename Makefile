@@ -1,5 +1,11 @@
 # Two entry points for a newcomer: `make demo` and `make test` (each sets everything up first).
-PYTHON ?= python3.11
+# The newest supported Python found on PATH (3.13, 3.12 or 3.11: TensorFlow 2.21's wheels), or
+# PYTHON=/path/to/python3.x to choose.
+SUPPORTED := 3.13 3.12 3.11
+# (a name on PATH counts only if it runs: pyenv puts shims there for versions it will not run)
+PYTHON ?= $(firstword $(foreach v,$(SUPPORTED),$(shell python$(v) -c '' >/dev/null 2>&1 && \
+	command -v python$(v))) $(shell python3 -c 'import sys; sys.exit(sys.version_info[:2] not in \
+	((3, 11), (3, 12), (3, 13)))' >/dev/null 2>&1 && command -v python3))
 VENV ?= .venv
 BIN := $(VENV)/bin
 
@@ -8,12 +14,19 @@ BIN := $(VENV)/bin
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no supported Python found: expected python3.11, python3.12 or python3.13 on PATH (or PYTHON=/path/to/python3.x)"; exit 1; }
+	@echo "make: creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# the test tools only where the tests run
+$(VENV)/.test-installed: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
-test: setup
+test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q
 
 # The whole workflow offline on the CPU: digits prepared, both network families trained,

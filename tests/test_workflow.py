@@ -193,6 +193,20 @@ def test_all_without_an_imagenet_path(tmp_path):
     assert "expected at least one argument" not in r.stdout + r.stderr
 
 
+def test_imagenet_targets_without_a_path_stop_in_one_line(tmp_path):
+    """The ImageNet figure and an ImageNet-only group without datasets.imagenet.path: one line
+    naming the key, no traceback."""
+    cfg = os.path.join(ROOT, "config", "experiments.yaml")
+    for target, says in (("figures/imagenet-val-error.png",
+                          "Error: imagenet-d101-standard: imagenet has no path configured: set "
+                          "datasets.imagenet.path"),
+                         ("imagenet152", "Error: `imagenet152`: no experiment can run")):
+        r = snakemake(target, "-n", "--directory", tmp_path, "--configfile", cfg)
+        assert r.returncode != 0
+        out = r.stdout + r.stderr
+        assert says in out and "Traceback" not in out and "InputFunctionException" not in out
+
+
 def test_config_overrides_alone_and_with_a_config_file(tmp_path):
     r = snakemake("-n", "-p", "--directory", tmp_path, "--config", "results_dir=elsewhere")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -56,13 +56,20 @@ def in_runs(experiments, *parts, variant=None):
     ]
 
 
+def stop(message):
+    """End the workflow with one line, while the DAG is built (an input function's exception
+    would come with Snakemake's traceback): nothing has run yet."""
+    print(f"Error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
 def available(target, experiments):
     """The experiments whose dataset can be had; those left out for lack of a dataset path are
     named once, and a target left with none fails naming the config key."""
     kept = [e for e in experiments if e in RUNS.available_experiments()]
     left_out = [e for e in experiments if e not in kept]
     if not kept:
-        raise WorkflowError(
+        stop(
             f"`{target}`: no experiment can run: {', '.join(left_out)} need(s) "
             "datasets.imagenet.path in the config (the extracted ILSVRC-2012 folder)"
         )
@@ -140,11 +147,14 @@ def prepared(wildcards):
             if GPUS_FOUND
             else f"--resources gpu={cap} allows {cap}; raise gpu= or "
         )
-        raise WorkflowError(
+        stop(
             f"experiments.{run.experiment}.gpus: {run.name} needs {run.gpus} GPUs but "
             f"{where}lower the experiment's gpus"
         )
-    return os.path.join(DATA, RUNS.require_dataset(run.dataset), "prepared.yaml")
+    try:
+        return os.path.join(DATA, RUNS.require_dataset(run.dataset), "prepared.yaml")
+    except WorkflowConfigError as e:
+        stop(f"{run.name}: {e}")
 
 
 def prepare_flags(wildcards):
