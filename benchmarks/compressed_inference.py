@@ -72,7 +72,9 @@ def main():
                                                             args.warmup, fmt))
     full_ips, small_ips = max(rates["full"]), max(rates["compressed"])
     speedup = small_ips / full_ips
-    print(f"\nInference, CIFAR ResNet-{args.depth}, batch {args.batch}, {fmt}, "
+    from eps_resnet.training.provenance import cpu
+
+    print(f"\nInference, CIFAR ResNet-{args.depth}, batch {args.batch}, {fmt}, {cpu()['model']}, "
           f"{len(args.discard)} of {len(full.blocks)} blocks discarded "
           f"(ratio {len(args.discard) / len(full.blocks):.2f})")
     print("| network | img/s | GFLOPs/img |")

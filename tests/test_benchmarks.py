@@ -41,3 +41,26 @@ def test_dataflow_throughput_measures_workers_and_the_input_ceiling():
         row = next(line for line in out.splitlines() if line.startswith(f"| {pipeline}"))
         computed, per_worker, into_graph = (float(c) for c in row.strip("| ").split(" | ")[1:])
         assert computed > 0 and per_worker == computed and into_graph > 0, row
+
+
+def test_mixed_precision_without_bfloat16_stops_before_measuring():
+    from eps_resnet.compat import visible_gpus
+    from eps_resnet.training.devices import BF16_CPU_FLAGS
+    from eps_resnet.training.provenance import cpu
+
+    if set(BF16_CPU_FLAGS) & set(cpu()["flags"]) or visible_gpus():
+        pytest.skip("this machine can measure mixed precision: nothing to refuse")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "train_throughput.py"),
+                        "--precision", "fp32", "mixed"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "round 1" not in r.stderr  # nothing was measured
+    assert r.stderr.strip().startswith("train_throughput.py: --precision mixed needs a CPU with")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cpu_kernels_benchmark_prints_both_kinds_and_their_ratio():
+    out = run("cpu_kernels.py", "--units", "1", "--batch", "8", "--steps", "3", "--warmup", "1",
+              "--rounds", "1")
+    assert "CPU kernels, ResNet-8 epsilon" in out
+    portable, native, ratio = (float(x) for x in re.search(
+        r"\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", out).groups())
+    assert portable > 0 and native > 0 and ratio == pytest.approx(portable / native, rel=0.02)
