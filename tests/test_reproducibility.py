@@ -1,13 +1,14 @@
 """Reproducible to the bit: the same command and seed give an identical stats.json (both network
 families, all variants, one or several data workers), another seed does not, a run killed and
 resumed equals the uninterrupted one, and `eps-resnet compare` says so with its exit code."""
+import os
 import time
 
 import pytest
 import yaml
 
 from eps_resnet.cli import main
-from helpers import eps_resnet_cmd, uninterrupted_and_resumed
+from helpers import ROOT, eps_resnet_cmd, uninterrupted_and_resumed
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +71,13 @@ def test_digits_identical_with_one_or_several_data_workers(tmp_path, digits, fam
     assert env["dataset"]["name"] == "digits"
     assert set(env["dataset"]["checksums"]) >= {"train_images.npy", "val_images.npy", "mean.npy"}
     assert record["settings"]["precision"] == "fp32" and "git_commit" in env
+    # the lock the environment is made from (make setup), by its hash
+    import hashlib
+    import sys
+
+    name = f"requirements/lock-py{sys.version_info[0]}.{sys.version_info[1]}.txt"
+    with open(os.path.join(ROOT, name), "rb") as f:
+        assert env["lock"] == {"file": name, "sha256": hashlib.sha256(f.read()).hexdigest()}
 
 
 @pytest.mark.parametrize("moment", ["during epoch 3", "after checkpoint 2"])

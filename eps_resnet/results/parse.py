@@ -305,6 +305,17 @@ SETTINGS_SHOWN = ("dataset", "family", "depth", "variant", "epsilon", "epsilon_s
                   "epochs", "batch", "lr_schedule", "precision", "deterministic")
 
 
+def device_name(record: dict) -> str | None:
+    """What a run.yaml says the run trained on, by name: the GPUs' names, or the CPU's model."""
+    devices = (record.get("resolved") or {}).get("devices") or {}
+    env = record.get("environment") or {}
+    if devices.get("device") == "gpu":
+        names = (env.get("gpus") or {}).get("names") or []
+        return ", ".join(names) or "GPU"
+    model = (env.get("cpu") or {}).get("model")
+    return f"CPU: {model}" if model else devices.get("device")
+
+
 def settings_table(run_dirs) -> pd.DataFrame:
     """One row per run folder of this project: its settings as run.yaml records them, the
     device it ran on and its status."""
@@ -318,7 +329,7 @@ def settings_table(run_dirs) -> pd.DataFrame:
         rows.append({"run": os.path.basename(os.path.normpath(run)),
                      **{k: s.get(k) for k in SETTINGS_SHOWN},
                      "steps_per_epoch": resolved.get("steps_per_epoch"),
-                     "device": devices.get("device"), "towers": devices.get("towers"),
+                     "device": device_name(record), "towers": devices.get("towers"),
                      "status": record.get("status"), "commit": (record.get("environment") or {}).get("git_commit")})
     return pd.DataFrame(rows)
 

@@ -91,6 +91,23 @@ def dataset(settings) -> dict:
             "checksums": verified_data(settings)}
 
 
+def lock() -> dict | None:
+    """The package lock of this Python version the project installs from (`make`), with its
+    SHA-256: the exact files of every package, when the environment was made from it. None when
+    the project is not a checkout that has one."""
+    import hashlib
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    name = f"lock-py{sys.version_info[0]}.{sys.version_info[1]}.txt"
+    path = os.path.join(root, "requirements", name)
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+    return {"file": f"requirements/{name}", "sha256": digest}
+
+
 def environment(settings) -> dict:
-    return {**versions(), "git_commit": git_commit(), "host": platform.node(), "cpu": cpu(),
+    return {**versions(), "git_commit": git_commit(), "lock": lock(), "host": platform.node(), "cpu": cpu(),
             "gpus": gpus(), "dataset": dataset(settings), "command": " ".join(sys.argv)}
