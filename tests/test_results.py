@@ -244,7 +244,7 @@ def test_compression_ratio_figure(fixture_csv):
     assert len(lines_of(left)) == 2  # the two ε runs; the standard run has no ratio
     assert len(lines_of(right)) == 1  # one depth
     assert right.get_xlabel() == "ε" and left.get_ylabel() == "discarded blocks / gated blocks"
-    assert [t.get_text() for t in right.get_legend().get_texts()] == ["8 layers"]
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["ResNet-8 (CIFAR family)"]
 
 
 def test_blocks_figure(fixture_csv):
@@ -434,11 +434,11 @@ def test_grid_figures_against_depth_and_epsilon(tmp_path):
     assert "missing (not trained yet): s500" in [t.get_text() for t in fig.texts]
     fig = plots.plot("epsilon", df)
     ratio, err = fig.axes
-    assert [x for x, _ in points(ratio, "110 layers")] == [2.3, 2.5, 2.7]
-    assert [y for _, y in points(ratio, "110 layers")] == pytest.approx([0.10, 0.22, 0.35])
-    assert points(ratio, "110 layers, paper") == [(2.5, 0.22)]  # the paper's ε sensitivity: no numbers here
-    assert points(ratio, "200 layers") == [(2.5, pytest.approx(0.50))]
-    assert points(err, "110 layers, standard")[0][1] == pytest.approx(6.2)
+    assert [x for x, _ in points(ratio, "ResNet-110 (CIFAR family)")] == [2.3, 2.5, 2.7]
+    assert [y for _, y in points(ratio, "ResNet-110 (CIFAR family)")] == pytest.approx([0.10, 0.22, 0.35])
+    assert points(ratio, "ResNet-110 (CIFAR family), paper") == [(2.5, 0.22)]  # the paper's ε sensitivity: no numbers here
+    assert points(ratio, "ResNet-200 (CIFAR family)") == [(2.5, pytest.approx(0.50))]
+    assert points(err, "ResNet-110 (CIFAR family), standard")[0][1] == pytest.approx(6.2)
     df.to_csv(tmp_path / "grid.csv", index=False)
     for kind in ("depth", "epsilon"):
         assert main(["plot", kind, "--in", str(tmp_path / "grid.csv"), "--out",
@@ -484,3 +484,88 @@ def test_summary_marks_gates_closed_at_validation_only_and_non_equivalent_compre
     assert tables["Discarded blocks and parameters"].iloc[0]["closed at validation only"] == "res1.0"
     assert tables["Compressed networks"].iloc[0]["equivalent"] == "NO"
     assert "**Warning: gates closed at validation only" in to_markdown(table)
+
+
+def demo_like_table(family="cifar", depth=14, epsilons=(8.0,), seeds=(0, 1), lr_flat=False):
+    """Digits-like runs of one family: a standard run and ε runs over seeds, 3 epochs; the run
+    of the largest ε and the last seed ends far above the others (a collapsed run)."""
+    layout = make_layout(family, depth)
+    rows = []
+    base = dict(experiment="demo", dataset="digits", family=family, depth=depth, block=None,
+                group=None)
+    settings = [("standard", np.nan)] + [("epsilon", e) for e in epsilons]
+    for variant, eps in settings:
+        for seed in seeds:
+            run = f"{variant}-{eps:g}-s{seed}" if variant == "epsilon" else f"standard-s{seed}"
+            for e in (1, 2, 3):
+                row = dict(base, run=run, variant=variant, epsilon=eps, seed=seed, epoch=e,
+                           step=22 * e)
+                collapsed = variant == "epsilon" and eps == max(epsilons) and seed == seeds[-1]
+                rows.append(dict(row, metric="val_error", value=0.9 if collapsed and e == 3 else 0.05 / e))
+                lr = 0.1 if lr_flat or e < 3 or variant == "epsilon" else 0.01
+                rows.append(dict(row, metric="learning_rate", value=lr))
+                if variant == "epsilon":
+                    rows.append(dict(row, metric="discarded_ratio", value=0.2))
+                    for b in layout.blocks:
+                        rows.append(dict(row, metric="is_discarded", block=b.name, group=b.group,
+                                         value=float(b is layout.blocks[0])))
+    return pd.DataFrame(rows)
+
+
+def _boxes_overlap(a, b) -> bool:
+    return not (a.x1 <= b.x0 or b.x1 <= a.x0 or a.y1 <= b.y0 or b.y1 <= a.y0)
+
+
+@pytest.mark.parametrize("family,depth", [("cifar", 14), ("imagenet", 18)])
+def test_blocks_legend_never_covers_the_title(family, depth):
+    fig = plots.plot("blocks", demo_like_table(family, depth, seeds=(0,)),
+                     title="Digits (demo): ImageNet-family ResNet-18, a long title")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend, title = fig.legends[0], fig._suptitle
+    assert not _boxes_overlap(legend.get_window_extent(renderer), title.get_window_extent(renderer))
+    for ax in fig.axes:  # nor a panel's title
+        assert not _boxes_overlap(legend.get_window_extent(renderer),
+                                  ax.title.get_window_extent(renderer))
+
+
+def test_learning_rate_seeds_differ_in_style_and_a_flat_schedule_is_off_the_edges():
+    fig = plots.plot("lr", demo_like_table(lr_flat=True))
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+    styles = {(line.get_color(), line.get_linestyle(), line.get_linewidth()) for line in lines}
+    assert len(styles) == len(lines)  # no two runs drawn alike
+    low, high = ax.get_ylim()
+    assert low < 0.1 / 2 and high > 0.1 * 2  # the flat 0.1 sits inside the axis
+
+
+def test_val_error_marks_a_curve_that_ends_above_the_axis():
+    fig = plots.plot("val-error", demo_like_table(epsilons=(6.0, 8.0, 10.0), seeds=(0,)))
+    ax = fig.axes[0]
+    top = ax.get_ylim()[1]
+    marked = [line for line in ax.get_lines() if line.get_gid() == "off-axis"]
+    ends = [line.get_ydata()[-1] for line in ax.get_lines()
+            if not line.get_label().startswith("_") and len(line.get_xdata()) > 2]
+    above = [y for y in ends if y > top]
+    assert above and len(marked) == len(above)
+    assert any("off the axis" in t.get_text() for t in ax.texts)
+
+
+def test_compression_ratio_one_epsilon_and_the_family_in_labels():
+    fig = plots.plot("compression-ratio", demo_like_table("imagenet", 18, seeds=(0,)))
+    right = fig.axes[1]
+    (line,) = [line for line in right.get_lines() if not line.get_label().startswith("_")]
+    assert line.get_marker() == "o"  # a single ε is a point: the legend shows what is drawn
+    assert line.get_label() == "ResNet-18 (ImageNet family)"
+    low, high = right.get_xlim()
+    assert high - low >= 2
+
+
+def test_grid_epsilon_figure_names_the_networks():
+    df = pd.concat([demo_like_table("cifar", 14, epsilons=(8.0, 10.0), seeds=(0,)),
+                    demo_like_table("imagenet", 18, epsilons=(3.0, 4.0), seeds=(0,))
+                    .assign(run=lambda d: "i-" + d["run"])])
+    fig = plots.plot("epsilon", df)
+    labels = {t.get_text() for ax in fig.axes for leg in [ax.get_legend()] if leg
+              for t in leg.get_texts()} | {t.get_text() for leg in fig.legends for t in leg.get_texts()}
+    assert {"ResNet-14 (CIFAR family)", "ResNet-18 (ImageNet family)"} <= labels

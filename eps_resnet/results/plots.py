@@ -41,6 +41,24 @@ def run_label(meta: pd.Series, several_depths: bool, with_seed: bool = False) ->
     return label
 
 
+def network_name(depth, family=None) -> str:
+    """"ResNet-14 (CIFAR family)": a depth alone does not say which network it is."""
+    if pd.isna(depth):
+        return "unknown depth"
+    name = f"ResNet-{int(depth)}"
+    if isinstance(family, str) and family:
+        name += f" ({'CIFAR' if family == 'cifar' else 'ImageNet'} family)"
+    return name
+
+
+def _family_of(d: pd.DataFrame):
+    return d["family"].dropna().iloc[0] if "family" in d and d["family"].notna().any() else None
+
+
+#: line styles that tell a setting's seeds apart (the setting gives the colour)
+SEED_STYLES = ["-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2))]
+
+
 def _runs(df: pd.DataFrame) -> pd.DataFrame:
     """One row of metadata per run, in a stable, readable order (standard, side, ε ascending,
     then seeds); ``setting`` names the runs that differ only in their seed."""
@@ -116,7 +134,7 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
         by_epoch = _imagenet_family(df)
         x = "epoch" if by_epoch else "step"
         top5 = _metric(df, "val_error_top5")
-        finals, curves_all = [], []
+        finals, curves_all, drawn = [], [], []
         for _, group in runs.groupby("setting", sort=False):
             meta = group.iloc[0]
             colour = colours[meta["run"]]
@@ -135,6 +153,7 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
                 final = mean.dropna().iloc[-1]
                 finals.append(final)
                 curves_all.append(mean)
+                drawn.append((mean, colour))
                 label = f"{meta['label']}{f' {name}' if name else ''}: {final:.2f}%{seeds}"
                 ax.plot(mean.index, mean.values, color=colour, lw=1.6, ls=style, label=label)
                 inset.plot(mean.index, mean.values, color=colour, lw=1.0, ls=style)
@@ -152,7 +171,16 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
             # the legend and its whole curve in the inset)
             typical = float(np.median(finals))
             low = 0.0 if min(finals) < 10 else 0.8 * min(finals)
-            ax.set_ylim(low, min(100.0, 3 * typical + 2))
+            top = min(100.0, 3 * typical + 2)
+            ax.set_ylim(low, top)
+            for mean, colour in drawn:  # a curve that ends above the axis: marked at its end
+                end = mean.dropna()
+                if end.iloc[-1] > top:
+                    ax.plot([end.index[-1]], [top], marker="^", ms=8, color=colour,
+                            clip_on=False, zorder=5, gid="off-axis")
+                    ax.annotate(f"{end.iloc[-1]:.1f}% (off the axis)", (end.index[-1], top),
+                                xytext=(-6, -12), textcoords="offset points", ha="right",
+                                fontsize=8, color=colour)
             inset.set_title("whole run", fontsize=8)
             inset.tick_params(labelsize=7)
             inset.set_ylim(0, min(100, max(c.max() for c in curves_all) * 1.05))
@@ -174,14 +202,20 @@ def learning_rate(df: pd.DataFrame, title: str | None = None, missing=()):
         several = runs["depth"].nunique() > 1
         lr = _metric(df, "learning_rate")
         n = len(runs)
+        seed_index = runs.groupby("setting").cumcount()
         for i, (_, meta) in enumerate(runs.iterrows()):
             d = lr[lr["run"] == meta["run"]].sort_values("step")
             # identical schedules lie on top of each other: earlier runs are drawn wider, so
-            # every colour stays visible where the curves coincide
+            # every colour stays visible where the curves coincide, and a setting's seeds
+            # differ in their line style
             ax.step(d["step"], d["value"], where="post", color=colours[meta["run"]],
-                    lw=1.4 + 2.2 * (n - 1 - i) / max(1, n - 1), alpha=0.9, zorder=2 + i,
+                    lw=1.2 + 2.6 * (n - 1 - i) / max(1, n - 1), alpha=0.9, zorder=2 + i,
+                    ls=SEED_STYLES[seed_index[meta.name] % len(SEED_STYLES)],
                     label=run_label(meta, several, with_seed=meta["seeds"] > 1))
         ax.set_yscale("log")
+        if len(lr):  # a decade of room around the values: a flat schedule is not an edge
+            low, high = lr["value"].min(), lr["value"].max()
+            ax.set_ylim(low / 3, high * 3)
         _finish(fig, ax, "training step (iterations)", "learning rate", title or "Learning rate",
                 missing)
     return fig
@@ -212,13 +246,18 @@ def compression_ratio(df: pd.DataFrame, title: str | None = None, missing=()):
         ax.set_ylim(-0.02, 1.02)
         ax.set_title("Discarded ratio during training")
         final = final_values(eps, "discarded_ratio")
+        if "family" in eps and "family" not in final:
+            final = final.merge(eps.drop_duplicates("run")[["run", "family"]], on="run", how="left")
         for i, (depth, d) in enumerate(final.groupby("depth", dropna=False)):
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             # every seed's point, and a line through the mean per ε
             ax2.scatter(d["epsilon"], d["value"], color=colour, s=22, zorder=3)
             mean = d.groupby("epsilon")["value"].mean()
-            ax2.plot(mean.index, mean.values, color=colour, lw=1.6,
-                     label=f"{int(depth)} layers" if pd.notna(depth) else "unknown depth")
+            ax2.plot(mean.index, mean.values, color=colour, lw=1.6, marker="o", ms=4,
+                     label=network_name(depth, _family_of(d)))
+        if final["epsilon"].nunique() == 1:  # one ε: a readable range around it
+            e = float(final["epsilon"].iloc[0])
+            ax2.set_xlim(e - max(1.0, 0.5 * e), e + max(1.0, 0.5 * e))
         ax2.set_xlabel("ε")
         ax2.set_ylabel("final discarded ratio")
         ax2.set_ylim(-0.02, 1.02)
@@ -263,13 +302,14 @@ def blocks(df: pd.DataFrame, title: str | None = None, missing=()):
         axes[0][0].set_ylabel("residual blocks")
         axes[0][0].yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         _missing_note(fig, missing)
-        fig.tight_layout(rect=(0, 0, 1, 0.86 if title else 0.9))
-        if len(runs):  # above the panels, never on the bars
+        # the title on the first line, the legend on its own line under it, then the panels
+        fig.tight_layout(rect=(0, 0, 1, 0.78 if title else 0.88))
+        if len(runs):
             handles, labels = axes[0][0].get_legend_handles_labels()
             fig.legend(handles, labels, frameon=False, loc="upper right", ncol=2,
-                       bbox_to_anchor=(1.0, 1.0))
+                       bbox_to_anchor=(1.0, 0.89 if title else 1.0))
         if title:
-            fig.suptitle(title, x=0.02, ha="left")
+            fig.suptitle(title, x=0.02, y=0.99, ha="left")
     return fig
 
 
@@ -377,8 +417,8 @@ def vs_epsilon(df: pd.DataFrame, title: str | None = None, missing=()):
         eps = table[table["variant"] == "epsilon"]
         for i, depth in enumerate(sorted(eps["depth"].dropna().unique())):
             colour = OKABE_ITO[i % len(OKABE_ITO)]
-            label = f"{int(depth)} layers"
             d = eps[eps["depth"] == depth]
+            label = network_name(depth, _family_of(d))
             p = ref[(ref["variant"] == "epsilon") & (ref["depth"] == depth)]
             _draw(ax, _spread(d, "epsilon", "ratio"), colour, label)
             _draw_paper(ax, p, "epsilon", "discarded_ratio", colour, f"{label}, paper")
