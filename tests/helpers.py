@@ -116,7 +116,12 @@ def open_report_results(report: str, categories, screenshot: str | None = None) 
                                        "[i.naturalWidth, i.naturalHeight])")
                 tables = sum(frame.evaluate("() => document.querySelectorAll('tr').length")
                              for frame in page.frames[1:])
-                shown[(category, name)] = {"images": images, "table_rows": tables}
+                # how far an embedded page runs past its pane (> 0: columns cut off)
+                overflow = max([frame.evaluate("() => document.documentElement.scrollWidth - "
+                                               "document.documentElement.clientWidth")
+                                 for frame in page.frames[1:]] or [0])
+                shown[(category, name)] = {"images": images, "table_rows": tables,
+                                           "overflow_px": overflow}
                 if screenshot and not os.path.exists(screenshot) and images:
                     page.screenshot(path=screenshot)
                 page.goto(f"file://{report}")

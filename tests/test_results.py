@@ -357,7 +357,7 @@ def test_summary_and_figures_over_seeds(tmp_path):
     fig = plots.plot("val-error", df)
     ax = fig.axes[0]
     labels = [l.get_label() for l in curves_of(ax)]
-    assert labels == ["standard: 6.12%", "ε = 2.5: 6.30%, mean of 3 seeds (band: min–max)"]
+    assert labels == ["standard: 6.12%", "ε = 2.5: 6.30%, mean of 3 seeds"]
     assert len(ax.collections) == 1  # the band
     mean = curves_of(ax)[1].get_ydata()
     assert mean[-1] == pytest.approx(6.30)
@@ -548,7 +548,7 @@ def test_val_error_marks_a_curve_that_ends_above_the_axis():
             if not line.get_label().startswith("_") and len(line.get_xdata()) > 2]
     above = [y for y in ends if y > top]
     assert above and len(marked) == len(above)
-    assert any("off the axis" in t.get_text() for t in ax.texts)
+    assert any("above the axis" in t.get_text() for t in ax.get_legend().get_texts())
 
 
 def test_compression_ratio_one_epsilon_and_the_family_in_labels():

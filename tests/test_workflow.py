@@ -142,6 +142,7 @@ def test_tiny_demo_end_to_end(tmp_path):
         runs = len(config["experiments"][exp]["variants"]) + len(config["experiments"][exp]["epsilons"])
         assert shown[(exp, "settings of the runs")]["table_rows"] == runs + 1  # header + runs
     assert shown[("Summary", "against the paper")]["table_rows"] > 6
+    assert shown[("Summary", "against the paper")]["overflow_px"] <= 0  # no column cut off
     # nothing left to do
     r = snakemake("-n", "--cores", "2", "--directory", tmp_path, "--configfile", cfg)
     assert "Nothing to be done" in r.stdout + r.stderr

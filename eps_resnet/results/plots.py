@@ -138,7 +138,7 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
         for _, group in runs.groupby("setting", sort=False):
             meta = group.iloc[0]
             colour = colours[meta["run"]]
-            seeds = f", mean of {len(group)} seeds (band: min–max)" if len(group) > 1 else ""
+            seeds = f", mean of {len(group)} seeds" if len(group) > 1 else ""  # band: min–max
             for metric, style, name in (("val_error", "-", "top-1" if by_epoch and len(top5) else ""),
                                         ("val_error_top5", "--", "top-5")):
                 if metric == "val_error_top5" and not by_epoch:
@@ -153,9 +153,9 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
                 final = mean.dropna().iloc[-1]
                 finals.append(final)
                 curves_all.append(mean)
-                drawn.append((mean, colour))
                 label = f"{meta['label']}{f' {name}' if name else ''}: {final:.2f}%{seeds}"
-                ax.plot(mean.index, mean.values, color=colour, lw=1.6, ls=style, label=label)
+                (line,) = ax.plot(mean.index, mean.values, color=colour, lw=1.6, ls=style, label=label)
+                drawn.append((mean, colour, line))
                 inset.plot(mean.index, mean.values, color=colour, lw=1.0, ls=style)
                 if len(group) > 1:
                     ax.fill_between(curves.index, curves.min(axis=1), curves.max(axis=1),
@@ -173,14 +173,12 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
             low = 0.0 if min(finals) < 10 else 0.8 * min(finals)
             top = min(100.0, 3 * typical + 2)
             ax.set_ylim(low, top)
-            for mean, colour in drawn:  # a curve that ends above the axis: marked at its end
-                end = mean.dropna()
+            for mean, colour, line in drawn:  # a curve that ends above the axis: marked at its
+                end = mean.dropna()              # end and in the legend
                 if end.iloc[-1] > top:
                     ax.plot([end.index[-1]], [top], marker="^", ms=8, color=colour,
                             clip_on=False, zorder=5, gid="off-axis")
-                    ax.annotate(f"{end.iloc[-1]:.1f}% (off the axis)", (end.index[-1], top),
-                                xytext=(-6, -12), textcoords="offset points", ha="right",
-                                fontsize=8, color=colour)
+                    line.set_label(line.get_label().replace(":", " (▲ above the axis):", 1))
             inset.set_title("whole run", fontsize=8)
             inset.tick_params(labelsize=7)
             inset.set_ylim(0, min(100, max(c.max() for c in curves_all) * 1.05))
@@ -218,6 +216,10 @@ def learning_rate(df: pd.DataFrame, title: str | None = None, missing=()):
             ax.set_ylim(low / 3, high * 3)
         _finish(fig, ax, "training step (iterations)", "learning rate", title or "Learning rate",
                 missing)
+        if n > 4:  # many runs: the legend beside the axes, never over the curves
+            ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      ncol=1 if n <= 14 else 2)
+            fig.tight_layout()
     return fig
 
 
@@ -290,26 +292,34 @@ def blocks(df: pd.DataFrame, title: str | None = None, missing=()):
         table = block_table(df)
         runs = _runs(df[df["variant"] == "epsilon"])
         n = max(1, len(runs))
-        fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 1, 3.8), squeeze=False, sharey=True)
+        cols = min(n, 6)  # rows of at most six panels
+        rows = -(-n // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1, 3.0 * rows + 0.8),
+                                 squeeze=False, sharey=True)
+        for ax in axes.flat[n:]:
+            ax.set_visible(False)
         several = runs["depth"].nunique() > 1
-        for ax, (_, meta) in zip(axes[0], runs.iterrows()):
+        for ax, (_, meta) in zip(axes.flat, runs.iterrows()):
             t = table[table["run"] == meta["run"]].sort_values("group")
             groups = [f"group {int(g)}" for g in t["group"]]
             ax.bar(groups, t["kept"], color=OKABE_ITO[0], label="kept")
             ax.bar(groups, t["discarded"], bottom=t["kept"], color=OKABE_ITO[5], label="discarded")
             ax.set_title(run_label(meta, several, with_seed=meta["seeds"] > 1))
             ax.set_xlabel("residual group (input → output)")
-        axes[0][0].set_ylabel("residual blocks")
+        for row in axes:
+            row[0].set_ylabel("residual blocks")
         axes[0][0].yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         _missing_note(fig, missing)
         # the title on the first line, the legend on its own line under it, then the panels
-        fig.tight_layout(rect=(0, 0, 1, 0.78 if title else 0.88))
+        height = fig.get_figheight()  # the title and the legend keep ~0.9 inch at the top
+        top = 1 - (0.95 if title else 0.55) / height
+        fig.tight_layout(rect=(0, 0, 1, top))
         if len(runs):
             handles, labels = axes[0][0].get_legend_handles_labels()
             fig.legend(handles, labels, frameon=False, loc="upper right", ncol=2,
-                       bbox_to_anchor=(1.0, 0.89 if title else 1.0))
+                       bbox_to_anchor=(1.0, 1 - (0.4 if title else 0.0) / height))
         if title:
-            fig.suptitle(title, x=0.02, y=0.99, ha="left")
+            fig.suptitle(title, x=0.02, y=1 - 0.05 / height, ha="left", va="top")
     return fig
 
 

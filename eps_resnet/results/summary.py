@@ -119,8 +119,9 @@ def disagreement_note(table: pd.DataFrame) -> str:
             runs = table.loc[table[col].fillna("").astype(str) != "", "run"].tolist()
             if runs:
                 parts.append(f"gates {what} in the last epoch in {len(runs)} run(s) "
-                             f"({', '.join(runs)}): their validation error measures another network "
-                             "than the one training pruned")
+                             f"({', '.join(runs)}): with each batch's own gates at validation "
+                             "(--inference-gates batch) their validation error measures another "
+                             "network than the one training pruned")
     if "equivalent" in table:
         bad = table.loc[table["equivalent"] == False, "run"].tolist()  # noqa: E712 (NaN: none)
         if bad:

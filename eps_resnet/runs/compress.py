@@ -10,7 +10,6 @@ run or a compressed model on the validation set.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -53,8 +52,11 @@ def remap_variables(checkpoint: dict, names: list[str], mapping: dict[str, str])
     """Values for the compressed graph's variables, taken from the full checkpoint's names."""
     values = {}
     for name in names:
-        block, _, rest = name.partition("/")
-        old = f"{mapping[block]}/{rest}" if block in mapping and rest else name
+        # the monitoring's moving averages (EMA/<block>/...) follow their block too: with
+        # --inference-gates training they are the kept blocks' verdicts
+        prefix = "EMA/" if name.startswith("EMA/") else ""
+        block, _, rest = name[len(prefix):].partition("/")
+        old = (f"{prefix}{mapping[block]}/{rest}" if block in mapping and rest else name)
         if old not in checkpoint:
             raise CompressError(f"the checkpoint has no variable {old} (needed for {name})")
         values[name] = checkpoint[old]
@@ -96,9 +98,6 @@ def compress(run_dir: str, out: str, step: int | None = None, limit: int | None 
 def _compress(settings, run_dir, out, path, step, values, limit, log, rule) -> dict:
     from ..models.resnet import build_model
 
-    # each batch's own gates, in the full model (whose agreement is checked) and in the compressed
-    # one (its kept blocks, renamed, have no moving averages of their own)
-    settings = dataclasses.replace(settings, inference_gates="batch")
     checkpoint = read_checkpoint(path)
     full = make_layout(settings.family, settings.depth)
     discarded = [b.name for b in full.blocks if values.get(b.name, 0.0) >= RULES[rule]]

@@ -4,7 +4,6 @@ predictor, validation batches).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -102,8 +101,7 @@ def model_folder(model_dir: str) -> tuple[TrainSettings, Layout, str, str]:
     path = os.path.join(model_dir, COMPRESSED_FILE)
     info = read_record(path, "eps-resnet compress")
     if info is not None:
-        # a compressed network's kept blocks gate per batch (they have no moving averages)
-        settings = dataclasses.replace(settings_of(info, path), inference_gates="batch")
+        settings = settings_of(info, path)
         try:
             layout = layout_from_structure(settings.family, settings.depth, info["structure"])
         except (KeyError, TypeError, ValueError) as e:

@@ -254,7 +254,8 @@ def _warn_gate_disagreements(out: str) -> None:
     for which, blocks in gate_disagreements(rows[-1] if rows else {}).items():
         if blocks:
             _warn(f"gates closed {which.replace('_', ' ')} in the last epoch: {', '.join(blocks)}; "
-                  "validation errors measure another network than training pruned")
+                  "with each batch's own gates at validation (--inference-gates batch), validation "
+                  "errors measure another network than training pruned")
 
 
 def _warn(message: str) -> None:
