@@ -208,6 +208,15 @@ def test_imagenet_targets_without_a_path_stop_in_one_line(tmp_path):
         assert says in out and "Traceback" not in out and "InputFunctionException" not in out
 
 
+def test_report_before_results_says_what_to_run_first(tmp_path):
+    r = snakemake("--directory", tmp_path, "--configfile", os.path.join(ROOT, "config", "demo.yaml"),
+                  "--report", tmp_path / "report.html")
+    assert r.returncode == 1 and not (tmp_path / "report.html").exists()
+    out = r.stdout + r.stderr
+    assert ("Error: --report collects the workflow's results, and results/demo has none yet "
+            "(no summary.csv): run the workflow first") in out and "Traceback" not in out
+
+
 def test_config_overrides_alone_and_with_a_config_file(tmp_path):
     r = snakemake("-n", "-p", "--directory", tmp_path, "--config", "results_dir=elsewhere")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -32,6 +32,17 @@ FIGURES = config["figures_dir"]
 LOGS = os.path.join(RESULTS, "logs")
 PAPER = "paper"  # results/paper/, figures/paper/: the whole grid's summary and figures
 
+# `--report` collects results: before the workflow has made them, say what to run first (the
+# report would stop on the first missing file, with a traceback).
+if "--report" in sys.argv and not os.path.exists(os.path.join(RESULTS, "summary.csv")):
+    print(
+        f"Error: --report collects the workflow's results, and {RESULTS} has none yet "
+        "(no summary.csv): run the workflow first (the same command without --report; "
+        "`make demo` for the demo), then --report",
+        file=sys.stderr,
+    )
+    raise SystemExit(1)
+
 
 wildcard_constraints:
     experiment="[A-Za-z0-9_]+",
