@@ -96,7 +96,14 @@ def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
 
     proc = subprocess.Popen([sys.executable, "-m", "eps_resnet.cli", *SYNTHETIC, "--out",
                              str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # past Python's start-up, within TensorFlow's import
+    # within TensorFlow's import: once its library is mapped (a fixed delay could land in
+    # Python's own start-up on a cold disk cache, before the command runs)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        with open(f"/proc/{proc.pid}/maps") as f:
+            if "libtensorflow" in f.read():
+                break
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
