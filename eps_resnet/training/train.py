@@ -325,8 +325,7 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             # stats.json and TensorBoard keep every metric; the log prints the per-block values
             # on one line (DiscardedBlocksPrinter) instead of one line per block
             monitors=[TFEventWriter(), StatsWriter(),
-                      FullPrecisionPrinter(blacklist=[r".*/(val_)?is_discarded$",
-                                                      r".*/gate/(val_)?peak$"]),
+                      FullPrecisionPrinter(blacklist=[r".*/is_discarded$"]),
                       CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT, checkpoint_dir=s.out)],
             steps_per_epoch=p.steps_per_epoch,
             max_epoch=s.epochs,
