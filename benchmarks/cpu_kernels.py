@@ -14,24 +14,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 
 KINDS = ("portable", "native")
 
 
 def measure(kind: str, args) -> float:
-    code = ("import sys\n"
-            "from eps_resnet.compat import use_cpu_kernels\n"
-            f"use_cpu_kernels({kind!r})\n"
-            "from eps_resnet.training.throughput import images_per_second\n"
-            f"print(images_per_second({args.variant!r}, {6 * args.units + 2}, {args.batch}, "
-            f"{args.steps}, {args.warmup}, gpus=0, cpu_kernels={kind!r}))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"cpu_kernels.py: the {kind} measurement failed: "
-                 f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    return float(done.stdout.strip().splitlines()[-1])
+    from eps_resnet.training.throughput import in_own_process
+
+    try:
+        return in_own_process(dict(variant=args.variant, depth=6 * args.units + 2,
+                                   batch=args.batch, steps=args.steps, warmup=args.warmup,
+                                   gpus=0, cpu_kernels=kind))
+    except RuntimeError as e:
+        sys.exit(f"cpu_kernels.py: {e}")
 
 
 def main():

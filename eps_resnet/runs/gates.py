@@ -64,6 +64,8 @@ def _measure(settings, path: str, blocks: list[str], training_mode: bool, limit:
                 x = op.inputs[0]
                 axes = [0, 2, 3] if model.spec.data_format == "NCHW" else [0, 1, 2]
                 fetches[b, n] = tf.nn.moments(tf.cast(x, tf.float32), axes)
+        variables = {v.op.name: v for v in tf.global_variables()}
+        moving = {}
         with tf.Session(config=session_config(settings.threads)) as sess:
             SmartInit(path).init(sess)
             for x, y in val_batches(settings, limit):
@@ -73,10 +75,6 @@ def _measure(settings, path: str, blocks: list[str], training_mode: bool, limit:
                         found[b]["norms"][what].append(v)
                     else:
                         found[b][what].append(float(v))
-        variables = {v.op.name: v for v in tf.global_variables()}
-        moving = {}
-        with tf.Session(config=session_config(settings.threads)) as sess:
-            SmartInit(path).init(sess)
             for b in blocks:
                 for n in BRANCH_NORMS:
                     scope = f"{b}/{n}/bn"

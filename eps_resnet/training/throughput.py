@@ -55,7 +55,7 @@ def images_per_second(variant: str, depth: int, batch: int, steps: int, warmup: 
     from ..compat import cpu_kernels as current
 
     if kind != current()["kind"] and "tensorflow" in sys.modules:
-        return _in_own_process(dict(
+        return in_own_process(dict(
             variant=variant, depth=depth, batch=batch, steps=steps, warmup=warmup, gpus=gpus,
             family=family, precision=precision, deterministic=deterministic,
             image_size=image_size, cpu_kernels=kind))
@@ -67,7 +67,9 @@ def images_per_second(variant: str, depth: int, batch: int, steps: int, warmup: 
     return batch / median_step(settings, warmup)
 
 
-def _in_own_process(kwargs: dict) -> float:
+def in_own_process(kwargs: dict) -> float:
+    """:func:`images_per_second` of ``kwargs`` in a fresh Python process that runs the CPU
+    kernels ``kwargs["cpu_kernels"]`` (a process decides them before TensorFlow starts)."""
     import json
     import subprocess
     import sys
