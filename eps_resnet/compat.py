@@ -17,12 +17,22 @@ Import this module before anything imports TensorFlow (``eps_resnet/__init__.py`
   to AVX2, the widest instruction set every supported x86-64 CPU has, so that the same command
   gives the same numbers on AVX2-only, AVX-512 and AMX machines. ``use_cpu_kernels("native")``
   (``--cpu-kernels native``) restores TensorFlow's own choice before TensorFlow starts.
+* TensorFlow's Linux wheel is built for CUDA: on a machine without an NVIDIA driver it prints
+  ``cudart_stub`` notices and a ``failed call to cuInit`` error from C++ that no log level keeps
+  back without hiding real errors too, and tensorpack warns about GPU options of a custom session
+  config. Without a driver, those exact lines are dropped (see ``_QuietTensorFlowImport``); every
+  other line, and everything on a machine with a driver, is kept.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
+import re
 import sys
+import tempfile
 
 if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
     # Too late to switch Keras: tensorpack's layers would fail later with a confusing error.
@@ -57,6 +67,86 @@ class _PlaceholderForStrayArguments(logging.Filter):
 
 
 logging.getLogger("tensorpack").addFilter(_PlaceholderForStrayArguments())
+
+
+def has_nvidia_driver() -> bool:
+    """Whether this machine has an NVIDIA driver loaded (without starting TensorFlow)."""
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")
+
+
+# What TensorFlow's CUDA build prints when there is no driver: before absl's logging starts (so
+# TF_CPP_MIN_LOG_LEVEL does not apply), and the cuInit failure at its first device listing.
+_NO_DRIVER_LINES = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called"
+    r"|cudart_stub\.cc:\d+\] Could not find cuda drivers"
+    r"|cuda_platform\.cc:\d+\] failed call to cuInit")
+
+
+@contextlib.contextmanager
+def _stderr_without(lines: re.Pattern):
+    """Run the body with file descriptor 2 (C++ writes there, not to sys.stderr) caught in a file,
+    then write back every line that ``lines`` does not match. A file, not a pipe, so that a long
+    message cannot block the writer."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True)
+                    if not lines.search(line.decode(errors="replace"))]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """TensorFlow's own loader, run with the no-driver lines dropped; the device listing at the
+    end makes TensorFlow try cuInit now, inside the filter, and not at some later first use."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        with _stderr_without(_NO_DRIVER_LINES):
+            self._loader.exec_module(module)
+            module.config.list_physical_devices("GPU")
+
+    def __getattr__(self, name):  # resources and source lookups go to the real loader
+        return getattr(self._loader, name)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` once, as the normal finders do, and hands it the quiet loader."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _NoGpuOptionsWarning(logging.Filter):
+    """tensorpack warns that GPU options of a custom session config may not apply; without a GPU
+    there are none."""
+
+    def filter(self, record):
+        return not (record.pathname.endswith("sesscreate.py") and record.levelno == logging.WARNING)
+
+
+if not has_nvidia_driver() and "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
+    logging.getLogger("tensorpack").addFilter(_NoGpuOptionsWarning())
 
 
 def use_cpu_kernels(kind: str) -> None:
@@ -97,8 +187,7 @@ def import_tf():
 
 def visible_gpus() -> list[str]:
     """Names of the GPUs TensorFlow can use in this process (respects CUDA_VISIBLE_DEVICES)."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1") or not (
-            os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")):
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1") or not has_nvidia_driver():
         # No NVIDIA driver: answer without starting TensorFlow (and its cuInit error message).
         return []
     import tensorflow as tf

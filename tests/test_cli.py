@@ -1,6 +1,7 @@
 """The command line documents itself: a version, a description for every subcommand, help for
 every flag (with its default where it has one)."""
 import argparse
+import os
 
 import pytest
 
@@ -110,3 +111,14 @@ def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("eps-resnet")
     assert "stopped by SIGINT" in err.strip().splitlines()[-1]
+
+
+def test_the_cuda_noise_filter_drops_only_its_lines(capfd):
+    from eps_resnet.compat import _NO_DRIVER_LINES, _stderr_without
+
+    with _stderr_without(_NO_DRIVER_LINES):
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                    b"I0000 00:00:1.2 1 cudart_stub.cc:31] Could not find cuda drivers on your machine.\n"
+                    b"E0000 00:00:1.3 1 oom.cc:7] a real error\n"
+                    b"E0000 00:00:1.4 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n")
+    assert capfd.readouterr().err == "E0000 00:00:1.3 1 oom.cc:7] a real error\n"
