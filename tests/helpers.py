@@ -94,7 +94,8 @@ def chromium() -> str:
 def open_report_results(report: str, categories, screenshot: str | None = None) -> dict:
     """Open a Snakemake HTML report in headless Chromium and show each result of each category
     (its eye button); returns {(category, result): what was displayed}: the loaded images'
-    sizes, or the number of table rows of an embedded HTML result."""
+    sizes, or, of an embedded HTML result, its table rows, how far it runs past its pane and how
+    many of its figures have their caption beside them."""
     from playwright.sync_api import sync_playwright
 
     shown = {}
@@ -120,8 +121,15 @@ def open_report_results(report: str, categories, screenshot: str | None = None) 
                 overflow = max([frame.evaluate("() => document.documentElement.scrollWidth - "
                                                "document.documentElement.clientWidth")
                                  for frame in page.frames[1:]] or [0])
+                # figures of an embedded page whose caption stands beside the image
+                beside = sum(frame.evaluate(
+                    "() => Array.from(document.querySelectorAll('figure')).filter(f => {"
+                    " const i = f.querySelector('img'), c = f.querySelector('figcaption');"
+                    " return i && c && i.naturalWidth > 100 && c.textContent.length > 80 &&"
+                    " c.getBoundingClientRect().left >= i.getBoundingClientRect().right; }).length")
+                    for frame in page.frames[1:])
                 shown[(category, name)] = {"images": images, "table_rows": tables,
-                                           "overflow_px": overflow}
+                                           "overflow_px": overflow, "captions_beside": beside}
                 if screenshot and not os.path.exists(screenshot) and images:
                     page.screenshot(path=screenshot)
                 page.goto(f"file://{report}")

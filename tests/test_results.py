@@ -238,6 +238,27 @@ def test_lr_figure(fixture_csv, tmp_path):
     assert len(ax.get_legend().get_texts()) == 3
 
 
+def test_figures_page_puts_each_caption_beside_its_figure(fixture_csv, tmp_path, capsys):
+    pngs = []
+    for kind in ("val-error", "lr"):
+        pngs.append(str(tmp_path / f"fixture-{kind}.png"))
+        assert main(["plot", kind, "--in", fixture_csv, "--out", pngs[-1]]) == 0
+    out = tmp_path / "page.html"
+    assert main(["figures-page", *pngs, "--experiment", "fixture", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.count("<figure>") == 2 and page.count("data:image/png;base64,") == 2
+    assert "Learning rate of every run of fixture" in page and "Validation error of fixture" in page
+    # a figure the page cannot caption: one line, and no page
+    capsys.readouterr()
+    wrong = tmp_path / "other-lr.png"
+    os.replace(pngs[1], wrong)
+    assert main(["figures-page", str(wrong), "--experiment", "fixture",
+                 "--out", str(tmp_path / "no.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected a figure named fixture-<kind>.png" in err
+    assert not (tmp_path / "no.html").exists()
+
+
 def test_compression_ratio_figure(fixture_csv):
     fig = plots.plot("compression-ratio", pd.read_csv(fixture_csv))
     left, right = fig.axes
@@ -559,6 +580,19 @@ def test_compression_ratio_one_epsilon_and_the_family_in_labels():
     assert line.get_label() == "ResNet-18 (ImageNet family)"
     low, high = right.get_xlim()
     assert high - low >= 2
+
+
+def test_compression_ratio_of_many_runs_keeps_its_legend_off_the_curves():
+    fig = plots.plot("compression-ratio", demo_like_table(epsilons=(4.0, 6.0, 8.0, 10.0)))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    left = fig.axes[0]
+    legend = left.get_legend()
+    assert len(legend.get_texts()) == 8  # 4 ε × 2 seeds
+    assert not _boxes_overlap(legend.get_window_extent(renderer), left.get_window_extent(renderer))
+    assert legend.get_window_extent(renderer).y0 >= 0  # and inside the figure
+    lines = [line for line in left.get_lines() if not line.get_label().startswith("_")]
+    assert len({(line.get_color(), str(line.get_linestyle())) for line in lines}) == len(lines)
 
 
 def test_grid_epsilon_figure_names_the_networks():

@@ -16,8 +16,8 @@ def test_dry_run_of_the_paper_experiments(tmp_path):
     counts = job_counts(r.stdout)
     # cifar10: standard, side, ε 2.5; cifar100 and svhn: standard, ε; ImageNet has no path here
     assert counts == {"prepare_dataset": 3, "train": 7, "compress": 3, "evaluate_full": 3,
-                      "evaluate_compressed": 3, "parse_experiment": 3, "figure": 12, "summary": 1,
-                      "all": 1}
+                      "evaluate_compressed": 3, "parse_experiment": 3, "figure": 12,
+                      "figures_page": 3, "summary": 1, "all": 1}
     # with an ImageNet folder configured, its figure brings ResNet-101 standard, ε 2.0 and 2.1
     config = load("experiments.yaml")
     config["datasets"]["imagenet"]["path"] = str(tmp_path / "ILSVRC2012")
@@ -51,8 +51,8 @@ def test_dry_runs_of_the_grid_targets(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert job_counts(r.stdout) == {
         "prepare_dataset": 4, "train": 29, "compress": 16, "evaluate_full": 16,
-        "evaluate_compressed": 16, "parse_experiment": 9, "figure": 36, "grid_figure": 6,
-        "paper_summary": 1, "paper": 1}
+        "evaluate_compressed": 16, "parse_experiment": 9, "figure": 36, "figures_page": 9,
+        "grid_figure": 6, "paper_summary": 1, "paper": 1}
     grid = set(re.findall(r"figures/paper/([\w-]+)\.png", r.stdout))
     assert grid == {"cifar10-depth", "cifar10-epsilon", "cifar100-depth", "svhn-depth",
                     "imagenet-depth", "imagenet-epsilon"}
@@ -131,7 +131,8 @@ def test_tiny_demo_end_to_end(tmp_path):
                 "digits-imagenet-d18-epsilon-e3"):
         assert run in summary
     assert "compressed_eval_error" in summary.splitlines()[0]
-    # the HTML report: every figure, each experiment's run settings and the summary, displayed
+    # the HTML report: every figure, its page with captions beside the figures, each
+    # experiment's run settings and the summary, displayed
     r = snakemake("--directory", tmp_path, "--configfile", cfg, "--report", tmp_path / "report.html")
     assert r.returncode == 0, r.stderr[-3000:]
     shown = open_report_results(str(tmp_path / "report.html"), [*config["experiments"], "Summary"])
@@ -139,6 +140,7 @@ def test_tiny_demo_end_to_end(tmp_path):
         for kind in ("val-error", "lr", "compression-ratio", "blocks"):
             images = shown[(exp, f"figure: {kind}")]["images"]
             assert len(images) == 1 and min(images[0]) > 100, (exp, kind, images)
+        assert shown[(exp, "all figures, with captions")]["captions_beside"] == 4
         runs = len(config["experiments"][exp]["variants"]) + len(config["experiments"][exp]["epsilons"])
         assert shown[(exp, "settings of the runs")]["table_rows"] == runs + 1  # header + runs
     assert shown[("Summary", "against the paper")]["table_rows"] > 6
@@ -163,7 +165,7 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert job_counts(r.stdout) == {"train": 1, "compress": 1, "evaluate_full": 1,
                                     "evaluate_compressed": 1, "parse_experiment": 1, "figure": 4,
-                                    "summary": 1, "all": 1}
+                                    "figures_page": 1, "summary": 1, "all": 1}
     assert "digits_imagenet-" not in r.stdout.split("Job stats:")[0].replace(
         "digits_imagenet-val-error.png, figures", "")  # no figure of the other experiment
 

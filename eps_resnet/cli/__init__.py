@@ -2,7 +2,7 @@
 
 Each stage's subcommands (arguments next to their handler) live in the module of that stage's
 name: data (prepare), training (train), runs (compress, evaluate, export, compare), results
-(parse, plot, summarize, estimate) and workflow (gpu-run, check-config, selfcheck). A handler
+(parse, plot, figures-page, summarize, estimate) and workflow (gpu-run, check-config, selfcheck). A handler
 imports its stage's code when it runs, so ``--help`` starts no TensorFlow.
 """
 from __future__ import annotations
@@ -33,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     # the order of `eps-resnet --help`
     for add in (training.add_train, data.add_prepare, results.add_parse, results.add_plot,
-                results.add_summarize, runs.add_compress, runs.add_evaluate, runs.add_gates, workflow.add_gpu_run,
-                workflow.add_check_config, runs.add_compare, workflow.add_selfcheck,
-                runs.add_export, results.add_estimate):
+                results.add_figures_page, results.add_summarize, runs.add_compress,
+                runs.add_evaluate, runs.add_gates, workflow.add_gpu_run, workflow.add_check_config,
+                runs.add_compare, workflow.add_selfcheck, runs.add_export, results.add_estimate):
         add(sub)
     return parser
 

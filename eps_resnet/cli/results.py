@@ -1,4 +1,5 @@
-"""``eps-resnet parse``, ``plot``, ``summarize`` and ``estimate``: their arguments and handlers."""
+"""``eps-resnet parse``, ``plot``, ``figures-page``, ``summarize`` and ``estimate``: their arguments
+and handlers."""
 from __future__ import annotations
 
 import os
@@ -40,6 +41,43 @@ def add_plot(sub) -> None:
     p.add_argument("--expect", nargs="*", default=[], metavar="RUN",
                    help="runs the figure should show; absent ones are named as missing")
     p.set_defaults(func=_cmd_plot)
+
+
+def add_figures_page(sub) -> None:
+    from ..results.plots import KINDS
+
+    p = sub.add_parser("figures-page", help="an experiment's figures with their captions, as HTML",
+                       description="One self-contained HTML page with each figure of an "
+                       "experiment and, beside it, the caption saying what it shows (the "
+                       "report's first result per experiment).")
+    p.add_argument("figures", nargs="+", metavar="PNG",
+                   help=f"figures of `eps-resnet plot`, named <experiment>-<kind>.png with kind one "
+                   f"of {', '.join(KINDS)}")
+    p.add_argument("--experiment", required=True, help="the experiment the figures show")
+    p.add_argument("--title", help="the page's heading (default: the experiment's name)")
+    p.add_argument("--out", required=True, metavar="FILE.html", help="the page to write")
+    p.set_defaults(func=_cmd_figures_page)
+
+
+def _cmd_figures_page(args) -> int:
+    from ..atomic import write_text
+    from ..data.files import DataError
+    from ..results.captions import figure_caption, figures_page
+    from ..results.plots import KINDS
+
+    figures = []
+    for png in args.figures:
+        name = os.path.basename(png)
+        kind = next((k for k in KINDS if name == f"{args.experiment}-{k}.png"), None)
+        if kind is None:
+            raise SettingsError(f"{png}: expected a figure named {args.experiment}-<kind>.png "
+                                f"with kind one of {', '.join(KINDS)}")
+        if not os.path.isfile(png):
+            raise DataError(f"{png} does not exist; expected a figure of `eps-resnet plot`")
+        figures.append((png, figure_caption(kind, args.experiment)))
+    write_text(args.out, figures_page(args.title or args.experiment, figures))
+    print(f"{args.out}: {len(figures)} figure(s) with captions")
+    return 0
 
 
 def add_summarize(sub) -> None:

@@ -233,15 +233,19 @@ def compression_ratio(df: pd.DataFrame, title: str | None = None, missing=()):
     """Left: discarded ratio vs epoch for each ε run. Right: the final ratio vs ε, one line per
     depth (the ratio vs depth shows as the spread between lines)."""
     with plt.rc_context(STYLE):
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
         eps = df[df["variant"] == "epsilon"]
         runs = _runs(eps)
+        legend_rows = -(-len(runs) // 3) if len(runs) > 4 else 0  # a legend under the left panel
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4 + 0.2 * legend_rows),
+                                      gridspec_kw={"width_ratios": [3, 2]})
         colours = _colours(_runs(df))  # the same colour per run as in the other figures
         several = runs["depth"].nunique() > 1
         ratio = _metric(eps, "discarded_ratio")
+        seed_index = runs.groupby("setting").cumcount()
         for _, meta in runs.iterrows():
             d = ratio[ratio["run"] == meta["run"]].sort_values("epoch")
             ax.plot(d["epoch"], d["value"], color=colours[meta["run"]], lw=1.6,
+                    ls=SEED_STYLES[seed_index[meta.name] % len(SEED_STYLES)],
                     label=run_label(meta, several, with_seed=meta["seeds"] > 1))
         ax.set_xlabel("epoch")
         ax.set_ylabel("discarded blocks / gated blocks")
@@ -264,9 +268,13 @@ def compression_ratio(df: pd.DataFrame, title: str | None = None, missing=()):
         ax2.set_ylabel("final discarded ratio")
         ax2.set_ylim(-0.02, 1.02)
         ax2.set_title("Final ratio vs ε")
-        for a in (ax, ax2):
-            if a.get_lines():
-                a.legend(frameon=False)
+        if legend_rows:  # many runs: the legend under the panel, never over the curves
+            ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                      ncol=3)
+        elif ax.get_lines():
+            ax.legend(frameon=False)
+        if ax2.get_lines():
+            ax2.legend(frameon=False)
         if title:
             fig.suptitle(title)
         _missing_note(fig, missing)

@@ -37,9 +37,30 @@ rule figure:
     params:
         expected=expected_runs,
         title=figure_title,
+        caption=lambda wildcards: figure_caption(wildcards.kind, wildcards.experiment),
     shell:
         "eps-resnet plot {wildcards.kind} --in {input:q} --out {output.png:q} --pdf "
         "--title {params.title:q} --expect {params.expected} > {log:q} 2>&1"
+
+
+# The report's first result per experiment: its figures, each with its caption beside it.
+rule figures_page:
+    input:
+        expand(os.path.join(FIGURES, "{{experiment}}-{kind}.png"), kind=PLOT_KINDS),
+    output:
+        html=report(
+            os.path.join(RESULTS, "{experiment}", "figures.html"),
+            caption="../report/figures-page.rst",
+            category="{experiment}",
+            labels={"result": "all figures, with captions"},
+        ),
+    log:
+        os.path.join(LOGS, "figures", "{experiment}-page.log"),
+    params:
+        title=figure_title,
+    shell:
+        "eps-resnet figures-page {input:q} --experiment {wildcards.experiment} "
+        "--title {params.title:q} --out {output.html:q} > {log:q} 2>&1"
 
 
 # The grid of a dataset: final values of several experiments against depth or ε.
@@ -59,6 +80,7 @@ rule grid_figure:
     params:
         expected=grid_expected,
         title=grid_title,
+        caption=lambda wildcards: grid_caption(wildcards.grid_kind, wildcards.dataset),
     shell:
         "eps-resnet plot {wildcards.grid_kind} --in {input:q} --out {output.png:q} --pdf "
         "--title {params.title:q} --expect {params.expected} > {log:q} 2>&1"

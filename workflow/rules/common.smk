@@ -4,6 +4,7 @@ import os
 import sys
 
 from eps_resnet.data import DATASETS, PREPARABLE
+from eps_resnet.results.captions import figure_caption, grid_caption
 from eps_resnet.results.plots import GRID_KINDS
 from eps_resnet.results.plots import KINDS as PLOT_KINDS
 from eps_resnet.training.runfolder import (
@@ -94,11 +95,12 @@ def available(target, experiments):
 
 
 def experiment_targets(experiments):
-    """Each experiment's figures and its settings page (for the report)."""
+    """Each experiment's figures, and its pages of settings and of figures with captions (for
+    the report)."""
     targets = []
     for exp in experiments:
         targets += [os.path.join(FIGURES, f"{exp}-{kind}.png") for kind in PLOT_KINDS]
-        targets.append(os.path.join(RESULTS, exp, "settings.html"))
+        targets += [os.path.join(RESULTS, exp, page) for page in ("settings.html", "figures.html")]
     return targets
 
 
