@@ -134,6 +134,38 @@ def test_a_fixed_verdict_decides_the_output_and_is_discarded_reports_the_batch(t
     assert closed[1] == kept[1] == 0.0  # the batch alone keeps the block
 
 
+def test_closed_gates_stay_closed_once_the_average_says_discarded(tf):
+    """--closed-gates stay: the latch (set when training's moving average of is_discarded
+    reaches 0.5, never reset) closes the gate whatever the batch's max|F|, and is_discarded
+    reports the decision the network took, so the average cannot fall back."""
+    from tensorpack.utils.naming import MOVING_SUMMARY_OPS_KEY
+
+    from eps_resnet.models.gate import gated_residual
+    from eps_resnet.models.resnet import _close_for_good_when_discarded, _closed_for_good
+
+    f = np.full((2, 4, 4, 3), 0.5, np.float32)
+    sc = np.full_like(f, 0.25)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        peak = tf.placeholder(tf.float32, [])
+        branch = tf.constant(f) * peak
+        latch = _closed_for_good("res1.0")
+        out, disc = gated_residual(tf.constant(sc), branch, 2.5, verdict=latch, stays_closed=True)
+        average = tf.placeholder(tf.float32, [])
+        _close_for_good_when_discarded("res1.0", average)
+        (update,) = tf.get_collection(MOVING_SUMMARY_OPS_KEY)
+        sess.run(tf.global_variables_initializer())
+        opened = sess.run([out, disc], {peak: 10.0})  # max|F| 5 > ε, latch open
+        np.testing.assert_array_equal(opened[0], sc + 10 * f)
+        assert opened[1] == 0.0
+        assert sess.run(disc, {peak: 1.0}) == 1.0  # the batch alone closes it, as in the original
+        for value, latched in ((0.3, 0.0), (0.6, 1.0), (0.2, 1.0)):
+            sess.run(update, {average: value})
+            assert sess.run(latch) == latched, value
+        closed = sess.run([out, disc], {peak: 10.0})
+    np.testing.assert_array_equal(closed[0], sc)  # closed for good, whatever the batch says
+    assert closed[1] == 1.0
+
+
 def test_inference_gates_settings():
     from eps_resnet.training.settings import SettingsError, TrainSettings
 
@@ -146,3 +178,8 @@ def test_inference_gates_settings():
         TrainSettings(**base, variant="standard", inference_gates="training").resolved()
     with pytest.raises(SettingsError, match="^--inference-gates 'moving' is unknown"):
         TrainSettings(**base, variant="epsilon", epsilon=1.0, inference_gates="moving").resolved()
+    assert s.closed_gates == "reopen"  # the original's
+    with pytest.raises(SettingsError, match="^--closed-gates stay is only for --variant epsilon"):
+        TrainSettings(**base, variant="side", closed_gates="stay").resolved()
+    with pytest.raises(SettingsError, match="^--closed-gates 'never' is unknown"):
+        TrainSettings(**base, variant="epsilon", epsilon=1.0, closed_gates="never").resolved()

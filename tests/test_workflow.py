@@ -106,7 +106,8 @@ def tiny_config(base):
     config = load("demo.yaml")
     config.update({key: str(base / name) for key, name in HOSTILE.items()})
     for exp in config["experiments"].values():
-        exp.update(epochs={"baseline": 2, "epsilon": 2}, steps_per_epoch=3, batch=16, seeds=[0])
+        exp.update(epochs={"baseline": 2, "epsilon": 2}, steps_per_epoch=3, batch=16, seeds=[0],
+                   epsilon_start_epoch=1)
     config["experiments"]["digits_cifar"].update(depths=[8], epsilons=[8.0, 10.0])
     return config
 

@@ -53,6 +53,10 @@ def add_train(sub) -> None:
                    help="ε-ResNet at validation and inference: batch (each batch's own gate "
                    "decision, the original's; default) or training (the verdict of training's "
                    "moving average, the network compression keeps)")
+    p.add_argument("--closed-gates", default=default_of("closed_gates"), metavar="C",
+                   help="ε-ResNet in training: reopen (every batch decides anew, the original's; "
+                   "default) or stay (a gate stays closed once training's moving average says "
+                   "discarded, as weight decay makes it in the paper's long runs)")
     p.add_argument("--cpu-kernels", metavar="K",
                    help="portable: the same numbers on every x86-64 CPU kind (oneDNN held to AVX2, "
                    "TensorFlow's oneDNN rewrites off); native: TensorFlow's choice for this CPU, "

@@ -71,7 +71,8 @@ def float32_fence(x, name: str = "float32_fence"):
     return tf.bitcast(tf.bitcast(x, tf.int32), tf.float32, name=name)
 
 
-def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None):
+def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None,
+                   stays_closed: bool = False):
     """``shortcut + S(branch)`` with the strict-identity gate.
 
     Returns ``(output, is_discarded)`` where ``is_discarded = 1 - T`` is the float32 scalar that the
@@ -81,10 +82,23 @@ def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None):
     ``verdict`` (a float32 scalar, 1.0 = discarded), when given, decides the output instead of
     this batch's T (is_discarded still reports the batch's own decision): the network a fixed
     verdict prunes, at inference (see ResNetModel._verdict).
+
+    ``stays_closed`` (training with ``--closed-gates stay``): the batch's T closes the gate as
+    usual, and so does ``verdict`` (training's moving average of is_discarded, before this
+    step); is_discarded reports that combined decision, so once the average says discarded it
+    only rises, and the gate stays closed for the rest of training.
     """
     tf = import_tf()
     t = gate_value(branch, epsilon, L)
-    decision = t if verdict is None else 1.0 - verdict
+    if stays_closed:
+        # this step's decision must read the average before this step's update of it, which
+        # takes is_discarded as its input
+        decision = t * (1.0 - verdict)
+        with tf.control_dependencies([decision]):
+            is_discarded = tf.subtract(1.0, decision, name="is_discarded")
+    else:
+        decision = t if verdict is None else 1.0 - verdict
+        is_discarded = tf.subtract(1.0, t, name="is_discarded")
 
     def open_gate():
         return shortcut + branch
@@ -100,7 +114,6 @@ def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None):
         [(tf.equal(decision, 1.0), open_gate), (tf.equal(decision, 0.0), closed_gate)],
         default=band, exclusive=False)
     output.set_shape(shortcut.shape)
-    is_discarded = tf.subtract(1.0, t, name="is_discarded")
     return output, is_discarded
 
 

@@ -19,6 +19,7 @@ from tensorpack.models import (AvgPooling, BatchNorm, BNReLU, Conv2D, FullyConne
                                GlobalAvgPooling, MaxPooling)
 from tensorpack.tfutils import argscope
 from tensorpack.tfutils.summary import add_moving_summary
+from tensorpack.tfutils.tower import get_current_tower_context
 from tensorpack.models.regularize import regularize_cost
 
 from ..compat import import_tf
@@ -86,6 +87,7 @@ class ModelSpec:
     data_format: str = "NHWC"
     mixed_kind: str | None = None  # devices.MIXED_KINDS; the GPU's needs loss scaling here
     inference_gates: str = "batch"  # settings.INFERENCE_GATES
+    closed_gates: str = "reopen"  # settings.CLOSED_GATES
 
 
 def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC",
@@ -99,11 +101,13 @@ def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC
         # the final ε: training sets the scheduled value before its first step, and restoring a
         # checkpoint restores the value it was saved with
         epsilon=settings.epsilon or 0.0, data_format=data_format, mixed_kind=mixed_kind,
-        inference_gates=getattr(settings, "inference_gates", "batch")))
+        inference_gates=getattr(settings, "inference_gates", "batch"),
+        closed_gates=getattr(settings, "closed_gates", "reopen")))
 
 
-def graph_scalar(name: str, value: float):
-    """A non-trainable float32 scalar variable created once per graph, outside any tower.
+def graph_scalar(name: str, value: float, summary: bool = True):
+    """A non-trainable float32 scalar variable created once per graph, outside any tower (and,
+    with ``summary``, logged every epoch).
 
     Multi-GPU replicated training builds one copy of the model per GPU; a variable created inside
     the towers would be copied per tower and a callback would change only the first copy.
@@ -115,7 +119,8 @@ def graph_scalar(name: str, value: float):
         return existing[0]
     with tf.name_scope(None), tf.variable_scope(tf.VariableScope(reuse=tf.AUTO_REUSE, name="")):
         var = tf.get_variable(name, initializer=float(value), dtype=tf.float32, trainable=False)
-        tf.summary.scalar(f"{name}-summary", var)
+        if summary:
+            tf.summary.scalar(f"{name}-summary", var)
     graph.add_to_collection(key, var)
     return var
 
@@ -153,6 +158,22 @@ def _checkpoint_moving_averages() -> None:
     for var in [v for v in local if v.op.name.startswith("EMA/")]:
         local.remove(var)
         graph.add_to_collection(tf.GraphKeys.GLOBAL_VARIABLES, var)
+
+
+def _closed_for_good(block: str):
+    """``--closed-gates stay``: the block's latch, 1.0 once training's moving average of its
+    is_discarded has said discarded (one variable for all towers, checkpointed)."""
+    return graph_scalar(f"{block}/gate/closed_for_good", 0.0, summary=False)
+
+
+def _close_for_good_when_discarded(block: str, average) -> None:
+    """Sets the block's latch when ``average`` (this step's updated moving average of its
+    is_discarded) reaches DISCARDED_AT; runs every step with the moving averages' updates."""
+    from tensorpack.utils.naming import MOVING_SUMMARY_OPS_KEY
+
+    latch = _closed_for_good(block)
+    discarded = tf.cast(average >= DISCARDED_AT, tf.float32)
+    tf.add_to_collection(MOVING_SUMMARY_OPS_KEY, tf.assign(latch, tf.maximum(latch, discarded)))
 
 
 class ResNetModel(ModelDesc):
@@ -208,8 +229,6 @@ class ResNetModel(ModelDesc):
         otherwise (each batch decides, as in training). The moving average is the variable
         training's monitoring keeps (and checkpoints); a graph without a training tower (evaluate,
         compress, export) makes it here to restore it into."""
-        from tensorpack.tfutils.tower import get_current_tower_context
-
         if self.spec.inference_gates != "training" or get_current_tower_context().is_training:
             return None
         name = f"EMA/{block}/is_discarded"
@@ -227,6 +246,7 @@ class ResNetModel(ModelDesc):
         block_fn = BLOCK_FUNCTIONS[spec.layout.block_type]
         epsilon = graph_scalar("epsilon", spec.epsilon) if self.gated else None
         discarded, peaks, side_xent = [], [], None
+        stays = spec.closed_gates == "stay" and get_current_tower_context().is_training
         x = self._stem(self._normalise(image))
         for block in spec.layout.blocks:
             with tf.variable_scope(block.name):
@@ -235,8 +255,9 @@ class ResNetModel(ModelDesc):
                 if block.shortcut_only:
                     x = tf.identity(shortcut, name="output")
                 elif self.gated:
-                    x, is_discarded = gated_residual(shortcut, branch, epsilon,
-                                                     verdict=self._verdict(block.name))
+                    x, is_discarded = gated_residual(
+                        shortcut, branch, epsilon, stays_closed=stays,
+                        verdict=_closed_for_good(block.name) if stays else self._verdict(block.name))
                     discarded.append(is_discarded)
                     peaks.append(tf.get_default_graph().get_tensor_by_name(
                         f"{tf.get_default_graph().get_name_scope()}/gate/peak:0"))
@@ -273,7 +294,11 @@ class ResNetModel(ModelDesc):
             # Moving averages (decay 0.95, kept by tensorpack in the main training tower only):
             # the per-block values are what compression and the per-group figures read; the
             # branches' max|F| (what the gate compares with ε) is kept beside them.
-            add_moving_summary(cnt, ratio, *discarded, *peaks)
+            averages = add_moving_summary(cnt, ratio, *discarded, *peaks)
+            if spec.closed_gates == "stay" and averages:  # the main training tower
+                gated = [b.name for b in spec.layout.blocks if not b.shortcut_only]
+                for block, average in zip(gated, averages[2:2 + len(discarded)]):
+                    _close_for_good_when_discarded(block, average)
         _checkpoint_moving_averages()
         return cost
 

@@ -27,6 +27,14 @@ from .schedules import epsilon_schedule
 #: that validation measures the network training pruned.
 INFERENCE_GATES = ("batch", "training")
 
+#: What a closed gate does in training: "reopen", every batch decides anew from its own max|F|
+#: (the original's); "stay", once training's moving average of is_discarded says discarded
+#: (>= 0.5) the gate stays closed for the rest of training. In the paper's 1000-epoch runs
+#: weight decay shrinks a closed branch until it never reopens; a short run is far from that,
+#: and a block near ε flickers, which leaves the later batch norms' moving statistics a mix of
+#: two networks (README, "Gates at validation").
+CLOSED_GATES = ("reopen", "stay")
+
 #: fp32, or mixed: bfloat16 on CPUs that have it, float16 on NVIDIA GPUs (eps_resnet.training.devices)
 PRECISIONS = ("fp32", "mixed")
 
@@ -72,6 +80,7 @@ class TrainSettings:
     #: (TensorFlow's choice for this CPU); default portable, native for --precision mixed
     cpu_kernels: str | None = None
     inference_gates: str = "batch"  # INFERENCE_GATES; ε runs only
+    closed_gates: str = "reopen"  # CLOSED_GATES; ε runs only
 
     def resolved(self) -> "TrainSettings":
         """A validated copy with every default filled in (except ``gpus`` and
@@ -127,6 +136,12 @@ class TrainSettings:
                                 f"of {', '.join(INFERENCE_GATES)}")
         if s.inference_gates != "batch" and s.variant != "epsilon":
             raise SettingsError(f"--inference-gates {s.inference_gates} is only for --variant "
+                                f"epsilon, not {s.variant}")
+        if s.closed_gates not in CLOSED_GATES:
+            raise SettingsError(f"--closed-gates {s.closed_gates!r} is unknown; expected one "
+                                f"of {', '.join(CLOSED_GATES)}")
+        if s.closed_gates != "reopen" and s.variant != "epsilon":
+            raise SettingsError(f"--closed-gates {s.closed_gates} is only for --variant "
                                 f"epsilon, not {s.variant}")
         if s.epsilon_start_epoch is None:
             s.epsilon_start_epoch = recipe.epsilon_start_epoch
