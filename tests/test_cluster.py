@@ -74,7 +74,8 @@ def test_demo_runs_through_the_slurm_profile(slurm, tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-6000:]
     submitted = slurm.log().count("_slurm_rpc_submit_batch_job")
-    local = ("all", "parse_experiment", "figure", "summary")  # seconds of work: run locally
+    # seconds of work: run locally
+    local = ("all", "parse_experiment", "figure", "summary", "figures_page")
     assert submitted == sum(n for rule, n in planned.items() if rule not in local)
     assert out.count("--cpus-per-task=1") >= submitted  # CPUs from each rule's threads
     assert out.count("--gpus=1") >= 2 or out.count("--gpus 1") >= 2  # both training jobs

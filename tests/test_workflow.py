@@ -373,11 +373,11 @@ def test_estimate_counts_what_remains(tmp_path):
         json.dumps([{"epoch_num": e, "global_step": 22 * e} for e in (1, 2, 3, 4)]))
     assert main(["estimate", "--config", str(cfg), "--out", str(tmp_path / "e.md")]) == 0
     text = (tmp_path / "e.md").read_text()
-    # ε run: 12 - 4 = 8 epochs x 22 steps (1,433 // 64) x 64 images at 100 img/s
-    assert "| digits_cifar | digits-d14-epsilon-e8 | 1 | 8 | 176 | 11,264 | 100 | 0.0 | 0.0 |" in text
+    # ε run: 15 - 4 = 11 epochs x 22 steps (1,433 // 64) x 64 images at 100 img/s
+    assert "| digits_cifar | digits-d14-epsilon-e8 | 1 | 11 | 242 | 15,488 | 100 | 0.0 | 0.0 |" in text
     assert "digits-d14-standard |" not in text  # finished
-    # the ImageNet-family ResNet-18 runs (6 epochs x 15 steps x 32 images) at 50 img/s
-    assert "| digits_imagenet | digits-imagenet-d18-standard | 1 | 6 | 90 | 2,880 | 50 | 0.0 | 0.0 |" in text
+    # the ImageNet-family ResNet-18 runs (10 epochs x 15 steps x 32 images) at 50 img/s
+    assert "| digits_imagenet | digits-imagenet-d18-standard | 1 | 10 | 150 | 4,800 | 50 | 0.0 | 0.0 |" in text
     assert "3 run(s) to train, 0.00 M steps" in text
     r = snakemake(tmp_path / "results" / "estimate.md", "--cores", "1", "--directory", tmp_path,
                   "--configfile", cfg)

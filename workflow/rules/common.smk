@@ -100,7 +100,10 @@ def experiment_targets(experiments):
     targets = []
     for exp in experiments:
         targets += [os.path.join(FIGURES, f"{exp}-{kind}.png") for kind in PLOT_KINDS]
-        targets += [os.path.join(RESULTS, exp, page) for page in ("settings.html", "figures.html")]
+        targets += [
+            os.path.join(RESULTS, exp, page)
+            for page in ("settings.html", "figures.html")
+        ]
     return targets
 
 
