@@ -44,7 +44,7 @@ lock: setup
 	done
 
 test: $(VENV)/.test-installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The whole workflow offline on the CPU: digits prepared, both network families trained,
 # compressed, evaluated, parsed and plotted into results/demo/ and figures/demo/.
