@@ -118,10 +118,12 @@ def disagreement_note(table: pd.DataFrame) -> str:
         if col in table:
             runs = table.loc[table[col].fillna("").astype(str) != "", "run"].tolist()
             if runs:
+                # whether it matters depends on the run's --inference-gates, which the note
+                # names rather than guesses
                 parts.append(f"gates {what} in the last epoch in {len(runs)} run(s) "
-                             f"({', '.join(runs)}): with each batch's own gates at validation "
-                             "(--inference-gates batch) their validation error measures another "
-                             "network than the one training pruned")
+                             f"({', '.join(runs)}): where validation uses each batch's own gates "
+                             "(--inference-gates batch, the original's), its error measures "
+                             "another network than the one training pruned")
     if "equivalent" in table:
         bad = table.loc[table["equivalent"] == False, "run"].tolist()  # noqa: E712 (NaN: none)
         if bad:
