@@ -603,3 +603,25 @@ def test_grid_epsilon_figure_names_the_networks():
     labels = {t.get_text() for ax in fig.axes for leg in [ax.get_legend()] if leg
               for t in leg.get_texts()} | {t.get_text() for leg in fig.legends for t in leg.get_texts()}
     assert {"ResNet-14 (CIFAR family)", "ResNet-18 (ImageNet family)"} <= labels
+
+
+def test_settings_page_is_two_narrow_tables_with_readable_names():
+    from eps_resnet.results.parse import html_page, settings_page_tables
+
+    settings = pd.DataFrame([
+        {"run": "a", "variant": "standard", "epsilon": None, "epsilon_start_epoch": 0,
+         "inference_gates": "batch", "closed_gates": "reopen", "device": "CPU: AMD EPYC",
+         "commit": "c8c12258e90ade2ec8a3bccbcb4b17536f4caeb0"},
+        {"run": "b", "variant": "epsilon", "epsilon": 8.0, "epsilon_start_epoch": 8,
+         "inference_gates": "training", "closed_gates": "stay", "device": "CPU: AMD EPYC",
+         "commit": "2bbfd5cba7dcb1b72f20c72d88c6b67fc7d4c8c0-dirty"}])
+    (first, trained), (second, ran) = settings_page_tables(settings)
+    assert (first, second) == ("What was trained", "How it ran")
+    assert list(trained.columns) == ["run", "variant", "ε", "ε from epoch"]
+    assert list(ran.columns) == ["run", "gates at validation", "closed gates", "device", "commit"]
+    assert list(ran["commit"]) == ["c8c1225", "2bbfd5c-dirty"]
+    # the ε-only options are blank for the standard run, kept for the ε run
+    assert trained["ε from epoch"].isna().tolist() == [True, False]
+    assert ran["closed gates"].isna().tolist() == [True, False]
+    page = html_page("Runs", [(first, trained), (second, ran)])
+    assert ">None<" not in page and ">nan<" not in page and "<th>ε from epoch</th>" in page

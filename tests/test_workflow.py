@@ -143,7 +143,9 @@ def test_tiny_demo_end_to_end(tmp_path):
             assert len(images) == 1 and min(images[0]) > 100, (exp, kind, images)
         assert shown[(exp, "all figures, with captions")]["captions_beside"] == 4
         runs = len(config["experiments"][exp]["variants"]) + len(config["experiments"][exp]["epsilons"])
-        assert shown[(exp, "settings of the runs")]["table_rows"] == runs + 1  # header + runs
+        settings = shown[(exp, "settings of the runs")]
+        assert settings["table_rows"] == 2 * (runs + 1)  # two tables: header + runs
+        assert settings["overflow_px"] <= 0
     assert shown[("Summary", "against the paper")]["table_rows"] > 6
     assert shown[("Summary", "against the paper")]["overflow_px"] <= 0  # no column cut off
     # nothing left to do

@@ -150,10 +150,11 @@ def _cmd_parse(args) -> int:
     print(f"{args.out}: {len(df)} rows from {df['run'].nunique()} run(s)")
     if args.settings_html:
         from ..atomic import write_text
-        from ..results.parse import html_page, settings_table
+        from ..results.parse import html_page, settings_page_tables, settings_table
 
         title = f"Runs of {args.experiment}" if args.experiment else "Runs"
-        write_text(args.settings_html, html_page(title, [("Settings", settings_table(args.runs))]))
+        write_text(args.settings_html,
+                   html_page(title, settings_page_tables(settings_table(args.runs))))
     return 0
 
 

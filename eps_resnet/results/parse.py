@@ -302,7 +302,8 @@ def write_csv(df: pd.DataFrame, path: str) -> None:
 
 #: Settings and resolved values of a run that a reader of the report wants beside its figures.
 SETTINGS_SHOWN = ("dataset", "family", "depth", "variant", "epsilon", "epsilon_start_epoch", "seed",
-                  "epochs", "batch", "lr_schedule", "precision", "deterministic")
+                  "epochs", "batch", "lr_schedule", "inference_gates", "closed_gates", "precision",
+                  "deterministic")
 
 
 def device_name(record: dict) -> str | None:
@@ -332,6 +333,37 @@ def settings_table(run_dirs) -> pd.DataFrame:
                      "device": device_name(record), "towers": devices.get("towers"),
                      "status": record.get("status"), "commit": (record.get("environment") or {}).get("git_commit")})
     return pd.DataFrame(rows)
+
+
+#: The settings page's two tables (what was trained; how and where), each narrow enough for
+#: the report's pane, under names a reader types or reads in the paper.
+SETTINGS_PAGE = (
+    ("What was trained", {"run": "run", "dataset": "dataset", "family": "family", "depth": "depth",
+                          "variant": "variant", "epsilon": "ε", "epsilon_start_epoch": "ε from epoch",
+                          "seed": "seed", "epochs": "epochs", "steps_per_epoch": "steps per epoch",
+                          "batch": "batch"}),
+    ("How it ran", {"run": "run", "lr_schedule": "learning-rate schedule",
+                    "inference_gates": "gates at validation", "closed_gates": "closed gates",
+                    "precision": "precision",
+                    "deterministic": "deterministic", "device": "device", "towers": "towers",
+                    "status": "status", "commit": "commit"}),
+)
+
+
+def settings_page_tables(settings: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """:func:`settings_table` as the report shows it: two narrower tables with readable column
+    names, the ε-only options blank for other variants, the commit shortened to 7 characters
+    (a "-dirty" suffix kept)."""
+    shown = settings.copy()
+    if "variant" in shown:  # options of ε runs only: blank elsewhere, where they do nothing
+        for col in ("epsilon_start_epoch", "inference_gates", "closed_gates"):
+            if col in shown:
+                shown[col] = shown[col].astype(object).where(shown["variant"] == "epsilon", float("nan"))
+    if "commit" in shown:
+        shown["commit"] = [c if not isinstance(c, str) else c[:7] + ("-dirty" if c.endswith("-dirty") else "")
+                           for c in shown["commit"]]
+    return [(heading, shown[[c for c in names if c in shown]].rename(columns=names))
+            for heading, names in SETTINGS_PAGE]
 
 
 def html_page(title: str, tables: list[tuple[str, pd.DataFrame]], note: str = "",
