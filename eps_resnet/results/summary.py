@@ -112,18 +112,20 @@ def _validation_gates(trained: pd.DataFrame, validated: pd.DataFrame) -> dict:
 def disagreement_note(table: pd.DataFrame) -> str:
     """A warning naming the runs whose gates closed differently at validation and the compressed
     models that are not equivalent to their full runs ("" when there are none)."""
-    parts = []
+    parts, gates = [], []
     for col, what in (("closed_at_validation_only", "closed at validation only"),
                       ("closed_at_training_only", "closed at training only")):
         if col in table:
             runs = table.loc[table[col].fillna("").astype(str) != "", "run"].tolist()
             if runs:
-                # whether it matters depends on the run's --inference-gates, which the note
-                # names rather than guesses
-                parts.append(f"gates {what} in the last epoch in {len(runs)} run(s) "
-                             f"({', '.join(runs)}): where validation uses each batch's own gates "
-                             "(--inference-gates batch, the original's), its error measures "
-                             "another network than the one training pruned")
+                gates.append(f"gates {what} in the last epoch in {len(runs)} run(s) "
+                             f"({', '.join(runs)})")
+    if gates:
+        # whether it matters depends on the run's --inference-gates, which the note names
+        # rather than guesses
+        parts.append(" and ".join(gates) + ": where validation uses each batch's own gates "
+                     "(--inference-gates batch, the original's), the validation error measures "
+                     "another network than the one training pruned")
     if "equivalent" in table:
         bad = table.loc[table["equivalent"] == False, "run"].tolist()  # noqa: E712 (NaN: none)
         if bad:
