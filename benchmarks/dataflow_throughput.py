@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import eps_resnet  # noqa: F401
-from eps_resnet.data.dataflows import get_dataflow
+from eps_resnet.data.dataflows import delivers_uint8, get_dataflow
 from eps_resnet.data.files import save_arrays, write_marker
 from eps_resnet.training.settings import TrainSettings, default_data_workers
 
@@ -72,7 +72,7 @@ def dequeued(settings, batch: int, seconds: float, warmup: int = 5) -> float:
     """img/s of the run's training batches dequeued by a training graph whose model is a trivial
     op (the run's own OrderedQueueInput and tensorpack trainer; no other callback, no monitor)."""
     df = get_dataflow(settings, "train", batch)
-    size, uint8 = settings.image_size, settings.recipe.input_format == "rgb8"
+    size, uint8 = settings.image_size, delivers_uint8(settings)
     from tensorpack import ModelDesc, SimpleTrainer, TrainConfig, launch_train_with_config
     from tensorpack.callbacks import Callback
     from tensorpack.train.base import StopTraining
@@ -169,7 +169,7 @@ def main(argv=None):
 
     cores = len(os.sched_getaffinity(0))
     pipelines = {
-        "cifar10": ("CIFAR train (pad-crop-flip, mean, batch 128)", 110, 128),
+        "cifar10": ("CIFAR train (pad-crop-flip, uint8, batch 128)", 110, 128),
         "svhn": ("SVHN train (pad, brightness, contrast, Gaussian deformation, crop, mean, "
                  "batch 128)", 110, 128),
         "imagenet": ("ImageNet train (decode 500x375 JPEG, crop 224, colour, lighting, flip, "

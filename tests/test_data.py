@@ -74,6 +74,20 @@ def test_cifar10_archive_prepares_loads_augments_and_batches(tmp_path, capsys):
     assert [len(b[1]) for b in batches] == [16, 4]  # every validation image once
     np.testing.assert_allclose(batches[0][0][0], np.load(out / "val_images.npy")[0] - mean)
 
+    # a run's dataflow delivers the same pixels as uint8 (a quarter of the bytes); the network
+    # subtracts the mean, to the same float32 bits
+    from eps_resnet.data.dataflows import get_dataflow, in_graph_mean
+    from eps_resnet.training.settings import TrainSettings
+
+    s = TrainSettings(dataset="cifar10", depth=8, variant="standard", out="x", data_dir=str(out),
+                      data_workers=1).resolved()
+    for split, centred in (("train", x), ("val", batches[0][0])):
+        flow = get_dataflow(s, split, 16)
+        flow.reset_state()
+        raw = next(iter(flow))[0]
+        assert raw.dtype == np.uint8
+        np.testing.assert_array_equal(raw.astype(np.float32) - in_graph_mean(s), centred)
+
     # rerun: a no-op that says so
     before = os.path.getmtime(out / "train_images.npy")
     assert main(["prepare", "cifar10", "--out", str(out), "--source", archive,

@@ -48,8 +48,11 @@ def test_exported_baseline_classifies_raw_images(tmp_path, dataset, tf):
     served = np.load(tmp_path / "logits.npy")
 
     settings = run_settings(str(run)).resolved()
-    centered = x.astype(np.float32) - input_mean(settings)  # what the training dataflow feeds
-    pred = predictor(build_model(settings), DictRestore(read_checkpoint(latest_checkpoint(str(run))[0])),
-                     ["logits"])
-    ours = pred(centered, np.zeros(5, np.int32))[0]
+    model = build_model(settings)
+    # what the training dataflow feeds: digits as uint8 (the network subtracts the mean),
+    # synthetic data centred
+    assert model.takes_uint8 == (dataset == "digits")
+    fed = x if model.takes_uint8 else x.astype(np.float32) - input_mean(settings)
+    pred = predictor(model, DictRestore(read_checkpoint(latest_checkpoint(str(run))[0])), ["logits"])
+    ours = pred(fed, np.zeros(5, np.int32))[0]
     assert np.abs(served - ours).max() < 1e-4 * max(1.0, np.abs(ours).max())

@@ -130,13 +130,24 @@ def test_every_dataset_family_has_a_recipe():
         TrainSettings(dataset="svhn", depth=18, variant="standard", family="imagenet", out="x").resolved()
 
 
-def test_the_model_takes_the_recipe(tf):
+def test_the_model_takes_the_recipe(tf, tmp_path):
+    import numpy as np
+
+    # CIFAR batches arrive as uint8 and the network subtracts the training mean it reads
+    mean = np.arange(32 * 32 * 3, dtype=np.float32).reshape(32, 32, 3) / 100
+    np.save(tmp_path / "mean.npy", mean)
     for dataset, family, depth in (("cifar10", "cifar", 8), ("imagenet", "imagenet", 18)):
         s = TrainSettings(dataset=dataset, depth=depth, variant="epsilon", epsilon=2.0,
-                          out="x").resolved()
-        spec = build_model(s).spec
+                          out="x", data_dir=str(tmp_path)).resolved()
+        model = build_model(s)
+        spec = model.spec
         assert spec.recipe is RECIPES[family] and spec.layout.family == family
         assert spec.epsilon == 2.0 and spec.num_classes == s.classes
+        assert model.takes_uint8
+        if family == "cifar":
+            np.testing.assert_array_equal(spec.pixel_mean, mean)
+        else:
+            assert spec.pixel_mean is None  # ImageNet's uint8 is normalised by channel
 
 
 def test_readme_recipe_table_is_the_package_table():

@@ -1,8 +1,9 @@
 """Batch-wise augmentation of in-memory images (CIFAR, SVHN, digits), vectorised with numpy.
 
 Each function takes a uint8 or float32 batch N x H x W x C and a RandomState and returns the
-augmented batch; the per-pixel mean is subtracted afterwards by the dataflow, as in the paper
-(pad with zeros, crop, flip, then subtract the mean).
+augmented batch; the per-pixel mean is subtracted afterwards, as in the paper (pad with zeros,
+crop, flip, then subtract the mean): by the dataflow, or, for batches that stay uint8, by the
+network (:func:`eps_resnet.data.dataflows.delivers_uint8`).
 """
 from __future__ import annotations
 

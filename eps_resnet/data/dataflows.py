@@ -15,6 +15,52 @@ def training_part(settings, meta: dict) -> tuple[int | None, str]:
     return None, "mean.npy"
 
 
+#: Training augmentations whose output keeps the stored uint8 pixels (crops, flips, nothing).
+UINT8_AUGMENTATIONS = ("cifar", "none")
+
+
+def delivers_uint8(settings) -> bool:
+    """Whether a run's batches travel as uint8 pixels: ImageNet's, and the in-memory
+    CIFAR-family datasets whose augmentation keeps the stored pixels, whose per-pixel mean the
+    network then subtracts itself (:func:`in_graph_mean`). A quarter of float32's bytes
+    through the workers' pipes and into the graph: one worker feeds a fast GPU. SVHN's
+    deformation makes float32 pixels; synthetic data is generated centred."""
+    recipe = settings.recipe
+    if recipe.input_format == "rgb8":
+        return True
+    return settings.dataset != "synthetic" and recipe.augmentation in UINT8_AUGMENTATIONS
+
+
+def training_mean(settings) -> "np.ndarray":
+    """The per-pixel mean (float32) of a CIFAR-family run's training images, from its prepared
+    data (SVHN on train alone: of train only, :func:`training_part`); a DataError naming the
+    file when it is missing."""
+    import os
+
+    import numpy as np
+
+    from .files import DataError, read_marker
+
+    data_dir = settings.data_dir or ""
+    meta = read_marker(data_dir) if os.path.isdir(data_dir) else None
+    path = os.path.join(data_dir, training_part(settings, meta)[1] if meta else "mean.npy")
+    if not os.path.exists(path):
+        raise DataError(f"{path} is missing: the network's input is centred by the training mean "
+                        f"of {settings.dataset}; pass --data-dir DIR of `eps-resnet prepare`")
+    return np.load(path).astype(np.float32)
+
+
+def in_graph_mean(settings) -> "np.ndarray | None":
+    """The per-pixel training mean that the network subtracts from uint8 pixels, for runs
+    whose dataflow delivers CIFAR-family pixels as uint8 (:func:`delivers_uint8`); None where
+    the dataflow delivers the network's input (centred float32, or ImageNet's uint8, which the
+    network normalises by channel). The same float32 subtraction as the dataflow's, so the
+    network sees the same bits either way."""
+    if settings.recipe.input_format == "rgb8" or not delivers_uint8(settings):
+        return None
+    return training_mean(settings)
+
+
 def files_read(settings, meta: dict, splits=("train", "val")) -> list[str]:
     """The prepared files a run's dataflows of ``splits`` read (ImageNet: its index files; the
     images stay where they are and are checked by their decoder)."""
@@ -64,7 +110,7 @@ def get_dataflow(settings, split: str, batch: int):
         else:
             rows, mean_file = training_part(settings, meta)
             src = memory_source(settings.data_dir, split, batch, recipe.augmentation, seed, rows,
-                                mean_file)
+                                mean_file, subtract_mean=not delivers_uint8(settings))
     # Synthetic batches are ready-made arrays: worker processes would only add copies.
     workers = settings.data_workers if split == "train" and settings.dataset != "synthetic" else 0
     return OrderedBatches(src, workers)

@@ -168,17 +168,19 @@ def per_pixel_mean(images: np.ndarray) -> np.ndarray:
 
 
 def memory_source(data_dir: str, split: str, batch: int, augmentation: str = "none", seed: int = 0,
-                  train_rows: int | None = None, mean_file: str = "mean.npy"):
+                  train_rows: int | None = None, mean_file: str = "mean.npy",
+                  subtract_mean: bool = True):
     """An in-memory dataset's batch source (:mod:`.ordered`); training batches go through
     ``augmentation`` (a name of :data:`eps_resnet.training.recipe.AUGMENTATIONS`, from the run's recipe).
     ``train_rows``: train on the first rows of the stored training images only (SVHN without
-    extra), with the per-pixel mean of ``mean_file`` subtracted from both splits."""
+    extra), with the per-pixel mean of ``mean_file`` subtracted from both splits (unless not
+    ``subtract_mean``: the stored uint8 pixels, whose mean the network subtracts)."""
     from . import augment
     from .arrays import ArrayBatches
 
     images = np.load(os.path.join(data_dir, f"{split}_images.npy"), mmap_mode="r")
     labels = np.load(os.path.join(data_dir, f"{split}_labels.npy"))
-    mean = np.load(os.path.join(data_dir, mean_file))
+    mean = np.load(os.path.join(data_dir, mean_file)) if subtract_mean else None
     train = split == "train"
     if train and train_rows is not None:
         images, labels = images[:train_rows], labels[:train_rows]

@@ -11,7 +11,7 @@ branch and shortcut are joined and whether the side output is attached:
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tensorpack import ModelDesc
@@ -29,6 +29,8 @@ from .gate import DISCARDED_AT, gated_residual
 from .layouts import Layout, make_layout
 
 if TYPE_CHECKING:  # the recipe is training's: it arrives here as an argument
+    import numpy as np
+
     from ..training.recipe import Recipe
 
 tf = import_tf()
@@ -88,6 +90,10 @@ class ModelSpec:
     mixed_kind: str | None = None  # devices.MIXED_KINDS; the GPU's needs loss scaling here
     inference_gates: str = "batch"  # settings.INFERENCE_GATES
     closed_gates: str = "reopen"  # settings.CLOSED_GATES
+    #: per-pixel training mean (float32, H x W x 3) that the network subtracts from the uint8
+    #: pixels the dataflow delivers (data.dataflows.in_graph_mean); None: the input arrives
+    #: ready (centred float32) or is ImageNet's uint8 RGB
+    pixel_mean: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC",
@@ -95,6 +101,8 @@ def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC
     """The model of resolved :class:`~eps_resnet.training.settings.TrainSettings`: the one way training,
     compression, evaluation and export build it. ``layout``: another layout of the same run
     (a compressed one); default, the run's own."""
+    from ..data.dataflows import in_graph_mean
+
     return ResNetModel(ModelSpec(
         layout=layout or make_layout(settings.family, settings.depth), variant=settings.variant,
         num_classes=settings.classes, image_size=settings.image_size, recipe=settings.recipe,
@@ -102,7 +110,8 @@ def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC
         # checkpoint restores the value it was saved with
         epsilon=settings.epsilon or 0.0, data_format=data_format, mixed_kind=mixed_kind,
         inference_gates=getattr(settings, "inference_gates", "batch"),
-        closed_gates=getattr(settings, "closed_gates", "reopen")))
+        closed_gates=getattr(settings, "closed_gates", "reopen"),
+        pixel_mean=in_graph_mean(settings)))
 
 
 def graph_scalar(name: str, value: float, summary: bool = True):
@@ -199,10 +208,15 @@ class ResNetModel(ModelDesc):
 
     def inputs(self):
         s = self.spec.image_size
-        # ImageNet batches travel as uint8 (4x less to copy between processes and to the GPU).
-        dtype = tf.uint8 if self.spec.recipe.input_format == "rgb8" else tf.float32
-        return [tf.TensorSpec([None, s, s, 3], dtype, "input"),
+        # ImageNet's and most CIFAR-family batches travel as uint8 (4x less to copy between
+        # processes and to the GPU)
+        return [tf.TensorSpec([None, s, s, 3], tf.uint8 if self.takes_uint8 else tf.float32, "input"),
                 tf.TensorSpec([None], tf.int32, "label")]
+
+    @property
+    def takes_uint8(self) -> bool:
+        """Whether the network's input is raw uint8 pixels (else centred float32)."""
+        return self.spec.recipe.input_format == "rgb8" or self.spec.pixel_mean is not None
 
     # -- graph -------------------------------------------------------------------------------
     def _normalise(self, image):
@@ -211,7 +225,9 @@ class ResNetModel(ModelDesc):
             image = image / 255.0
             image = (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
         else:
-            # CIFAR-family dataflows deliver mean-subtracted pixels in [-255, 255].
+            if self.spec.pixel_mean is not None:
+                image = image - tf.constant(self.spec.pixel_mean)
+            # mean-subtracted pixels in [-255, 255]
             image = image / 128.0
         if self.spec.data_format == "NCHW":
             image = tf.transpose(image, [0, 3, 1, 2])

@@ -19,23 +19,16 @@ from .evaluate import EvaluateError, check_fits, describe, notes
 
 
 def input_mean(settings: TrainSettings) -> np.ndarray | None:
-    """What the training dataflow subtracted from raw pixels (None: the model normalises uint8
-    RGB itself, as the ImageNet pipeline delivers it)."""
+    """What is subtracted from raw pixels before the network's first layer, by the training
+    dataflow or by the network itself (None: the model normalises uint8 RGB by channel, as
+    the ImageNet pipeline delivers it)."""
     if settings.recipe.input_format == "rgb8":
         return None
-    size = settings.image_size
     if settings.dataset == "synthetic":  # generated around 0: raw pixels are value + 128
-        return np.full((size, size, 3), 128.0, np.float32)
-    from ..data.dataflows import training_part
-    from ..data.files import read_marker
+        return np.full((settings.image_size,) * 2 + (3,), 128.0, np.float32)
+    from ..data.dataflows import training_mean
 
-    data_dir = settings.data_dir or ""
-    meta = read_marker(data_dir)  # (none: the file below is reported missing)
-    path = os.path.join(data_dir, training_part(settings, meta)[1] if meta else "mean.npy")
-    if not os.path.exists(path):
-        raise EvaluateError(f"{path} is missing: the SavedModel needs the training mean of "
-                            f"{settings.dataset}; pass --data-dir DIR of `eps-resnet prepare`")
-    return np.load(path).astype(np.float32)
+    return training_mean(settings)
 
 
 def export_saved_model(settings: TrainSettings, layout: Layout, checkpoint: str, path: str) -> None:
@@ -53,7 +46,8 @@ def export_saved_model(settings: TrainSettings, layout: Layout, checkpoint: str,
     with tf.Graph().as_default():
         size = settings.image_size
         raw = tf.placeholder(tf.uint8, [None, size, size, 3], "raw_input")
-        image = raw if mean is None else tf.cast(raw, tf.float32) - tf.constant(mean)
+        # the network takes raw pixels where training fed it uint8 (and subtracts the mean)
+        image = raw if model.takes_uint8 else tf.cast(raw, tf.float32) - tf.constant(mean)
         label = tf.zeros(tf.shape(raw)[:1], tf.int32)  # the graph's loss wants one; unused
         with TowerContext("", is_training=False):
             model.build_graph(image, label)
