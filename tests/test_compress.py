@@ -39,7 +39,7 @@ def zero_branches(run, blocks, last_conv):
 
 def train(out, args, epochs):
     rc = main(["train", "--dataset", "synthetic", "--variant", "epsilon", "--epsilon", "0.05",
-               "--batch", "16", "--steps-per-epoch", "30", "--epochs", str(epochs), *args,
+               "--batch", "8", "--steps-per-epoch", "30", "--epochs", str(epochs), *args,
                "--out", str(out)])
     assert rc == 0
 

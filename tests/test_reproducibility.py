@@ -56,7 +56,7 @@ def test_same_seed_same_numbers_on_synthetic_data(tmp_path, capsys, args):
 
 @pytest.mark.parametrize("family", ["cifar", "imagenet"])
 def test_digits_identical_with_one_or_several_data_workers(tmp_path, digits, family):
-    args = ["--dataset", "digits", "--data-dir", digits, "--steps-per-epoch", "10", "--epochs", "2",
+    args = ["--dataset", "digits", "--data-dir", digits, "--steps-per-epoch", "6", "--epochs", "2",
             "--seed", "3", "--variant", "epsilon", "--epsilon", "6"]
     # the ImageNet-family ResNet-18 at a smaller batch: what is compared is the batches' order
     args += (["--depth", "14", "--batch", "32"] if family == "cifar"
@@ -85,11 +85,11 @@ def test_digits_identical_with_one_or_several_data_workers(tmp_path, digits, fam
 @pytest.mark.parametrize("moment", ["during epoch 3", "after checkpoint 2"])
 def test_killed_and_resumed_equals_uninterrupted(tmp_path, moment):
     args = eps_resnet_cmd("train", "--dataset", "synthetic", "--depth", "8", "--variant",
-                          "epsilon", "--epsilon", "1.5", "--batch", "16", "--steps-per-epoch", "30",
-                          "--epochs", "4", "--seed", "2")
+                          "epsilon", "--epsilon", "1.5", "--batch", "16", "--steps-per-epoch", "20",
+                          "--epochs", "3", "--seed", "2")
 
     def ready(run):
-        if not (run / "model-60.index").exists():
+        if not (run / "model-40.index").exists():
             return False
         if moment == "during epoch 3":  # some steps of epoch 3 trained, then lost with the kill
             if "Epoch 3" not in _log(run):

@@ -124,10 +124,10 @@ def test_one_and_two_towers_start_from_the_same_network(tmp_path):
 
 def test_killed_two_tower_run_resumes(tmp_path):
     args = eps_resnet_cmd("train", *ARGS, "--epsilon", "1", "--towers", "2", "--steps-per-epoch",
-                          "30", "--epochs", "3")
+                          "20", "--epochs", "3")
     whole, resumed = uninterrupted_and_resumed(
-        args, tmp_path, lambda run: (run / "model-30.index").exists())
+        args, tmp_path, lambda run: (run / "model-20.index").exists())
     stats = json.loads((resumed / "stats.json").read_text())
     assert [s["epoch_num"] for s in stats] == [1, 2, 3]
     assert (whole / "stats.json").read_bytes() == (resumed / "stats.json").read_bytes()
-    assert np.isfinite(stats[-1]["cost"]) and os.path.exists(resumed / "model-90.index")
+    assert np.isfinite(stats[-1]["cost"]) and os.path.exists(resumed / "model-60.index")
