@@ -356,12 +356,13 @@ def settings_page_tables(settings: pd.DataFrame) -> list[tuple[str, pd.DataFrame
     (a "-dirty" suffix kept)."""
     shown = settings.copy()
     if "variant" in shown:  # options of ε runs only: blank elsewhere, where they do nothing
+        epsilon = shown["variant"] == "epsilon"
         for col in ("epsilon_start_epoch", "inference_gates", "closed_gates"):
             if col in shown:
-                shown[col] = shown[col].astype(object).where(shown["variant"] == "epsilon", float("nan"))
+                shown[col] = shown[col].astype(object).where(epsilon, float("nan"))
     if "commit" in shown:
-        shown["commit"] = [c if not isinstance(c, str) else c[:7] + ("-dirty" if c.endswith("-dirty") else "")
-                           for c in shown["commit"]]
+        shown["commit"] = [c[:7] + ("-dirty" if c.endswith("-dirty") else "")
+                           if isinstance(c, str) else c for c in shown["commit"]]
     return [(heading, shown[[c for c in names if c in shown]].rename(columns=names))
             for heading, names in SETTINGS_PAGE]
 

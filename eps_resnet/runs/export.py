@@ -39,8 +39,9 @@ def export_saved_model(settings: TrainSettings, layout: Layout, checkpoint: str,
     from ..models.resnet import build_model
 
     tf = import_tf()
-    mean = input_mean(settings)
     model = build_model(settings, layout)
+    # a network that takes uint8 subtracts the mean itself (build_model read it)
+    mean = None if model.takes_uint8 else input_mean(settings)
     if os.path.exists(path):
         shutil.rmtree(path)
     with tf.Graph().as_default():
