@@ -15,7 +15,9 @@ Import this module before anything imports TensorFlow (``eps_resnet/__init__.py`
   picks that by the CPU's instruction set (and TensorFlow switches its oneDNN graph rewrites on by
   default only on some CPUs). Every process starts *portable*: the rewrites off and oneDNN held
   to AVX2, the widest instruction set every supported x86-64 CPU has, so that the same command
-  gives the same numbers on AVX2-only, AVX-512 and AMX machines. ``use_cpu_kernels("native")``
+  gives the same numbers on AVX2-only, AVX-512 and AMX machines; and Eigen's cache sizes,
+  which set the summation order of its matrix products, pinned at TensorFlow's import to the
+  same values on every CPU (:mod:`eps_resnet.eigen_cache`). ``use_cpu_kernels("native")``
   (``--cpu-kernels native``) restores TensorFlow's own choice before TensorFlow starts.
 * TensorFlow's Linux wheel is built for CUDA: on a machine without an NVIDIA driver it prints
   ``cudart_stub`` notices and a ``failed call to cuInit`` error from C++ that no log level keeps
@@ -48,6 +50,9 @@ CPU_KERNELS = ("portable", "native")
 # the user's own values, which "native" puts back
 _USER_CPU_ENV = {k: os.environ.get(k) for k in PORTABLE_CPU_ENV}
 _cpu_kernels = "portable"
+#: Eigen's cache sizes as run.yaml records them (eps_resnet.eigen_cache): set at TensorFlow's
+#: import for portable kernels; "as detected" leaves Eigen its reading of this CPU
+_eigen_cache = "as detected"
 os.environ.update(PORTABLE_CPU_ENV)
 # TensorFlow's C++ start-up chatter (cuInit on CPU-only hosts, oneDNN notices) drowns the logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -105,8 +110,9 @@ def _stderr_without(lines: re.Pattern):
 
 
 class _QuietLoader(importlib.abc.Loader):
-    """TensorFlow's own loader, run with the no-driver lines dropped; the device listing at the
-    end makes TensorFlow try cuInit now, inside the filter, and not at some later first use."""
+    """TensorFlow's own loader, run with the no-driver lines dropped where there is no driver (the
+    device listing at the end makes TensorFlow try cuInit now, inside the filter, and not at some
+    later first use); then, for portable kernels, Eigen's cache sizes pinned before any kernel."""
 
     def __init__(self, loader):
         self._loader = loader
@@ -115,9 +121,13 @@ class _QuietLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        with _stderr_without(_NO_DRIVER_LINES):
+        if has_nvidia_driver():
             self._loader.exec_module(module)
-            module.config.list_physical_devices("GPU")
+        else:
+            with _stderr_without(_NO_DRIVER_LINES):
+                self._loader.exec_module(module)
+                module.config.list_physical_devices("GPU")
+        _pin_eigen_cache_sizes(module)
 
     def __getattr__(self, name):  # resources and source lookups go to the real loader
         return getattr(self._loader, name)
@@ -144,9 +154,20 @@ class _NoGpuOptionsWarning(logging.Filter):
         return not (record.pathname.endswith("sesscreate.py") and record.levelno == logging.WARNING)
 
 
-if not has_nvidia_driver() and "tensorflow" not in sys.modules:
+def _pin_eigen_cache_sizes(tensorflow) -> None:
+    global _eigen_cache
+    if _cpu_kernels == "portable":
+        from . import eigen_cache
+
+        _eigen_cache = eigen_cache.pin(os.path.dirname(tensorflow.__file__))
+
+
+if "tensorflow" not in sys.modules:
     sys.meta_path.insert(0, _QuietTensorFlowImport())
-    logging.getLogger("tensorpack").addFilter(_NoGpuOptionsWarning())
+    if not has_nvidia_driver():
+        logging.getLogger("tensorpack").addFilter(_NoGpuOptionsWarning())
+else:  # imported before us (with TF_USE_LEGACY_KERAS=1): pinned now, before our first kernel
+    _pin_eigen_cache_sizes(sys.modules["tensorflow"])
 
 
 def use_cpu_kernels(kind: str) -> None:
@@ -172,7 +193,8 @@ def use_cpu_kernels(kind: str) -> None:
 
 def cpu_kernels() -> dict:
     """The CPU kernels of this process, for run.yaml: the kind and the variables that make it."""
-    return {"kind": _cpu_kernels, **{k: os.environ.get(k) for k in PORTABLE_CPU_ENV}}
+    return {"kind": _cpu_kernels, **{k: os.environ.get(k) for k in PORTABLE_CPU_ENV},
+            "eigen_cache_sizes": _eigen_cache}
 
 
 def import_tf():

@@ -32,6 +32,7 @@ def test_tiny_digits_run_matches_the_golden_stats_bit_for_bit(tmp_path):
                    check=True, capture_output=True, timeout=600)
     record = yaml.safe_load((out / "run.yaml").read_text())
     assert record["determinism"]["cpu_kernels"]["kind"] == "portable"
+    assert record["determinism"]["cpu_kernels"]["eigen_cache_sizes"] == "32K/512K/16M"
     if os.environ.get("EPS_RESNET_WRITE_GOLDEN"):
         shutil.copyfile(out / "stats.json", GOLDEN)
     golden = tmp_path / "golden"

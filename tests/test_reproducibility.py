@@ -110,21 +110,24 @@ def _log(run):
 def test_compare_names_how_two_runs_were_run_differently(tmp_path, capsys):
     """Two run folders whose run.yaml differ in the CPU kernels and the CPU: compare names both
     beside the first difference (what can explain other last bits)."""
-    for name, kind, isa, model, cost in (("a", "portable", "AVX2", "AMD EPYC", 2.25),
-                                         ("b", "native", None, "Intel Xeon", 2.5)):
+    for name, kind, isa, sizes, model, cost in (
+            ("a", "portable", "AVX2", "32K/512K/16M", "AMD EPYC", 2.25),
+            ("b", "native", None, "as detected", "Intel Xeon", 2.5)):
         run = tmp_path / name
         run.mkdir()
         (run / "stats.json").write_text(f'[{{"epoch_num": 1, "global_step": 10, "cost": {cost}}}]')
         (run / "run.yaml").write_text(yaml.safe_dump({
             "settings": {"precision": "fp32"},
             "determinism": {"op_determinism": True, "threads": 1,
-                            "cpu_kernels": {"kind": kind, "ONEDNN_MAX_CPU_ISA": isa}},
+                            "cpu_kernels": {"kind": kind, "ONEDNN_MAX_CPU_ISA": isa,
+                                            "eigen_cache_sizes": sizes}},
             "environment": {"cpu": {"model": model}, "tensorflow": "2.21.0"}}))
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     out = capsys.readouterr().out
     assert ("run differently: CPU kernels: portable vs native; oneDNN instruction set: AVX2 vs "
-            "None; CPU: AMD EPYC vs Intel Xeon") in out
+            "None; Eigen's cache sizes: 32K/512K/16M vs as detected; CPU: AMD EPYC vs Intel "
+            "Xeon") in out
     assert "first difference: epoch 1, cost: 2.25 vs 2.5" in out
 
 
@@ -139,3 +142,20 @@ def test_cpu_kernels_settings():
         TrainSettings(**base, precision="mixed", cpu_kernels="portable").resolved()
     with pytest.raises(SettingsError, match="^--cpu-kernels 'fast' is unknown"):
         TrainSettings(**base, cpu_kernels="fast").resolved()
+
+
+def test_portable_kernels_pin_eigens_cache_sizes_in_every_tensorflow_library():
+    """Eigen's blocking, and with it the summation order of long reductions, follows the cache
+    sizes it holds: a portable process (this one) holds the fixed ones in each library with
+    kernels, whatever this CPU's caches, and run.yaml's record says so."""
+    import tensorflow as tf
+
+    from eps_resnet import compat, eigen_cache
+
+    tf_dir = os.path.dirname(tf.__file__)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:  # large enough to block
+        sess.run(tf.compat.v1.matmul(tf.ones([300, 600]), tf.ones([600, 300])))
+    held = eigen_cache.current(tf_dir)
+    assert set(held) == set(eigen_cache.LIBRARIES)
+    assert set(held.values()) == {eigen_cache.PORTABLE_SIZES}
+    assert compat.cpu_kernels()["eigen_cache_sizes"] == "32K/512K/16M"

@@ -62,6 +62,7 @@ def _differ(a, b, tolerance: float) -> bool:
 #: What run.yaml records of how a run was run that changes its last bits (label, path).
 CONDITIONS = (("CPU kernels", ("determinism", "cpu_kernels", "kind")),
               ("oneDNN instruction set", ("determinism", "cpu_kernels", "ONEDNN_MAX_CPU_ISA")),
+              ("Eigen's cache sizes", ("determinism", "cpu_kernels", "eigen_cache_sizes")),
               ("TensorFlow's deterministic ops", ("determinism", "op_determinism")),
               ("threads", ("determinism", "threads")),
               ("precision", ("settings", "precision")),
