@@ -22,7 +22,7 @@ Import this module before anything imports TensorFlow (``eps_resnet/__init__.py`
 * TensorFlow's Linux wheel is built for CUDA: on a machine without an NVIDIA driver it prints
   ``cudart_stub`` notices and a ``failed call to cuInit`` error from C++ that no log level keeps
   back without hiding real errors too, and tensorpack warns about GPU options of a custom session
-  config. Without a driver, those exact lines are dropped (see ``_QuietTensorFlowImport``); every
+  config. Without a driver, those exact lines are dropped (see ``_TensorFlowImport``); every
   other line, and everything on a machine with a driver, is kept.
 """
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _stderr_without(lines: re.Pattern):
                 os.write(2, b"".join(kept))
 
 
-class _QuietLoader(importlib.abc.Loader):
+class _TensorFlowLoader(importlib.abc.Loader):
     """TensorFlow's own loader, run with the no-driver lines dropped where there is no driver (the
     device listing at the end makes TensorFlow try cuInit now, inside the filter, and not at some
     later first use); then, for portable kernels, Eigen's cache sizes pinned before any kernel."""
@@ -133,8 +133,8 @@ class _QuietLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Finds ``tensorflow`` once, as the normal finders do, and hands it the quiet loader."""
+class _TensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` once, as the normal finders do, and hands it the loader above."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "tensorflow":
@@ -142,7 +142,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)
+            spec.loader = _TensorFlowLoader(spec.loader)
         return spec
 
 
@@ -163,7 +163,7 @@ def _pin_eigen_cache_sizes(tensorflow) -> None:
 
 
 if "tensorflow" not in sys.modules:
-    sys.meta_path.insert(0, _QuietTensorFlowImport())
+    sys.meta_path.insert(0, _TensorFlowImport())
     if not has_nvidia_driver():
         logging.getLogger("tensorpack").addFilter(_NoGpuOptionsWarning())
 else:  # imported before us (with TF_USE_LEGACY_KERAS=1): pinned now, before our first kernel
