@@ -18,7 +18,8 @@ Import this module before anything imports TensorFlow (``eps_resnet/__init__.py`
   gives the same numbers on AVX2-only, AVX-512 and AMX machines; and Eigen's cache sizes,
   which set the summation order of its matrix products, pinned at TensorFlow's import to the
   same values on every CPU (:mod:`eps_resnet.eigen_cache`). ``use_cpu_kernels("native")``
-  (``--cpu-kernels native``) restores TensorFlow's own choice before TensorFlow starts.
+  (``--cpu-kernels native``) restores TensorFlow's own choice before TensorFlow starts, also in
+  a process started by a portable one (``EPS_RESNET_USER_CPU_ENV`` carries the user's values).
 * TensorFlow's Linux wheel is built for CUDA: on a machine without an NVIDIA driver it prints
   ``cudart_stub`` notices and a ``failed call to cuInit`` error from C++ that no log level keeps
   back without hiding real errors too, and tensorpack warns about GPU options of a custom session
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -47,8 +49,28 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 #: What "portable" sets; oneDNN reads both once, when TensorFlow first uses it.
 PORTABLE_CPU_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 CPU_KERNELS = ("portable", "native")
-# the user's own values, which "native" puts back
-_USER_CPU_ENV = {k: os.environ.get(k) for k in PORTABLE_CPU_ENV}
+#: The user's own values of PORTABLE_CPU_ENV, as the first eps_resnet process found them.
+USER_CPU_ENV_VAR = "EPS_RESNET_USER_CPU_ENV"
+
+
+def _user_cpu_env() -> dict[str, str | None]:
+    """The user's own values, which "native" puts back. A child process (a Snakemake job, a
+    benchmark's or a test's subprocess) inherits the portable values its parent exported, not
+    the user's: those travel beside them in USER_CPU_ENV_VAR. A value other than the portable
+    one was set after that, on purpose, and is the user's own."""
+    try:
+        inherited = dict(json.loads(os.environ.get(USER_CPU_ENV_VAR) or "{}"))
+    except (ValueError, TypeError):  # not ours to read: the current values are all there is
+        inherited = {}
+    mine = {}
+    for key, portable in PORTABLE_CPU_ENV.items():
+        now = os.environ.get(key)
+        mine[key] = inherited[key] if now == portable and key in inherited else now
+    return mine
+
+
+_USER_CPU_ENV = _user_cpu_env()
+os.environ[USER_CPU_ENV_VAR] = json.dumps(_USER_CPU_ENV)
 _cpu_kernels = "portable"
 #: Eigen's cache sizes as run.yaml records them (eps_resnet.eigen_cache): set at TensorFlow's
 #: import for portable kernels; "as detected" leaves Eigen its reading of this CPU

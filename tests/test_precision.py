@@ -73,6 +73,18 @@ def test_mixed_is_refused_without_bfloat16_or_gpus():
     assert (fp32.mixed_kind, fp32.data_format, fp32.trainer) == (None, "NHWC", "SimpleTrainer")
 
 
+@pytest.mark.parametrize("opts", ["0", "false"])
+def test_mixed_on_a_cpu_is_refused_when_the_user_switched_onednn_off(monkeypatch, opts):
+    from eps_resnet.training.train import choose_cpu_kernels
+
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", opts)
+    with pytest.raises(SettingsError, match=rf"^--precision mixed on a CPU is TensorFlow's oneDNN "
+                       rf"bfloat16 rewrite, which TF_ENABLE_ONEDNN_OPTS={opts} switches off"):
+        choose_cpu_kernels("portable", "onednn_bfloat16")
+    choose_cpu_kernels("portable", "cuda_float16_loss_scaling")  # GPUs do not need it
+    choose_cpu_kernels("portable", None)
+
+
 @pytest.mark.skipif(HAS_BF16, reason="this CPU has bfloat16 units: nothing to refuse here")
 def test_train_refuses_mixed_on_this_cpu(tmp_path, capsys):
     assert main(["train", "--dataset", "synthetic", "--depth", "8", "--variant", "standard",

@@ -144,6 +144,32 @@ def test_cpu_kernels_settings():
         TrainSettings(**base, cpu_kernels="fast").resolved()
 
 
+def test_native_kernels_in_a_child_of_a_portable_process_are_the_users_choice(tmp_path):
+    """A portable process (a Snakemake job's parent, a benchmark, a test) exports the portable
+    values; its child asked for native kernels must still get the user's own, as TensorFlow
+    reads them: here the user switched oneDNN on and left its instruction set to the CPU."""
+    import subprocess
+    import sys
+
+    child = ("import os\n"
+             "from eps_resnet.compat import use_cpu_kernels\n"
+             "use_cpu_kernels(os.environ['KIND'])\n"
+             "from tensorflow.python.util import _pywrap_util_port\n"
+             "print(_pywrap_util_port.IsMklEnabled(), os.environ.get('ONEDNN_MAX_CPU_ISA'))\n")
+    parent = ("import subprocess, sys\n"
+              "import eps_resnet  # portable from here on, and so is the environment it exports\n"
+              "sys.exit(subprocess.call([sys.executable, '-c', sys.argv[1]]))\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("EPS_RESNET_USER_CPU_ENV", "ONEDNN_MAX_CPU_ISA")}
+    seen = {}
+    for kind in ("native", "portable"):
+        done = subprocess.run([sys.executable, "-c", parent, child], capture_output=True,
+                              text=True, env={**env, "TF_ENABLE_ONEDNN_OPTS": "1", "KIND": kind})
+        assert done.returncode == 0, done.stderr[-2000:]
+        seen[kind] = done.stdout.split()
+    assert seen == {"native": ["True", "None"], "portable": ["False", "AVX2"]}
+
+
 def test_portable_kernels_pin_eigens_cache_sizes_in_every_tensorflow_library():
     """Eigen's blocking, and with it the summation order of long reductions, follows the cache
     sizes it holds: a portable process (this one) holds the fixed ones in each library with

@@ -64,7 +64,7 @@ def plan(settings: TrainSettings) -> Plan:
                             f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})") from None
     s.gpus = devices.gpus
     check_gpu_split(s.batch, devices.towers, "--gpus" if devices.gpus else "--towers")
-    choose_cpu_kernels(s.cpu_kernels)
+    choose_cpu_kernels(s.cpu_kernels, devices.mixed_kind)
     verified_data(s)  # every prepared file the run reads, before any is read
     # whole batches, split across the towers inside the graph (OrderedQueueInput)
     train_flow = get_dataflow(s, "train", s.batch)
@@ -72,15 +72,21 @@ def plan(settings: TrainSettings) -> Plan:
     return Plan(s, devices, steps, 1, None, train_flow, epoch_note=note)
 
 
-def choose_cpu_kernels(kind: str) -> None:
+def choose_cpu_kernels(kind: str, mixed_kind: str | None = None) -> None:
     """This process's CPU kernels (compat.use_cpu_kernels), as a one-line settings error when
-    TensorFlow already runs the other kind."""
+    TensorFlow already runs the other kind, or when the user's environment switches off the
+    oneDNN rewrite that bfloat16 training is (it would silently train in float32)."""
     from ..compat import use_cpu_kernels
 
     try:
         use_cpu_kernels(kind)
     except RuntimeError as e:
         raise SettingsError(f"--cpu-kernels {kind}: {e}") from None
+    opts = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")
+    if mixed_kind == "onednn_bfloat16" and opts.strip().lower() in ("0", "false"):
+        raise SettingsError(f"--precision mixed on a CPU is TensorFlow's oneDNN bfloat16 rewrite, "
+                            f"which TF_ENABLE_ONEDNN_OPTS={opts} switches off (training would run "
+                            "in fp32): unset it, or use --precision fp32")
 
 
 @contextmanager
