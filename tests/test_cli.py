@@ -46,7 +46,7 @@ SYNTHETIC = ["train", "--dataset", "synthetic", "--depth", "8", "--variant", "st
 @pytest.mark.parametrize("flags,message", [
     (["--seed", "-1"], "--seed -1 is out of range; expected an integer from 0 to 4294967295"),
     (["--seed", "4294967296"], "--seed 4294967296 is out of range"),
-    (["--image-size", "0"], "--image-size 0 is too small; expected at least 32"),
+    (["--image-size", "0"], "--image-size 0 is too small; expected at least 16"),
     (["--classes", "0"], "--classes 0 is too small; expected at least 2"),
 ])
 def test_out_of_range_flags_are_one_line(tmp_path, capsys, flags, message):

@@ -395,7 +395,7 @@ def test_digits_dataset():
         np.testing.assert_array_equal(a[split][0], b[split][0])  # deterministic split
         np.testing.assert_array_equal(a[split][1], b[split][1])
     x, y = a["train"]
-    assert x.dtype == np.uint8 and x.shape[1:] == (32, 32, 3)
+    assert x.dtype == np.uint8 and x.shape[1:] == (16, 16, 3)
     assert len(a["train"][1]) + len(a["val"][1]) == 1797
     assert set(np.unique(y)) == set(range(10)) and set(np.unique(a["val"][1])) == set(range(10))
     assert x.max() > 200 and x.min() == 0

@@ -15,8 +15,8 @@ def test_dry_run_of_the_paper_experiments(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     counts = job_counts(r.stdout)
     # cifar10: standard, side, ε 2.5; cifar100 and svhn: standard, ε; ImageNet has no path here
-    assert counts == {"prepare_dataset": 3, "train": 7, "compress": 3, "evaluate_full": 3,
-                      "evaluate_compressed": 3, "parse_experiment": 3, "figure": 12,
+    assert counts == {"prepare_dataset": 3, "train": 7, "compress": 3,
+                      "parse_experiment": 3, "figure": 12,
                       "figures_page": 3, "summary": 1, "all": 1}
     # with an ImageNet folder configured, its figure brings ResNet-101 standard, ε 2.0 and 2.1
     config = load("experiments.yaml")
@@ -37,8 +37,7 @@ def test_adding_an_epsilon_adds_exactly_its_jobs(tmp_path):
     more = job_counts(snakemake("-n", "--directory", tmp_path, "--configfile",
                                 write(tmp_path, config, "b.yaml")).stdout)
     diff = {k: more.get(k, 0) - base.get(k, 0) for k in set(base) | set(more)}
-    assert {k: v for k, v in diff.items() if v} == {"train": 1, "compress": 1, "evaluate_full": 1,
-                                                    "evaluate_compressed": 1}
+    assert {k: v for k, v in diff.items() if v} == {"train": 1, "compress": 1}
 
 
 def test_dry_runs_of_the_grid_targets(tmp_path):
@@ -50,8 +49,8 @@ def test_dry_runs_of_the_grid_targets(tmp_path):
     r = snakemake("paper", "-n", "--directory", tmp_path, "--configfile", path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert job_counts(r.stdout) == {
-        "prepare_dataset": 4, "train": 29, "compress": 16, "evaluate_full": 16,
-        "evaluate_compressed": 16, "parse_experiment": 9, "figure": 36, "figures_page": 9,
+        "prepare_dataset": 4, "train": 29, "compress": 16,
+        "parse_experiment": 9, "figure": 36, "figures_page": 9,
         "grid_figure": 6, "paper_summary": 1, "paper": 1}
     grid = set(re.findall(r"figures/paper/([\w-]+)\.png", r.stdout))
     assert grid == {"cifar10-depth", "cifar10-epsilon", "cifar100-depth", "svhn-depth",
@@ -166,8 +165,8 @@ def test_tiny_demo_end_to_end(tmp_path):
     r = snakemake("-n", "--cores", "2", "--directory", tmp_path, "--configfile",
                   write(tmp_path, config))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert job_counts(r.stdout) == {"train": 1, "compress": 1, "evaluate_full": 1,
-                                    "evaluate_compressed": 1, "parse_experiment": 1, "figure": 4,
+    assert job_counts(r.stdout) == {"train": 1, "compress": 1,
+                                    "parse_experiment": 1, "figure": 4,
                                     "figures_page": 1, "summary": 1, "all": 1}
     assert "digits_imagenet-" not in r.stdout.split("Job stats:")[0].replace(
         "digits_imagenet-val-error.png, figures", "")  # no figure of the other experiment
@@ -264,8 +263,7 @@ def test_seeds_are_an_experiment_axis(tmp_path):
     more = job_counts(r.stdout)
     diff = {k: more.get(k, 0) - base.get(k, 0) for k in set(base) | set(more)}
     # a second seed of cifar10 (standard, side, ε 2.5): three runs, one compression, two evaluations
-    assert {k: v for k, v in diff.items() if v} == {"train": 3, "compress": 1, "evaluate_full": 1,
-                                                    "evaluate_compressed": 1}
+    assert {k: v for k, v in diff.items() if v} == {"train": 3, "compress": 1}
     assert "cifar10-d110-epsilon-e2.5-s7" in r.stdout and "--seed 7" in r.stdout
     for bad, message in (([1, 1], "has non-unique elements"), ([-1], "less than the minimum of 0")):
         config["experiments"]["cifar10"]["seeds"] = bad
@@ -375,8 +373,8 @@ def test_estimate_counts_what_remains(tmp_path):
         json.dumps([{"epoch_num": e, "global_step": 22 * e} for e in (1, 2, 3, 4)]))
     assert main(["estimate", "--config", str(cfg), "--out", str(tmp_path / "e.md")]) == 0
     text = (tmp_path / "e.md").read_text()
-    # ε run: 15 - 4 = 11 epochs x 22 steps (1,433 // 64) x 64 images at 100 img/s
-    assert "| digits_cifar | digits-d14-epsilon-e8 | 1 | 11 | 242 | 15,488 | 100 | 0.0 | 0.0 |" in text
+    # ε run: 18 - 4 = 14 epochs x 22 steps (1,433 // 64) x 64 images at 100 img/s
+    assert "| digits_cifar | digits-d14-epsilon-e8 | 1 | 14 | 308 | 19,712 | 100 | 0.1 | 0.1 |" in text
     assert "digits-d14-standard |" not in text  # finished
     # the ImageNet-family ResNet-18 runs (10 epochs x 15 steps x 32 images) at 50 img/s
     assert "| digits_imagenet | digits-imagenet-d18-standard | 1 | 10 | 150 | 4,800 | 50 | 0.0 | 0.0 |" in text

@@ -19,6 +19,10 @@ def add_compress(sub) -> None:
     p.add_argument("--rule", choices=["half", "closed"], default="half",
                    help="remove blocks whose gate was closed at least half of the time (half, the "
                    "default) or only fully closed ones (closed, the original's compression)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="then evaluate the full run and the saved compressed model in this process, "
+                   "as `eps-resnet evaluate` does (RUN_DIR/eval.json, DIR/eval.json): one "
+                   "TensorFlow start instead of three, as the workflow runs it")
     p.set_defaults(func=_cmd_compress)
 
 
@@ -87,6 +91,11 @@ def _cmd_compress(args) -> int:
     from ..runs.compress import compress
 
     compress(args.run, args.out, args.step, args.limit, rule=args.rule)
+    if args.evaluate:
+        from ..runs.evaluate import evaluate
+
+        evaluate(args.out, limit=args.limit)
+        evaluate(args.run, limit=args.limit)
     return 0
 
 

@@ -37,8 +37,8 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("cifar100", 100, 32, {"cifar": "cifar"}, "CIFAR-100"),
         DatasetInfo("svhn", 10, 32, {"cifar": "svhn"}, "SVHN cropped digits"),
         DatasetInfo("imagenet", 1000, 224, {"imagenet": "imagenet"}, "ILSVRC-2012"),
-        DatasetInfo("digits", 10, 32, {"cifar": "digits", "imagenet": "digits_imagenet"},
-                    "scikit-learn's 8x8 handwritten digits upscaled to 32x32 (offline demo)"),
+        DatasetInfo("digits", 10, 16, {"cifar": "digits", "imagenet": "digits_imagenet"},
+                    "scikit-learn's 8x8 handwritten digits upscaled to 16x16 (offline demo)"),
         DatasetInfo("synthetic", 10, 32, {"cifar": "synthetic", "imagenet": "synthetic_imagenet"},
                     "procedurally generated images, no files (tests and benchmarks)"),
     )

@@ -1,4 +1,4 @@
-"""The embedded offline dataset: scikit-learn's 8x8 handwritten digits, upscaled to 32x32x3.
+"""The embedded offline dataset: scikit-learn's 8x8 handwritten digits, upscaled to 16x16x3.
 
 scikit-learn ships the 1,797 images inside its package, so the demo needs no network. The split
 is deterministic and stratified: within each class, every fifth image goes to validation.
@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-SIZE = 32
+SIZE = 16
 VAL_EVERY = 5
 
 
 def load():
-    """{"train": (images, labels), "val": (images, labels)} with uint8 32 x 32 x 3 images."""
+    """{"train": (images, labels), "val": (images, labels)} with uint8 16 x 16 x 3 images."""
     import cv2
     from sklearn.datasets import load_digits
 

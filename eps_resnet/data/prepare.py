@@ -1,7 +1,7 @@
 """``eps-resnet prepare``: turn each dataset's published files into the project's on-disk form.
 
-CIFAR, SVHN and digits become ``{train,val}_images.npy`` (uint8 N x 32 x 32 x 3),
-``{train,val}_labels.npy`` and ``mean.npy`` (the per-pixel training mean); ImageNet is indexed
+CIFAR, SVHN and digits become ``{train,val}_images.npy`` (uint8 N x 32 x 32 x 3; digits 16 x
+16), ``{train,val}_labels.npy`` and ``mean.npy`` (the per-pixel training mean); ImageNet is indexed
 where it lies (see :mod:`.imagenet`). ``prepared.yaml`` is written last: it marks a finished
 prepare, and a rerun that finds it does nothing. Outputs are written in a staging folder and
 moved in place only when everything succeeded, so an interrupted prepare leaves nothing half-used.

@@ -111,8 +111,8 @@ class TrainSettings:
             s.image_size = 224 if synthetic and imagenet_like else info.image_size
         if s.classes is None:
             s.classes = 1000 if synthetic and imagenet_like else info.num_classes
-        if s.image_size < 32:
-            raise SettingsError(f"--image-size {s.image_size} is too small; expected at least 32")
+        if s.image_size < 16:  # the demo's digits are the smallest images trained on
+            raise SettingsError(f"--image-size {s.image_size} is too small; expected at least 16")
         if s.classes < 2:
             raise SettingsError(f"--classes {s.classes} is too small; expected at least 2")
         if s.variant not in VARIANTS:
