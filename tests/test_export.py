@@ -37,7 +37,9 @@ def test_exported_baseline_classifies_raw_images(tmp_path, dataset, tf):
                  "--batch", "16", "--steps-per-epoch", "4", "--epochs", "1", "--out", str(run)]) == 0
     assert main(["export", str(run), "--out", str(tmp_path / "model")]) == 0
 
-    x = (np.random.RandomState(1).rand(5, 32, 32, 3) * 255).astype(np.uint8)
+    settings = run_settings(str(run)).resolved()
+    size = settings.image_size  # the training size: 16 for the demo's digits, 32 here otherwise
+    x = (np.random.RandomState(1).rand(5, size, size, 3) * 255).astype(np.uint8)
     np.save(tmp_path / "x.npy", x)
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     r = subprocess.run([sys.executable, "-c", CLASSIFY, str(tmp_path / "model"), str(tmp_path / "x.npy"),
@@ -47,7 +49,6 @@ def test_exported_baseline_classifies_raw_images(tmp_path, dataset, tf):
     assert r.stdout.strip().startswith("False")  # plain TensorFlow, no eps_resnet
     served = np.load(tmp_path / "logits.npy")
 
-    settings = run_settings(str(run)).resolved()
     model = build_model(settings)
     # what the training dataflow feeds: digits as uint8 (the network subtracts the mean),
     # synthetic data centred
