@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import digits as _digits
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -37,8 +39,9 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("cifar100", 100, 32, {"cifar": "cifar"}, "CIFAR-100"),
         DatasetInfo("svhn", 10, 32, {"cifar": "svhn"}, "SVHN cropped digits"),
         DatasetInfo("imagenet", 1000, 224, {"imagenet": "imagenet"}, "ILSVRC-2012"),
-        DatasetInfo("digits", 10, 16, {"cifar": "digits", "imagenet": "digits_imagenet"},
-                    "scikit-learn's 8x8 handwritten digits upscaled to 16x16 (offline demo)"),
+        DatasetInfo("digits", 10, _digits.SIZE, {"cifar": "digits", "imagenet": "digits_imagenet"},
+                    f"scikit-learn's 8x8 handwritten digits upscaled to {_digits.SIZE}x"
+                    f"{_digits.SIZE} (offline demo)"),
         DatasetInfo("synthetic", 10, 32, {"cifar": "synthetic", "imagenet": "synthetic_imagenet"},
                     "procedurally generated images, no files (tests and benchmarks)"),
     )
