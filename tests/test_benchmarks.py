@@ -69,3 +69,14 @@ def test_cpu_kernels_benchmark_prints_both_kinds_and_their_ratio():
     portable, native, ratio = (float(x) for x in re.search(
         r"\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", out).groups())
     assert portable > 0 and native > 0 and ratio == pytest.approx(portable / native, rel=0.02)
+
+
+def test_input_gradient_kernels_benchmark_prints_both_kernels_per_shape_and_per_network():
+    out = run("input_gradient_kernels.py", "--batch", "4", "--steps", "2", "--warmup", "1",
+              "--rounds", "1", "--repeat", "1", "--max-shapes", "2")
+    rows = re.findall(r"\| \d+ \| \d+x\d+ \| .* \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", out)
+    assert len(rows) == 2 and all(float(c) > 0 and float(e) > 0 for c, e, _ in rows)
+    assert "imagenet-family ResNet-18 standard, 16x16" in out
+    custom, eigen, speedup = (float(x) for x in re.search(
+        r"\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|\s*$", out).groups())
+    assert speedup == pytest.approx(eigen / custom, rel=0.02)

@@ -243,6 +243,20 @@ class DeterminismCheck(Callback):
             self.found(ops)
 
 
+class SmallMapKernels(Callback):
+    """Eigen's CPU kernel for the input gradients of convolutions on small maps
+    (:mod:`eps_resnet.training.kernels`), set on the training graph once the trainer has built
+    it; only for CPU training with oneDNN's rewrites off."""
+
+    def _setup_graph(self):
+        from .kernels import use_eigen_on_small_maps
+
+        n = use_eigen_on_small_maps(self.graph)
+        if n:
+            logger.info(f"{n} convolution input gradients on maps of at most 2x2 pixels use "
+                        "Eigen's CPU kernel")
+
+
 class GatesAtValidation(Inferencer):
     """Per gated block, over the validation batches: the fraction in which the gate was closed
     (the mean of ``is_discarded``, as ``<block>/val_is_discarded``) and the mean of the branch's

@@ -286,7 +286,8 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
 
     from .callbacks import (CheckpointAfterStats, DeterminismCheck, DiscardedBlocksPrinter,
                             EpochScheduleSetter, FullPrecisionPrinter, LearningRateSetter,
-                            OrderedQueueInput, StatsWriter)
+                            OrderedQueueInput, SmallMapKernels, StatsWriter)
+    from .kernels import onednn_rewrites_on
     from ..models import make_layout
     from ..models.gate import DISCARDED_AT
     from ..models.resnet import build_model
@@ -320,6 +321,8 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
                 write_run_file(s.out, _run_record(p, "running", started))
 
             callbacks.append(DeterminismCheck(found))
+        if p.devices.device == "cpu" and not onednn_rewrites_on():
+            callbacks.append(SmallMapKernels())
         if s.epsilon_points:
             callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
             callbacks.append(DiscardedBlocksPrinter(
