@@ -113,7 +113,7 @@ def main():
     print(f"\nConv2DBackpropInput on the CPU ({os.cpu_count()} cores) {info['model']} "
           f"[{' '.join(info['flags'])}], {cpu_kernels()['kind']} kernels, 1 thread; best of "
           f"{args.rounds} round(s) of {args.repeat}")
-    print("| batch | map | channels in -> out | filter, stride | custom ms | eigen ms | "
+    print("| batch | input map | channels in -> out | filter, stride | custom ms | eigen ms | "
           "custom / eigen |\n|---|---|---|---|---|---|---|")
     for shape in shapes:
         b, hw, ci, co, k, stride = shape

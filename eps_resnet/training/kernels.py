@@ -4,20 +4,20 @@ With oneDNN's graph rewrites off (portable CPU kernels; also TensorFlow's defaul
 ``Conv2DBackpropInput`` runs TensorFlow's "custom" CPU kernel, which loops over the images of
 the batch and, for each, multiplies that image's output gradient with the whole filter. On a map
 of one or four pixels that product is a matrix-vector product that reads the whole filter again
-for every image: a 3x3 convolution with 512 channels on 1x1 maps at batch 32 took 264 ms there,
-and 29 ms with TensorFlow's other CPU kernel for the op (kernel label "eigen_tensor", Eigen's
+for every image: a 3x3 convolution with 512 channels on 1x1 maps at batch 32 took 267 ms there,
+and 20 ms with TensorFlow's other CPU kernel for the op (kernel label "eigen_tensor", Eigen's
 spatial convolution gradient, one contraction over the whole batch); on 2x2 maps with 128
-channels, 12 against 3 ms. On maps of 4x4 and larger neither kernel is consistently the faster
+channels, 11 against 2 ms. On maps of 4x4 and larger neither kernel is consistently the faster
 (the custom one took 0.5 to 1.6 times Eigen's time on the shapes of both families), so they keep
 TensorFlow's default. ``python benchmarks/input_gradient_kernels.py`` prints the table for the
 machine it runs on (the figures above: a 2-core AVX2 AMD EPYC, one thread).
 
 The ImageNet-family networks reach such maps on small images (ResNet-18 on the demo's 16x16
 digits ends on 1x1 maps with 512 channels), where the custom kernel took 1.07 of the 1.30 s of a
-training step. :func:`use_eigen_on_small_maps` gives those gradients Eigen's kernel: 129
-instead of 27 images per second for that network at batch 32 (the benchmark's second table). The CIFAR
-family never gets there (its smallest maps are a quarter of the image's side, 4x4 at the
-smallest image size training accepts), so its graphs, and its bits, are left as they were.
+training step. :func:`use_eigen_on_small_maps` gives those gradients Eigen's kernel: 110
+instead of 24 images per second for that network at batch 32 (the benchmark's second table).
+The CIFAR family never gets there (its smallest maps are a quarter of the image's side, 4x4 at
+the smallest image size training accepts), so its graphs, and its bits, are left as they were.
 """
 from __future__ import annotations
 
