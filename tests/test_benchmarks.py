@@ -80,3 +80,15 @@ def test_input_gradient_kernels_benchmark_prints_both_kernels_per_shape_and_per_
     custom, eigen, speedup = (float(x) for x in re.search(
         r"\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|\s*$", out).groups())
     assert speedup == pytest.approx(eigen / custom, rel=0.02)
+
+
+def test_mixed_precision_graph_benchmark_counts_both_graphs_after_the_rewrite():
+    out = run("mixed_precision_graph.py", "--units", "1", "--batch", "8", "--repeat", "2")
+    rows = dict(re.findall(r"^\| (standard|epsilon) \| (.*) \|$", out, re.M))
+    assert set(rows) == {"standard", "epsilon"}
+    counts = {v: [int(c.split(" / ")[0]) for c in r.split(" | ")] for v, r in rows.items()}
+    # the rewrite ran: most full-size ops are bfloat16 and it inserted casts
+    assert all(c[0] > c[1] and c[2] > 0 and c[3] > 0 for c in counts.values())
+    f32, bf16, ratio = (float(x) for x in re.search(
+        r"\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|\s*$", out).groups())
+    assert ratio == pytest.approx(bf16 / f32, rel=0.05)
