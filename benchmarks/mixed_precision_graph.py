@@ -7,8 +7,9 @@ in bfloat16 against float32.
 Part 1 counts, per variant, the ops on full-size tensors (more than 1,000 elements) by the dtype
 the rewrite gave them, and the casts it inserted: a gate that forced float32 onto the branch
 would show as full-size casts the standard graph lacks. (Ops inside the gate's ``tf.case``
-branches have no static shape and are not counted: the block's sum and its reductions.) Part 2 times max and min over a
-128 x 32 x 32 x 16 tensor (the first stage's branch at batch 128) in both dtypes, one thread.
+branches have no static shape and are not counted: the block's sum and its reductions.) Part 2
+times max and min over a 128 x 32 x 32 x 16 tensor (the first stage's branch at batch 128) in
+both dtypes, one thread.
 
     python benchmarks/mixed_precision_graph.py               # ResNet-32 (n = 5), batch 128
     python benchmarks/mixed_precision_graph.py --units 1 --batch 8 --repeat 2
