@@ -137,3 +137,32 @@ def open_report_results(report: str, categories, screenshot: str | None = None) 
                 rows = page.locator("tr:has(a[iconname='eye'])")
         browser.close()
     return shown
+
+
+def build(tf, family, depth, variant, classes=10, size=32, data_format="NHWC", training=True,
+          gradients=False):
+    """Build the model in a fresh graph; returns (graph, logits, input placeholders).
+    ``gradients``: also the gradients of the training cost, as training adds them.
+
+    NCHW graphs are compiled with XLA: TensorFlow's own CPU pooling kernels are NHWC-only, XLA's
+    are not, so the GPU layout can be checked on this CPU.
+    """
+    import tensorflow
+    from contextlib import nullcontext
+    from tensorpack.tfutils.tower import TowerContext
+
+    from eps_resnet.models import make_layout
+    from eps_resnet.models.resnet import ModelSpec, ResNetModel
+    from eps_resnet.training.recipe import RECIPES
+
+    g = tf.Graph()
+    with g.as_default():
+        model = ResNetModel(ModelSpec(make_layout(family, depth), variant, classes, size,
+                                      RECIPES["synthetic"], epsilon=2.5, data_format=data_format))
+        inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
+        jit = tensorflow.xla.experimental.jit_scope() if data_format == "NCHW" else nullcontext()
+        with TowerContext("", is_training=training), jit:
+            cost = model.build_graph(*inputs)
+        if gradients:
+            tf.gradients(cost, tf.trainable_variables())
+    return g, g.get_tensor_by_name("logits:0"), inputs

@@ -3,26 +3,8 @@ get it, that TensorFlow honours the choice, and that it computes the same gradie
 import numpy as np
 import pytest
 
-from eps_resnet.models import make_layout
-from eps_resnet.training.kernels import EIGEN_LABEL, use_eigen_on_small_maps
-from eps_resnet.training.recipe import RECIPES
-
-
-def train_graph(tf, family, depth, size):
-    """A model's training graph with its gradients, in a fresh graph."""
-    from tensorpack.tfutils.tower import TowerContext
-
-    from eps_resnet.models.resnet import ModelSpec, ResNetModel
-
-    g = tf.Graph()
-    with g.as_default():
-        model = ResNetModel(ModelSpec(make_layout(family, depth), "standard", 10, size,
-                                      RECIPES["synthetic"]))
-        inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
-        with TowerContext("", is_training=True):
-            cost = model.build_graph(*inputs)
-        tf.gradients(cost, tf.trainable_variables())
-    return g
+from eps_resnet.training.kernels import EIGEN_LABEL, set_kernel_label, use_eigen_on_small_maps
+from helpers import build
 
 
 def labelled(g):
@@ -33,7 +15,7 @@ def labelled(g):
 @pytest.mark.parametrize("family,depth", [("cifar", 8), ("imagenet", 18)])
 def test_exactly_the_input_gradients_of_filters_larger_than_1x1_on_2x2_maps_or_smaller(
         tf, family, depth):
-    g = train_graph(tf, family, depth, 16)
+    g, _, _ = build(tf, family, depth, "standard", size=16, gradients=True)
     # from the forward convolutions: those with a 3x3 filter and an output of at most 2x2
     # pixels whose input is not the image (the image needs no gradient)
     small = [op for op in g.get_operations() if op.type == "Conv2D"
@@ -59,9 +41,7 @@ def test_tensorflow_runs_the_labelled_kernel_and_it_gives_the_same_gradient(tf):
             y = tf.nn.conv2d(x, w, 1, "SAME")
             grad = tf.gradients(tf.reduce_sum(tf.sin(y)), [x])[0]
             if label is not None:
-                from tensorflow.core.framework import attr_value_pb2
-
-                grad.op._set_attr("_kernel", attr_value_pb2.AttrValue(s=label))
+                set_kernel_label(grad.op, label)
             with tf.Session() as sess:
                 if label == b"no_such_kernel":
                     # the label is read when the session places the graph: a wrong one has no

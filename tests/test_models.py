@@ -4,30 +4,7 @@ import pytest
 
 from eps_resnet.models import check_depth, make_layout
 from eps_resnet.models.layouts import block_parameters, count_parameters
-from eps_resnet.training.recipe import RECIPES
-
-
-def build(tf, family, depth, variant, classes=10, size=32, data_format="NHWC", training=True):
-    """Build the model in a fresh graph; returns (graph, logits, input placeholders).
-
-    NCHW graphs are compiled with XLA: TensorFlow's own CPU pooling kernels are NHWC-only, XLA's
-    are not, so the GPU layout can be checked on this CPU.
-    """
-    import tensorflow
-    from contextlib import nullcontext
-    from tensorpack.tfutils.tower import TowerContext
-
-    from eps_resnet.models.resnet import ModelSpec, ResNetModel
-
-    g = tf.Graph()
-    with g.as_default():
-        model = ResNetModel(ModelSpec(make_layout(family, depth), variant, classes, size,
-                                      RECIPES["synthetic"], epsilon=2.5, data_format=data_format))
-        inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
-        jit = tensorflow.xla.experimental.jit_scope() if data_format == "NCHW" else nullcontext()
-        with TowerContext("", is_training=training), jit:
-            model.build_graph(*inputs)
-    return g, g.get_tensor_by_name("logits:0"), inputs
+from helpers import build
 
 
 def n_params(tf, g):

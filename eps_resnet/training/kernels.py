@@ -44,12 +44,18 @@ def use_eigen_on_small_maps(graph) -> int:
 
     Only for graphs that run on the CPU with oneDNN's rewrites off: TensorFlow's GPU kernels
     carry no such label, and oneDNN's rewrite replaces the op (label and all) with its own."""
-    from tensorflow.core.framework import attr_value_pb2
-
     ops = [op for op in graph.get_operations() if _is_small_map_gradient(op)]
     for op in ops:
-        op._set_attr("_kernel", attr_value_pb2.AttrValue(s=EIGEN_LABEL))
+        set_kernel_label(op, EIGEN_LABEL)
     return len(ops)
+
+
+def set_kernel_label(op, label: bytes) -> None:
+    """Ask for the kernel registered under ``label`` for ``op`` (TensorFlow reads the node's
+    ``_kernel`` attribute when a session places the graph)."""
+    from tensorflow.core.framework import attr_value_pb2
+
+    op._set_attr("_kernel", attr_value_pb2.AttrValue(s=label))
 
 
 def onednn_rewrites_on() -> bool:
