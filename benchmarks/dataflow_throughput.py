@@ -17,6 +17,7 @@ The data are generated in the real on-disk formats: prepared datasets of CIFAR-1
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import tempfile
 import time
@@ -29,37 +30,64 @@ from eps_resnet.data.files import save_arrays, write_marker
 from eps_resnet.training.settings import TrainSettings, default_data_workers
 
 
+#: Seconds a measurement may take beyond its own ``--seconds`` (start-up, graph building, the
+#: workers' first batches) before the benchmark stops and prints where it waits.
+SLACK = 240
+
+
+def watchdog(seconds: float) -> None:
+    """Stop this process with every thread's stack on stderr if it is still running after
+    ``seconds`` (a hang becomes a failure that says where; cancelled by the next call)."""
+    faulthandler.cancel_dump_traceback_later()
+    faulthandler.dump_traceback_later(seconds, exit=True)
+
+
 def rate(df, batch: int, seconds: float, warmup: int = 5) -> float:
+    watchdog(seconds + SLACK)
     df.reset_state()
 
     def forever():  # as tensorpack's QueueInput does: start a new pass when one ends
         while True:
             yield from df
     it = forever()
-    for _ in range(warmup):
-        next(it)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        next(it)
-        n += batch
-    return n / (time.perf_counter() - start)
+    try:
+        for _ in range(warmup):
+            next(it)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            next(it)
+            n += batch
+        return n / (time.perf_counter() - start)
+    finally:
+        df.close()
+        faulthandler.cancel_dump_traceback_later()
 
 
 def into_graph(settings, batch: int, seconds: float) -> float:
     """:func:`dequeued` in a process of its own (started afresh: forking a process that already
     runs TensorFlow's threads, as the data workers are, can hang)."""
     import multiprocessing
+    import queue
 
     spawn = multiprocessing.get_context("spawn")
     result = spawn.Queue()
     child = spawn.Process(target=_dequeued_then_exit, args=(result, settings, batch, seconds))
     child.start()
-    rate = result.get()
+    while True:
+        try:
+            rate = result.get(timeout=1)
+            break
+        except queue.Empty:
+            if not child.is_alive():  # its watchdog or an error ended it; stderr says why
+                raise SystemExit(f"dataflow_throughput.py: the {settings.dataset} measurement "
+                                 f"into the graph ended without a result (exit status "
+                                 f"{child.exitcode})")
     child.join()
     return rate
 
 
 def _dequeued_then_exit(result, settings, batch: int, seconds: float) -> None:
+    watchdog(seconds + SLACK)
     result.put(dequeued(settings, batch, seconds))
     result.close()
     result.join_thread()

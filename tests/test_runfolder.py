@@ -358,6 +358,43 @@ def test_a_signal_to_the_process_group_ends_trainer_and_workers(tmp_path):
     assert yaml.safe_load((run / "run.yaml").read_text())["status"] == "interrupted"
 
 
+def _workers_of(trainer, count=2, timeout=120):
+    deadline, workers = time.time() + timeout, []
+    while time.time() < deadline and len(workers) < count:
+        workers = [p for p in _children(trainer.pid)
+                   if "python" in open(f"/proc/{p}/cmdline").read()]
+        time.sleep(0.2)
+    assert len(workers) >= count, "the trainer started no data workers"
+    return workers
+
+
+def test_a_dead_data_worker_fails_the_run_and_names_it(tmp_path):
+    """The pool replaces a worker that dies, and the batch it was computing never arrives (a
+    worker killed while holding the pool's task lock wedges the pool): the run must fail,
+    saying so, not wait forever nor end as if finished."""
+    data = tmp_path / "digits"
+    assert main(["prepare", "digits", "--out", str(data)]) == 0
+    run = tmp_path / "run"
+    trainer = subprocess.Popen(eps_resnet_cmd(
+        "train", "--dataset", "digits", "--data-dir", data, "--depth", "8", "--variant", "standard",
+        "--batch", "16", "--steps-per-epoch", "100000", "--epochs", "1", "--data-workers", "2",
+        "--out", run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        victim = _workers_of(trainer)[0]
+        time.sleep(2)
+        os.kill(victim, signal.SIGKILL)
+        err = trainer.communicate(timeout=120)[1]
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+    assert trainer.returncode == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"eps-resnet train: error: data worker process {victim} ended "
+                           "(killed by SIGKILL"), last
+    record = yaml.safe_load((run / "run.yaml").read_text())
+    assert record["status"] == "failed" and f"process {victim} ended" in record["error"]
+
+
 def test_data_workers_end_when_their_trainer_is_killed(tmp_path):
     data = tmp_path / "digits"
     assert main(["prepare", "digits", "--out", str(data)]) == 0
@@ -366,12 +403,7 @@ def test_data_workers_end_when_their_trainer_is_killed(tmp_path):
         "--batch", "16", "--steps-per-epoch", "2000", "--epochs", "1", "--data-workers", "2",
         "--out", tmp_path / "run"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline, workers = time.time() + 120, []
-        while time.time() < deadline and len(workers) < 2:
-            workers = [p for p in _children(trainer.pid)
-                       if "python" in open(f"/proc/{p}/cmdline").read()]
-            time.sleep(0.2)
-        assert len(workers) >= 2, "the trainer started no data workers"
+        workers = _workers_of(trainer)
         time.sleep(2)
         trainer.send_signal(signal.SIGKILL)
         trainer.wait()

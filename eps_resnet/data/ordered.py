@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import signal
 from collections import deque
 from typing import Protocol
 
 import numpy as np
 from tensorpack.dataflow import DataFlow
+
+from ..errors import EpsResnetError
+
+#: Seconds between checks that the data workers are alive while a batch is awaited.
+WORKER_CHECK_SECONDS = 2.0
+
+
+class WorkerDied(EpsResnetError):
+    """A data worker process ended while the run still needed its batches."""
+
 
 #: Purposes of the per-batch seeds, so that the permutation and the augmentation draw from
 #: independent streams.
@@ -78,6 +89,9 @@ class OrderedBatches(DataFlow):
         self._next = 0
         self._pool = None
         self._pending: deque = deque()
+        #: the WorkerDied that stopped this dataflow, if one did (training reports it, not the
+        #: closed input queue it leads to)
+        self.failure: WorkerDied | None = None
 
     def __len__(self):
         return len(self.source)
@@ -93,6 +107,9 @@ class OrderedBatches(DataFlow):
             _SOURCES[self._token] = self.source
             self._pool = multiprocessing.get_context("fork").Pool(self.workers,
                                                                   initializer=_worker_init)
+            # (multiprocessing.Pool's internals: the processes it started; it replaces one that
+            # dies without a word, and the batch that one was computing never arrives)
+            self._workers = list(self._pool._pool)
             self._submitted = self._next
 
     def _take(self):
@@ -102,8 +119,32 @@ class OrderedBatches(DataFlow):
         while len(self._pending) < self.prefetch:
             self._pending.append(self._pool.apply_async(_compute, (self._token, self._submitted)))
             self._submitted += 1
-        self._next += 1
-        return self._pending.popleft().get()
+        k, self._next = self._next, self._next + 1
+        result = self._pending.popleft()
+        self._check_workers(k)
+        while not result.ready():
+            result.wait(WORKER_CHECK_SECONDS)
+            self._check_workers(k)
+        return result.get()
+
+    def _check_workers(self, k: int) -> None:
+        """Raise WorkerDied if a worker process has ended. The batch it was computing would be
+        awaited forever, and one killed while it held the pool's task lock wedges the whole
+        pool; one that died idle would be replaced unnoticed, but the run fails all the same,
+        at the next batch, whatever the dead worker was doing."""
+        dead = [p for p in self._workers if p.exitcode is not None]
+        if not dead:
+            return
+        code = dead[0].exitcode
+        how = (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}")
+        if code == -signal.SIGKILL:
+            how += ", as the system's out-of-memory killer does"
+        self.abandon()
+        self.failure = WorkerDied(
+            f"data worker process {dead[0].pid} ended ({how}) while batch {k} was awaited; "
+            "its batches are lost, so the run stopped (run it again to resume from its last "
+            "checkpoint; fewer --data-workers need less memory)")
+        raise self.failure
 
     def __iter__(self):
         for _ in range(len(self)):

@@ -347,6 +347,9 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
                    if towers > 1 else SimpleTrainer())
         try:
             launch_train_with_config(config, trainer)
+            if p.train_flow.failure:
+                # tensorpack ends training quietly when its input queue closes
+                raise p.train_flow.failure
         except tf.errors.UnimplementedError as e:
             if not s.deterministic or "determinis" not in str(e):
                 raise
@@ -359,8 +362,12 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
             # workers go (the pool would replace ones a signal killed)
             p.train_flow.abandon()
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            # a dead data worker ends training as a closed input queue; say what happened
+            cause = p.train_flow.failure if not isinstance(e, KeyboardInterrupt) else None
             _record_end(p, {**_run_record(p, status, started),
-                            "error": f"{type(e).__name__}: {first_line(e)}"})
+                            "error": str(cause) if cause else f"{type(e).__name__}: {first_line(e)}"})
+            if cause:
+                raise cause from None
             raise
     write_run_file(s.out, _run_record(p, "finished", started))
     log(f"{s.out}: finished {s.epochs} epochs")
