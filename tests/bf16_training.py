@@ -54,9 +54,10 @@ def check(out: Path) -> None:
     assert sum(1 for n in nodes.values() if "Conv2D" in n.op and n.attr["T"].type == bf16) >= 10
     for block in ("res1.0", "res2.0", "res3.0"):
         gate = {n.split("/gate/")[1]: nodes[n] for n in nodes if n.startswith(f"{block}/gate/")}
-        for reduction in ("Max", "Min"):  # read the branch as computed: no full-size cast
-            assert gate[reduction].attr["T"].type == bf16
-            assert "Conv2D" in nodes[gate[reduction].input[0].split(":")[0]].op
+        # |F| and its max read the branch as computed: no full-size cast
+        assert gate["Abs"].attr["T"].type == bf16 and gate["Max"].attr["T"].type == bf16
+        assert "Conv2D" in nodes[gate["Abs"].input[0].split(":")[0]].op
+        assert gate["Max"].input[0].split(":")[0] == f"{block}/gate/Abs"
         for op in ("sub", "Relu", "mul", "add", "Relu_1", "mul_1", "add_1"):  # ε's arithmetic
             assert gate[op].attr["T"].type == f32, (block, op)
         assert gate["sub/ReadVariableOp"].op == "ReadVariableOp"  # ε read as float32, never cast

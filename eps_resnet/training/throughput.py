@@ -53,12 +53,15 @@ def images_per_second(variant: str, depth: int, batch: int, steps: int, warmup: 
 
     kind = cpu_kernels or ("native" if precision == "mixed" else "portable")
     from ..compat import cpu_kernels as current
+    from ..compat import use_cpu_kernels
 
-    if kind != current()["kind"] and "tensorflow" in sys.modules:
-        return in_own_process(dict(
-            variant=variant, depth=depth, batch=batch, steps=steps, warmup=warmup, gpus=gpus,
-            family=family, precision=precision, deterministic=deterministic,
-            image_size=image_size, cpu_kernels=kind))
+    if kind != current()["kind"]:
+        if "tensorflow" in sys.modules:
+            return in_own_process(dict(
+                variant=variant, depth=depth, batch=batch, steps=steps, warmup=warmup, gpus=gpus,
+                family=family, precision=precision, deterministic=deterministic,
+                image_size=image_size, cpu_kernels=kind))
+        use_cpu_kernels(kind)  # TensorFlow has not started: this process can still switch
     settings = TrainSettings(
         dataset="synthetic", depth=depth, variant=variant, family=family,
         image_size=image_size, epsilon=2.5 if variant == "epsilon" else None, epochs=1,
