@@ -96,3 +96,20 @@ def test_mixed_precision_graph_benchmark_counts_both_graphs_after_the_rewrite():
     assert [form for form, *_ in timed] == ["max(abs(x)), the gate's", "max(x) and min(x), before"]
     for form, f32, bf16, ratio in timed:
         assert float(ratio) == pytest.approx(float(bf16) / float(f32), rel=0.05), form
+
+
+def test_step_profile_alternates_both_networks_and_splits_the_added_time_by_part():
+    out = run("step_profile.py", "--units", "1", "--batch", "8", "--steps", "4", "--traces", "1",
+              "--top", "100")
+    std, eps, ratio, pairs = (float(x) for x in re.search(
+        r"ratios \|\n\|---\|---\|---\|---\|\n\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|",
+        out).groups())
+    assert std > 0 and eps > 0 and pairs > 0 and ratio == pytest.approx(std / eps, abs=0.002)
+    parts = {name: (float(s), float(e)) for name, s, e in re.findall(
+        r"^\| (gate|block selection|side output|rest|all) \| ([\d.]+) \| ([\d.]+) \|", out, re.M)}
+    assert set(parts) == {"gate", "block selection", "side output", "rest", "all"}
+    # only the gated network has a gate, a selection and a side output; both train the rest
+    for part in ("gate", "block selection", "side output"):
+        assert parts[part][0] == 0 and parts[part][1] > 0, part
+    assert parts["rest"][0] > 0 and parts["rest"][1] > 0
+    assert re.search(r"^\| Abs \| 0\.00 \| [\d.]+ \|", out, re.M)  # the gate's |F|

@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Where an ε-ResNet's training step spends the time a standard ResNet's does not: both
+training graphs (the model, its optimizer and batch-norm updates, the session settings of a
+run) in one process, single steps alternated so that a drifting machine slows both alike, then
+TensorFlow's per-op trace of both, compared by op type and by part of the network.
+
+Parts: the gate (|F|, its max, the ε arithmetic), the block selection (the gate's ``tf.case``:
+switches, merges and the block's sum, which the standard network has too), the side output and
+its gradient, and the rest. fp32 runs the portable CPU kernels, as training does by default;
+mixed, oneDNN's native kernels and its bfloat16 rewrite (a CPU with bfloat16 only).
+
+    python benchmarks/step_profile.py                        # ResNet-32, batch 128, fp32
+    python benchmarks/step_profile.py --precision mixed
+    python benchmarks/step_profile.py --units 1 --batch 8 --steps 4 --traces 1
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import sys
+import time
+
+from eps_resnet.compat import use_cpu_kernels
+
+VARIANTS = ("standard", "epsilon")
+PARTS = ("gate", "block selection", "side output", "rest")
+
+
+def part_of(node: str) -> str:
+    if "/gate/" in node or node.endswith("is_discarded"):
+        return "gate"
+    if "/case/" in node:
+        return "block selection"
+    if "side_output" in node:
+        return "side output"
+    return "rest"
+
+
+def training_step(tf, variant: str, units: int, batch: int, mixed: bool):
+    """A session and a training step of a synthetic-data ResNet of depth 6n+2, and its feed."""
+    import numpy as np
+    from tensorpack.tfutils.tower import TowerContext
+
+    from eps_resnet.compat import session_config
+    from eps_resnet.models.resnet import build_model
+    from eps_resnet.training.settings import TrainSettings
+
+    settings = TrainSettings(dataset="synthetic", depth=6 * units + 2, variant=variant,
+                             epsilon=2.5 if variant == "epsilon" else None, batch=batch,
+                             out="unused").resolved()
+    model = build_model(settings)
+    g = tf.Graph()
+    with g.as_default():
+        inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
+        with TowerContext("", is_training=True):
+            cost = model.build_graph(*inputs)
+        step = tf.group(model.optimizer().minimize(cost),
+                        *tf.get_collection(tf.GraphKeys.UPDATE_OPS))
+        sess = tf.Session(config=session_config(0, "onednn_bfloat16" if mixed else None))
+        sess.run(tf.global_variables_initializer())
+    rng = np.random.RandomState(0)
+    image = inputs[0]
+    feed = {image: (rng.rand(batch, *image.shape.as_list()[1:]) * 255).astype(
+                image.dtype.as_numpy_dtype),
+            inputs[1]: rng.randint(0, settings.classes, batch).astype(np.int32)}
+    return sess, step, feed
+
+
+def traced(tf, sess, step, feed, traces: int):
+    """ms per step by op type and by part, averaged over ``traces`` traced steps (the sum over
+    ops: with several threads it exceeds the step's wall time)."""
+    by_type, by_part = collections.Counter(), collections.Counter()
+    for _ in range(traces):
+        meta = tf.RunMetadata()
+        sess.run(step, feed, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                 run_metadata=meta)
+        for dev in meta.step_stats.dev_stats:
+            for node in dev.node_stats:
+                ms = (node.op_end_rel_micros - node.op_start_rel_micros) / 1000 / traces
+                label = node.timeline_label
+                op = label.split(" = ")[1].split("(")[0] if " = " in label else node.node_name
+                by_type[op] += ms
+                by_part[part_of(node.node_name)] += ms
+    return by_type, by_part
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--units", type=int, default=5, help="n (depth 6n+2), default %(default)s")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--precision", choices=["fp32", "mixed"], default="fp32")
+    p.add_argument("--steps", type=int, default=60, help="timed steps per network, alternated")
+    p.add_argument("--traces", type=int, default=5, help="traced steps per network")
+    p.add_argument("--top", type=int, default=12, help="op types listed, by added time")
+    args = p.parse_args()
+    mixed = args.precision == "mixed"
+    from eps_resnet.training.devices import BF16_CPU_FLAGS
+    from eps_resnet.training.provenance import cpu
+
+    info = cpu()
+    if mixed and not set(BF16_CPU_FLAGS) & set(info["flags"]):
+        sys.exit(f"step_profile.py: --precision mixed needs a CPU with "
+                 f"{' or '.join(BF16_CPU_FLAGS)}; this {info['model']} has neither")
+    use_cpu_kernels("native" if mixed else "portable")
+    from eps_resnet.compat import import_tf
+
+    tf = import_tf()
+    runs = {v: training_step(tf, v, args.units, args.batch, mixed) for v in VARIANTS}
+    for sess, step, feed in runs.values():
+        for _ in range(3):  # warm-up: the rewrite and oneDNN's kernel choice happen here
+            sess.run(step, feed)
+    times = {v: [] for v in VARIANTS}
+    for i in range(args.steps):
+        for v in (VARIANTS if i % 2 == 0 else VARIANTS[::-1]):
+            sess, step, feed = runs[v]
+            start = time.perf_counter()
+            sess.run(step, feed)
+            times[v].append(time.perf_counter() - start)
+    profile = {v: traced(tf, *runs[v], args.traces) for v in VARIANTS}
+
+    median = {v: statistics.median(t) * 1000 for v, t in times.items()}
+    pairs = statistics.median(s / e for s, e in zip(times["standard"], times["epsilon"]))
+    print(f"\nResNet-{6 * args.units + 2}, batch {args.batch}, {args.precision}, CPU "
+          f"({len(times)} networks alternated step by step, {args.steps} steps each) "
+          f"{info['model']} [{' '.join(info['flags'])}]")
+    print("| standard ms/step | epsilon ms/step | standard / epsilon (median steps) | "
+          "median of the pairs' ratios |\n|---|---|---|---|")
+    print(f"| {median['standard']:.1f} | {median['epsilon']:.1f} | "
+          f"{median['standard'] / median['epsilon']:.3f} | {pairs:.3f} |")
+    std, eps = profile["standard"], profile["epsilon"]
+    print(f"\nTraced op time per step by part (mean of {args.traces} traced steps, ms)")
+    print("| part | standard | epsilon | added |\n|---|---|---|---|")
+    for part in PARTS:
+        print(f"| {part} | {std[1][part]:.2f} | {eps[1][part]:.2f} | "
+              f"{eps[1][part] - std[1][part]:+.2f} |")
+    total = (sum(std[1].values()), sum(eps[1].values()))
+    print(f"| all | {total[0]:.2f} | {total[1]:.2f} | {total[1] - total[0]:+.2f} |")
+    print(f"\nOp types by time added (top {args.top}, ms per step)")
+    print("| op | standard | epsilon | added |\n|---|---|---|---|")
+    ops = sorted(set(std[0]) | set(eps[0]), key=lambda op: std[0][op] - eps[0][op])
+    for op in ops[:args.top]:
+        print(f"| {op} | {std[0][op]:.2f} | {eps[0][op]:.2f} | {eps[0][op] - std[0][op]:+.2f} |")
+
+
+if __name__ == "__main__":
+    main()
