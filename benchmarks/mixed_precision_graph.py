@@ -8,8 +8,9 @@ Part 1 counts, per variant, the ops on full-size tensors (more than 1,000 elemen
 the rewrite gave them, and the casts it inserted: a gate that forced float32 onto the branch
 would show as full-size casts the standard graph lacks. (Ops inside the gate's ``tf.case``
 branches have no static shape and are not counted: the block's sum and its reductions.) Part 2
-times the gate's reduction, max(abs(x)), and the max and min it replaced, over a 128 x 32 x 32 x 16
-tensor (the first stage's branch at batch 128) in both dtypes, one thread.
+times the gate's two ways to max|F| (under the rewrite max(abs(x)), otherwise max(x) and
+min(x)) over a 128 x 32 x 32 x 16 tensor (the first stage's branch at batch 128) in both
+dtypes, one thread.
 
     python benchmarks/mixed_precision_graph.py               # ResNet-32 (n = 5), batch 128
     python benchmarks/mixed_precision_graph.py --units 1 --batch 8 --repeat 2
@@ -99,9 +100,9 @@ def full_size_work(graph_def, g) -> dict:
     return found
 
 
-#: The gate's reduction as built (max of |F|) and the two reductions it replaced.
-REDUCTIONS = {"max(abs(x)), the gate's": lambda tf, x: tf.reduce_max(tf.abs(x)),
-              "max(x) and min(x), before": lambda tf, x: [tf.reduce_max(x), tf.reduce_min(x)]}
+#: The gate's two ways to max|F|: under the bfloat16 rewrite, and otherwise.
+REDUCTIONS = {"max(abs(x)): gate, bfloat16": lambda tf, x: tf.reduce_max(tf.abs(x)),
+              "max(x), min(x): gate, float32": lambda tf, x: [tf.reduce_max(x), tf.reduce_min(x)]}
 
 
 def time_reductions(tf, repeat: int) -> dict:

@@ -49,7 +49,7 @@ def training_step(tf, variant: str, units: int, batch: int, mixed: bool):
     settings = TrainSettings(dataset="synthetic", depth=6 * units + 2, variant=variant,
                              epsilon=2.5 if variant == "epsilon" else None, batch=batch,
                              out="unused").resolved()
-    model = build_model(settings)
+    model = build_model(settings, mixed_kind="onednn_bfloat16" if mixed else None)
     g = tf.Graph()
     with g.as_default():
         inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]

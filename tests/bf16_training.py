@@ -35,7 +35,7 @@ def check(out: Path) -> None:
     from eps_resnet.models.resnet import build_model
 
     model = build_model(TrainSettings(dataset="synthetic", depth=8, variant="epsilon", epsilon=2.3,
-                                      out=str(out)).resolved())
+                                      out=str(out)).resolved(), mixed_kind="onednn_bfloat16")
     with tf.Graph().as_default():
         x = tf.placeholder(tf.float32, [None, 32, 32, 3], "input")
         y = tf.placeholder(tf.int32, [None], "label")

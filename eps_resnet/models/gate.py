@@ -13,9 +13,10 @@ This module computes the same function in a cheaper form (measured in
 formula is kept in ``tests/test_gate.py`` as the reference):
 
 * ``relu(F - ε) + relu(-F - ε) == relu(|F| - ε)`` element-wise, and relu is monotone, so
-  ``s = relu(max|F| - ε)``: one full-size |F| and one reduction instead of four full-size
-  temporaries. (``max(max F, -min F)``, two reductions and no temporary, took longer in float32
-  and about twice as long in bfloat16, where TensorFlow's CPU reductions convert every element.)
+  ``s = relu(max|F| - ε)``, with ``max|F| = max(max F, -min F)``: two reductions over F instead
+  of four full-size temporaries. Under oneDNN's bfloat16 rewrite on CPUs, whose reductions
+  convert every element to float32, one full-size |F| and one reduction cost less
+  (``via_abs``); the value is the same.
 * T is a saturated step whose derivative with respect to F vanishes outside a band of width 1/L,
   so the decision is computed from ``stop_gradient(F)``; the gradient of ``T * F`` with respect to
   F, which is T, is untouched.
@@ -38,18 +39,29 @@ DISCARDED_AT = 0.5
 CLOSED_AT = 1.0 - 1e-6
 
 
-def gate_value(branch, epsilon, L: float = GATE_L):
+def gate_value(branch, epsilon, L: float = GATE_L, via_abs: bool = False):
     """The scalar T of the gate for a branch output (0: discarded, 1: open), float32.
 
-    The decision is exact whatever precision the branch is computed in: |F| and its max read
-    the branch in its own dtype (the absolute values of bfloat16 or float16 values and their max
-    are such values, so nothing is lost and no full-size cast is made), and only that scalar is
+    ``via_abs``: max|F| as the max of |F| rather than max(max F, -min F) (for the oneDNN
+    bfloat16 rewrite, see the module's docstring).
+
+    The decision is exact whatever precision the branch is computed in: the reductions read
+    the branch in its own dtype (the max, min and magnitudes of bfloat16 or float16 values are
+    such values, so nothing is lost and no full-size cast is made), and only that scalar is
     converted to float32; ε and the rest of the formula stay float32 (2.3 is not a bfloat16 number).
     """
     tf = import_tf()
     with tf.name_scope("gate"):
         f = tf.stop_gradient(branch)
-        peak = float32_fence(tf.reduce_max(tf.abs(f), name="Max"), name="peak")
+        if via_abs:
+            # TensorFlow's CPU reductions in bfloat16 convert each element: one over |F| took
+            # 1.14 ms per 2.1 M elements against 1.80 for max F and min F (float32: 0.75
+            # against 0.57), benchmarks/mixed_precision_graph.py
+            peak = tf.reduce_max(tf.abs(f), name="Max")
+        else:
+            # two reductions reading F, no full-size |F| temporary
+            peak = tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name="Max")
+        peak = float32_fence(peak, name="peak")
         eps = tf.cast(epsilon, tf.float32)
         s = tf.nn.relu(peak - eps)
         r3 = tf.nn.relu(-L * s + 1.0)
@@ -71,7 +83,7 @@ def float32_fence(x, name: str = "float32_fence"):
 
 
 def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None,
-                   stays_closed: bool = False):
+                   stays_closed: bool = False, via_abs: bool = False):
     """``shortcut + S(branch)`` with the strict-identity gate.
 
     Returns ``(output, is_discarded)`` where ``is_discarded = 1 - T`` is the float32 scalar that the
@@ -86,9 +98,11 @@ def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None,
     usual, and so does ``verdict`` (training's moving average of is_discarded, before this
     step); is_discarded reports that combined decision, so once the average says discarded it
     only rises, and the gate stays closed for the rest of training.
+
+    ``via_abs``: see :func:`gate_value`.
     """
     tf = import_tf()
-    t = gate_value(branch, epsilon, L)
+    t = gate_value(branch, epsilon, L, via_abs)
     if stays_closed:
         # this step's decision must read the average before this step's update of it, which
         # takes is_discarded as its input

@@ -273,7 +273,8 @@ class ResNetModel(ModelDesc):
                 elif self.gated:
                     x, is_discarded = gated_residual(
                         shortcut, branch, epsilon, stays_closed=stays,
-                        verdict=_closed_for_good(block.name) if stays else self._verdict(block.name))
+                        verdict=_closed_for_good(block.name) if stays else self._verdict(block.name),
+                        via_abs=spec.mixed_kind == "onednn_bfloat16")
                     discarded.append(is_discarded)
                     peaks.append(tf.get_default_graph().get_tensor_by_name(
                         f"{tf.get_default_graph().get_name_scope()}/gate/peak:0"))
