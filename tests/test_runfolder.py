@@ -332,17 +332,23 @@ def _alive(pid):
         return f.read().split()[2] != "Z"
 
 
-def test_a_signal_to_the_process_group_ends_trainer_and_workers(tmp_path):
-    """Ctrl-C and a scheduler's SIGTERM reach the data workers too; one that dies holding the
-    pool's lock must not keep the trainer from exiting."""
+def _digits_trainer(tmp_path, steps: int, epochs: int, workers: int, **popen):
+    """A depth-8 digits run into tmp_path/run, started in the background (stdout discarded):
+    (the process, the run folder)."""
     data = tmp_path / "digits"
     assert main(["prepare", "digits", "--out", str(data)]) == 0
     run = tmp_path / "run"
-    trainer = subprocess.Popen(eps_resnet_cmd(
+    return subprocess.Popen(eps_resnet_cmd(
         "train", "--dataset", "digits", "--data-dir", data, "--depth", "8", "--variant", "standard",
-        "--batch", "16", "--steps-per-epoch", "100", "--epochs", "4", "--data-workers", "1",
-        "--out", run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        "--batch", "16", "--steps-per-epoch", str(steps), "--epochs", str(epochs),
+        "--data-workers", str(workers), "--out", run), stdout=subprocess.DEVNULL, **popen), run
+
+
+def test_a_signal_to_the_process_group_ends_trainer_and_workers(tmp_path):
+    """Ctrl-C and a scheduler's SIGTERM reach the data workers too; one that dies holding the
+    pool's lock must not keep the trainer from exiting."""
+    trainer, run = _digits_trainer(tmp_path, 100, 4, 1, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
     try:
         deadline = time.time() + 180
         while time.time() < deadline and not (run / "model-100.index").exists():
@@ -372,13 +378,7 @@ def test_a_dead_data_worker_fails_the_run_and_names_it(tmp_path):
     """The pool replaces a worker that dies, and the batch it was computing never arrives (a
     worker killed while holding the pool's task lock wedges the pool): the run must fail,
     saying so, not wait forever nor end as if finished."""
-    data = tmp_path / "digits"
-    assert main(["prepare", "digits", "--out", str(data)]) == 0
-    run = tmp_path / "run"
-    trainer = subprocess.Popen(eps_resnet_cmd(
-        "train", "--dataset", "digits", "--data-dir", data, "--depth", "8", "--variant", "standard",
-        "--batch", "16", "--steps-per-epoch", "100000", "--epochs", "1", "--data-workers", "2",
-        "--out", run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    trainer, run = _digits_trainer(tmp_path, 100000, 1, 2, stderr=subprocess.PIPE, text=True)
     try:
         victim = _workers_of(trainer)[0]
         time.sleep(2)
@@ -396,12 +396,7 @@ def test_a_dead_data_worker_fails_the_run_and_names_it(tmp_path):
 
 
 def test_data_workers_end_when_their_trainer_is_killed(tmp_path):
-    data = tmp_path / "digits"
-    assert main(["prepare", "digits", "--out", str(data)]) == 0
-    trainer = subprocess.Popen(eps_resnet_cmd(
-        "train", "--dataset", "digits", "--data-dir", data, "--depth", "8", "--variant", "standard",
-        "--batch", "16", "--steps-per-epoch", "2000", "--epochs", "1", "--data-workers", "2",
-        "--out", tmp_path / "run"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trainer, _ = _digits_trainer(tmp_path, 2000, 1, 2, stderr=subprocess.DEVNULL)
     try:
         workers = _workers_of(trainer)
         time.sleep(2)
