@@ -33,9 +33,11 @@ NOT_ACTIVATIONS = {"Const", "Identity", "VariableV2", "VarHandleOp", "ReadVariab
                    "ResourceApplyMomentum", "ScalarSummary"}
 
 
-def training_graph(tf, variant: str, units: int, batch: int):
-    """(meta graph, graph) of a CIFAR-family model's training step, built for the oneDNN
-    bfloat16 rewrite as training builds it."""
+def training_graph(tf, variant: str, units: int, batch: int,
+                   mixed_kind: str | None = "onednn_bfloat16"):
+    """(meta graph, graph) of a CIFAR-family model's training step (its train op in the graph's
+    TRAIN_OP collection), built for ``mixed_kind`` (default the oneDNN bfloat16 rewrite) as
+    training builds it."""
     from tensorpack.tfutils.tower import TowerContext
 
     from eps_resnet.models import make_layout
@@ -46,7 +48,7 @@ def training_graph(tf, variant: str, units: int, batch: int):
     with g.as_default():
         model = ResNetModel(ModelSpec(make_layout("cifar", 6 * units + 2), variant, 10, 32,
                                       RECIPES["synthetic"], epsilon=2.5,
-                                      mixed_kind="onednn_bfloat16"))
+                                      mixed_kind=mixed_kind))
         inputs = [tf.placeholder(s.dtype, [batch, *s.shape[1:]], s.name) for s in model.inputs()]
         with TowerContext("", is_training=True):
             cost = model.build_graph(*inputs)

@@ -40,30 +40,21 @@ def part_of(node: str) -> str:
 def training_step(tf, variant: str, units: int, batch: int, mixed: bool):
     """A session and a training step of a synthetic-data ResNet of depth 6n+2, and its feed."""
     import numpy as np
-    from tensorpack.tfutils.tower import TowerContext
 
     from eps_resnet.compat import session_config
-    from eps_resnet.models.resnet import build_model
-    from eps_resnet.training.settings import TrainSettings
+    from mixed_precision_graph import training_graph
 
-    settings = TrainSettings(dataset="synthetic", depth=6 * units + 2, variant=variant,
-                             epsilon=2.5 if variant == "epsilon" else None, batch=batch,
-                             out="unused").resolved()
-    model = build_model(settings, mixed_kind="onednn_bfloat16" if mixed else None)
-    g = tf.Graph()
+    kind = "onednn_bfloat16" if mixed else None
+    _, g = training_graph(tf, variant, units, batch, mixed_kind=kind)
     with g.as_default():
-        inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
-        with TowerContext("", is_training=True):
-            cost = model.build_graph(*inputs)
-        step = tf.group(model.optimizer().minimize(cost),
+        step = tf.group(*tf.get_collection(tf.GraphKeys.TRAIN_OP),
                         *tf.get_collection(tf.GraphKeys.UPDATE_OPS))
-        sess = tf.Session(config=session_config(0, "onednn_bfloat16" if mixed else None))
+        sess = tf.Session(config=session_config(0, kind))
         sess.run(tf.global_variables_initializer())
+    image, label = g.get_tensor_by_name("input:0"), g.get_tensor_by_name("label:0")
     rng = np.random.RandomState(0)
-    image = inputs[0]
-    feed = {image: (rng.rand(batch, *image.shape.as_list()[1:]) * 255).astype(
-                image.dtype.as_numpy_dtype),
-            inputs[1]: rng.randint(0, settings.classes, batch).astype(np.int32)}
+    feed = {image: (rng.rand(*image.shape.as_list()) * 255).astype(image.dtype.as_numpy_dtype),
+            label: rng.randint(0, 10, batch).astype(np.int32)}
     return sess, step, feed
 
 
@@ -95,11 +86,11 @@ def main():
     p.add_argument("--top", type=int, default=12, help="op types listed, by added time")
     args = p.parse_args()
     mixed = args.precision == "mixed"
-    from eps_resnet.training.devices import BF16_CPU_FLAGS
+    from eps_resnet.training.devices import BF16_CPU_FLAGS, has_bfloat16
     from eps_resnet.training.provenance import cpu
 
     info = cpu()
-    if mixed and not set(BF16_CPU_FLAGS) & set(info["flags"]):
+    if mixed and not has_bfloat16(info["flags"]):
         sys.exit(f"step_profile.py: --precision mixed needs a CPU with "
                  f"{' or '.join(BF16_CPU_FLAGS)}; this {info['model']} has neither")
     use_cpu_kernels("native" if mixed else "portable")

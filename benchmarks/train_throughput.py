@@ -45,11 +45,11 @@ def main():
     if "mixed" in args.precision:
         # before the first measurement: mixed needs bfloat16 units on a CPU, or GPUs
         from eps_resnet.compat import visible_gpus
-        from eps_resnet.training.devices import BF16_CPU_FLAGS
+        from eps_resnet.training.devices import BF16_CPU_FLAGS, has_bfloat16
         from eps_resnet.training.provenance import cpu
 
         on_gpus = args.gpus != 0 and visible_gpus()
-        if not on_gpus and not set(BF16_CPU_FLAGS) & set(cpu()["flags"]):
+        if not on_gpus and not has_bfloat16(cpu()["flags"]):
             sys.exit(f"train_throughput.py: --precision mixed needs a CPU with "
                      f"{' or '.join(BF16_CPU_FLAGS)} or GPUs; this {cpu()['model']} has neither "
                      "(measure --precision fp32 here)")

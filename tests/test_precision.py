@@ -12,11 +12,11 @@ import yaml
 
 from eps_resnet.cli import main
 from eps_resnet.models.gate import GATE_L
-from eps_resnet.training.devices import BF16_CPU_FLAGS, decide
+from eps_resnet.training.devices import decide, has_bfloat16
 from eps_resnet.training.provenance import cpu
 from eps_resnet.training.settings import SettingsError, TrainSettings
 
-HAS_BF16 = bool(set(BF16_CPU_FLAGS) & set(cpu()["flags"]))
+HAS_BF16 = has_bfloat16(cpu()["flags"])
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no avx512_bf16/amx_bf16: the "
                                 "oneDNN bfloat16 rewrite cannot run here")
 

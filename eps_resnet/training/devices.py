@@ -12,6 +12,11 @@ from .settings import SettingsError
 #: CPU features that carry TensorFlow's oneDNN bfloat16 kernels.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
+
+def has_bfloat16(cpu_flags) -> bool:
+    """Whether a CPU with these feature flags has bfloat16 units (BF16_CPU_FLAGS)."""
+    return bool(set(BF16_CPU_FLAGS) & set(cpu_flags))
+
 #: What ``--precision mixed`` runs on each kind of hardware.
 #: CPU: TensorFlow's oneDNN bfloat16 graph rewrite (bfloat16 keeps float32's range, so no loss
 #: scaling). NVIDIA GPU: TensorFlow's automatic mixed precision graph rewrite in float16 with
@@ -47,7 +52,7 @@ def decide(settings, visible_gpus: int, cpu_flags) -> DevicePlan:
     towers = (settings.towers or 1) if device == "cpu" else gpus
     mixed_kind = None
     if settings.precision == "mixed":
-        if device == "cpu" and not set(BF16_CPU_FLAGS) & set(cpu_flags):
+        if device == "cpu" and not has_bfloat16(cpu_flags):
             raise SettingsError(
                 "--precision mixed needs an NVIDIA GPU or a CPU with bfloat16 units "
                 f"({' or '.join(BF16_CPU_FLAGS)}); this CPU has neither, so training would run in "

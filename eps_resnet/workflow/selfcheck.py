@@ -32,7 +32,7 @@ def devices() -> tuple[Check, dict]:
     """What TensorFlow sees: GPUs (name, compute capability, memory) or the CPU's features."""
     import tensorflow as tf
 
-    from ..training.devices import BF16_CPU_FLAGS
+    from ..training.devices import has_bfloat16
     from ..training.provenance import cpu
 
     c = cpu()
@@ -43,7 +43,7 @@ def devices() -> tuple[Check, dict]:
                               "compute_capability": details.get("compute_capability"),
                               "memory_gb": _gpu_memory_gb(d)})
     lines = [f"TensorFlow {tf.__version__}; CPU {c['model']} ({', '.join(c['flags']) or 'no AVX'}"
-             f"; bfloat16 units: {'yes' if set(BF16_CPU_FLAGS) & set(c['flags']) else 'no'})"]
+             f"; bfloat16 units: {'yes' if has_bfloat16(c['flags']) else 'no'})"]
     lines += [f"GPU {i}: {g['name']}, compute capability {g['compute_capability']}, "
               f"{g['memory_gb'] or '?'} GB" for i, g in enumerate(found["gpus"])]
     if not found["gpus"]:
@@ -134,12 +134,12 @@ def throughput(found: dict, quick: bool, log=print) -> tuple[list[Check], dict]:
     """img/s of ResNet-110 (CIFAR family) and ResNet-50 (ImageNet family) on synthetic data, on
     one device and on all devices, in fp32 and (where the hardware has it) mixed precision."""
     from ..results.estimate import flops
-    from ..training.devices import BF16_CPU_FLAGS
+    from ..training.devices import has_bfloat16
     from ..training.throughput import images_per_second
 
     n_gpus = len(found["gpus"])
     device_sets = [1] + ([n_gpus] if n_gpus > 1 else []) if n_gpus else [0]
-    mixed = n_gpus or set(BF16_CPU_FLAGS) & set(found["cpu"]["flags"])
+    mixed = n_gpus or has_bfloat16(found["cpu"]["flags"])
     precisions = ["fp32"] + (["mixed"] if mixed else [])
     # --quick still times several steps after the first ones (which build and tune kernels):
     # one timed step read 1.5 img/s for ResNet-110 where the benchmark measured 27.9
