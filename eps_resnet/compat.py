@@ -11,15 +11,18 @@ Import this module before anything imports TensorFlow (``eps_resnet/__init__.py`
   global_step=", step)``, an argument without a placeholder, so Python's logging prints a
   "--- Logging error ---" traceback instead of that line; a filter on its logger adds the
   placeholder.
-* CPU kernels: TensorFlow's results on a CPU depend on which oneDNN code it runs, and oneDNN
-  picks that by the CPU's instruction set (and TensorFlow switches its oneDNN graph rewrites on by
-  default only on some CPUs). Every process starts *portable*: the rewrites off and oneDNN held
-  to AVX2, the widest instruction set every supported x86-64 CPU has, so that the same command
-  gives the same numbers on AVX2-only, AVX-512 and AMX machines; and Eigen's cache sizes,
-  which set the summation order of its matrix products, pinned at TensorFlow's import to the
-  same values on every CPU (:mod:`eps_resnet.eigen_cache`). ``use_cpu_kernels("native")``
-  (``--cpu-kernels native``) restores TensorFlow's own choice before TensorFlow starts, also in
-  a process started by a portable one (``EPS_RESNET_USER_CPU_ENV`` carries the user's values).
+* CPU kernels: TensorFlow's results on a CPU depend on which kernels it runs and what they read
+  of the CPU. *Portable* kernels give the same bits on every x86-64 CPU kind: oneDNN's kernels
+  (TensorFlow's oneDNN rewrites on) held to AVX2, the widest instruction set every supported
+  CPU has; no kernel that uses the CPU's approximate reciprocal square root (``vrsqrtps``, whose
+  last bits differ between Intel and AMD: TensorFlow's own batch norm uses it, oneDNN's does
+  not, and Grappler's remapper, off in portable sessions, would fuse a convolution with the
+  batch norm after it into a kernel that uses it); and the cache sizes that Eigen and oneDNN
+  block their work by pinned at TensorFlow's import (:mod:`eps_resnet.cpu_caches`).
+  *Native* kernels are TensorFlow's own choice for the CPU (faster; the only way to bfloat16).
+  A process starts with ``EPS_RESNET_CPU_KERNELS`` (default native) and may switch with
+  ``use_cpu_kernels`` before TensorFlow starts; a process started by a portable one still gets
+  the user's own values for native (``EPS_RESNET_USER_CPU_ENV`` carries them).
 * TensorFlow's Linux wheel is built for CUDA: on a machine without an NVIDIA driver it prints
   ``cudart_stub`` notices and a ``failed call to cuInit`` error from C++ that no log level keeps
   back without hiding real errors too, and tensorpack warns about GPU options of a custom session
@@ -47,10 +50,20 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 #: What "portable" sets; oneDNN reads both once, when TensorFlow first uses it.
-PORTABLE_CPU_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PORTABLE_CPU_ENV = {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 CPU_KERNELS = ("portable", "native")
 #: The user's own values of PORTABLE_CPU_ENV, as the first eps_resnet process found them.
 USER_CPU_ENV_VAR = "EPS_RESNET_USER_CPU_ENV"
+#: The default kind of every process and of ``--cpu-kernels`` when set (the test suite sets
+#: portable, as anyone may who wants bits that other machines can check); native otherwise.
+DEFAULT_KIND_VAR = "EPS_RESNET_CPU_KERNELS"
+
+
+def default_cpu_kernels() -> str:
+    """``EPS_RESNET_CPU_KERNELS`` when it names a kind, else native: TensorFlow's choice, faster
+    than portable wherever AVX-512 is (README, "Across CPU kinds")."""
+    kind = os.environ.get(DEFAULT_KIND_VAR, "").strip()
+    return kind if kind in CPU_KERNELS else "native"
 
 
 def _user_cpu_env() -> dict[str, str | None]:
@@ -71,11 +84,12 @@ def _user_cpu_env() -> dict[str, str | None]:
 
 _USER_CPU_ENV = _user_cpu_env()
 os.environ[USER_CPU_ENV_VAR] = json.dumps(_USER_CPU_ENV)
-_cpu_kernels = "portable"
-#: Eigen's cache sizes as run.yaml records them (eps_resnet.eigen_cache): set at TensorFlow's
-#: import for portable kernels; "as detected" leaves Eigen its reading of this CPU
-_eigen_cache = "as detected"
-os.environ.update(PORTABLE_CPU_ENV)
+_cpu_kernels = default_cpu_kernels()
+#: The pinned cache sizes as run.yaml records them (eps_resnet.cpu_caches): set at TensorFlow's
+#: import for portable kernels; "as detected" leaves each library its reading of this CPU
+_cache_sizes: dict[str, str] | str = "as detected"
+if _cpu_kernels == "portable":
+    os.environ.update(PORTABLE_CPU_ENV)
 # TensorFlow's C++ start-up chatter (cuInit on CPU-only hosts, oneDNN notices) drowns the logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -149,7 +163,7 @@ class _TensorFlowLoader(importlib.abc.Loader):
             with _stderr_without(_NO_DRIVER_LINES):
                 self._loader.exec_module(module)
                 module.config.list_physical_devices("GPU")
-        _pin_eigen_cache_sizes(module)
+        _pin_cache_sizes(module)
 
     def __getattr__(self, name):  # resources and source lookups go to the real loader
         return getattr(self._loader, name)
@@ -176,12 +190,12 @@ class _NoGpuOptionsWarning(logging.Filter):
         return not (record.pathname.endswith("sesscreate.py") and record.levelno == logging.WARNING)
 
 
-def _pin_eigen_cache_sizes(tensorflow) -> None:
-    global _eigen_cache
+def _pin_cache_sizes(tensorflow) -> None:
+    global _cache_sizes
     if _cpu_kernels == "portable":
-        from . import eigen_cache
+        from . import cpu_caches
 
-        _eigen_cache = eigen_cache.pin(os.path.dirname(tensorflow.__file__))
+        _cache_sizes = cpu_caches.pin(os.path.dirname(tensorflow.__file__))
 
 
 if "tensorflow" not in sys.modules:
@@ -189,7 +203,7 @@ if "tensorflow" not in sys.modules:
     if not has_nvidia_driver():
         logging.getLogger("tensorpack").addFilter(_NoGpuOptionsWarning())
 else:  # imported before us (with TF_USE_LEGACY_KERAS=1): pinned now, before our first kernel
-    _pin_eigen_cache_sizes(sys.modules["tensorflow"])
+    _pin_cache_sizes(sys.modules["tensorflow"])
 
 
 def use_cpu_kernels(kind: str) -> None:
@@ -216,7 +230,8 @@ def use_cpu_kernels(kind: str) -> None:
 def cpu_kernels() -> dict:
     """The CPU kernels of this process, for run.yaml: the kind and the variables that make it."""
     return {"kind": _cpu_kernels, **{k: os.environ.get(k) for k in PORTABLE_CPU_ENV},
-            "eigen_cache_sizes": _eigen_cache}
+            "remapper": "off" if _cpu_kernels == "portable" else "on",
+            "cache_sizes": _cache_sizes}
 
 
 def import_tf():
@@ -243,13 +258,19 @@ def session_config(threads: int = 0, mixed_kind: str | None = None):
     """tensorpack's session options, but with TensorFlow's own thread pools: tensorpack pins
     intra-op threads to 1, which costs 20-30% on CPUs. ``threads`` 0 lets TensorFlow use every
     core. ``mixed_kind`` "onednn_bfloat16" switches on TensorFlow's oneDNN bfloat16 rewrite
-    (the GPU's float16 rewrite comes with its optimizer, see models.resnet)."""
+    (the GPU's float16 rewrite comes with its optimizer, see models.resnet). Portable CPU
+    kernels switch Grappler's remapper off: at inference it fuses a convolution with the batch
+    norm after it into a kernel that computes 1/sqrt(variance + epsilon) with the CPU's
+    approximate reciprocal square root, whose last bits differ between Intel and AMD (training
+    is as fast without its fusions)."""
     from tensorflow.core.protobuf import rewriter_config_pb2
     from tensorpack.tfutils.common import get_default_sess_config
 
     config = get_default_sess_config()
     config.intra_op_parallelism_threads = threads
     config.inter_op_parallelism_threads = threads
+    if _cpu_kernels == "portable":
+        config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
     if mixed_kind == "onednn_bfloat16":
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
             rewriter_config_pb2.RewriterConfig.ON

@@ -1,9 +1,14 @@
 import logging
+import os
 import sys
 
 import pytest
 
-import eps_resnet  # noqa: F401  (sets the TensorFlow switches before any test imports TF)
+# The suite trains, evaluates and compares with the portable CPU kernels (the same bits on every
+# CPU kind), in this process and in every process it starts; tests of the default unset it.
+os.environ["EPS_RESNET_CPU_KERNELS"] = "portable"
+
+import eps_resnet  # noqa: E402,F401  (sets the TensorFlow switches before any test imports TF)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "digits-stats.json")
 #: near the branches' responses, so that gates close on some batches and not on others
 TRAIN = ["--dataset", "digits", "--depth", "8", "--variant", "epsilon", "--epsilon", "7",
          "--batch", "32", "--steps-per-epoch", "6", "--epochs", "2", "--seed", "4",
-         "--threads", "1", "--data-workers", "1"]
+         "--threads", "1", "--data-workers", "1", "--cpu-kernels", "portable"]
 
 
 def test_tiny_digits_run_matches_the_golden_stats_bit_for_bit(tmp_path):
@@ -32,7 +32,8 @@ def test_tiny_digits_run_matches_the_golden_stats_bit_for_bit(tmp_path):
                    check=True, capture_output=True, timeout=600)
     record = yaml.safe_load((out / "run.yaml").read_text())
     assert record["determinism"]["cpu_kernels"]["kind"] == "portable"
-    assert record["determinism"]["cpu_kernels"]["eigen_cache_sizes"] == "32K/512K/16M"
+    assert record["determinism"]["cpu_kernels"]["cache_sizes"] == {"eigen": "32K/512K/16M",
+                                                                   "onednn": "32K/512K/16M"}
     if os.environ.get("EPS_RESNET_WRITE_GOLDEN"):
         shutil.copyfile(out / "stats.json", GOLDEN)
     golden = tmp_path / "golden"

@@ -114,7 +114,7 @@ def test_compare_names_how_two_runs_were_run_differently(tmp_path, capsys):
     """Two run folders whose run.yaml differ in the CPU kernels and the CPU: compare names both
     beside the first difference (what can explain other last bits)."""
     for name, kind, isa, sizes, model, cost in (
-            ("a", "portable", "AVX2", "32K/512K/16M", "AMD EPYC", 2.25),
+            ("a", "portable", "AVX2", {"onednn": "32K/512K/16M"}, "AMD EPYC", 2.25),
             ("b", "native", None, "as detected", "Intel Xeon", 2.5)):
         run = tmp_path / name
         run.mkdir()
@@ -123,24 +123,32 @@ def test_compare_names_how_two_runs_were_run_differently(tmp_path, capsys):
             "settings": {"precision": "fp32"},
             "determinism": {"op_determinism": True, "threads": 1,
                             "cpu_kernels": {"kind": kind, "ONEDNN_MAX_CPU_ISA": isa,
-                                            "eigen_cache_sizes": sizes}},
+                                            "cache_sizes": sizes}},
             "environment": {"cpu": {"model": model}, "tensorflow": "2.21.0"}}))
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     out = capsys.readouterr().out
     assert ("run differently: CPU kernels: portable vs native; oneDNN instruction set: AVX2 vs "
-            "None; Eigen's cache sizes: 32K/512K/16M vs as detected; CPU: AMD EPYC vs Intel "
+            "None; pinned cache sizes: onednn 32K/512K/16M vs as detected; CPU: AMD EPYC vs Intel "
             "Xeon") in out
     assert "first difference: epoch 1, cost: 2.25 vs 2.5" in out
 
 
-def test_cpu_kernels_settings():
-    """Portable by default, native for mixed precision; portable mixed is refused in one line."""
+def test_cpu_kernels_settings(monkeypatch):
+    """Native by default, or what EPS_RESNET_CPU_KERNELS says (always native for mixed
+    precision); portable mixed and an unknown kind are refused in one line."""
     from eps_resnet.training.settings import SettingsError, TrainSettings
 
     base = dict(dataset="synthetic", depth=8, variant="standard", out="x")
+    monkeypatch.delenv("EPS_RESNET_CPU_KERNELS")
+    assert TrainSettings(**base).resolved().cpu_kernels == "native"
+    monkeypatch.setenv("EPS_RESNET_CPU_KERNELS", "portable")
     assert TrainSettings(**base).resolved().cpu_kernels == "portable"
     assert TrainSettings(**base, precision="mixed").resolved().cpu_kernels == "native"
+    monkeypatch.setenv("EPS_RESNET_CPU_KERNELS", "fast")
+    with pytest.raises(SettingsError, match="^EPS_RESNET_CPU_KERNELS='fast' is unknown"):
+        TrainSettings(**base).resolved()
+    monkeypatch.setenv("EPS_RESNET_CPU_KERNELS", "portable")
     with pytest.raises(SettingsError, match="^--cpu-kernels portable cannot run --precision mixed"):
         TrainSettings(**base, precision="mixed", cpu_kernels="portable").resolved()
     with pytest.raises(SettingsError, match="^--cpu-kernels 'fast' is unknown"):
@@ -150,7 +158,7 @@ def test_cpu_kernels_settings():
 def test_native_kernels_in_a_child_of_a_portable_process_are_the_users_choice(tmp_path):
     """A portable process (a Snakemake job's parent, a benchmark, a test) exports the portable
     values; its child asked for native kernels must still get the user's own, as TensorFlow
-    reads them: here the user switched oneDNN on and left its instruction set to the CPU."""
+    reads them: here the user switched oneDNN off and left its instruction set to the CPU."""
     import subprocess
     import sys
 
@@ -167,24 +175,29 @@ def test_native_kernels_in_a_child_of_a_portable_process_are_the_users_choice(tm
     seen = {}
     for kind in ("native", "portable"):
         done = subprocess.run([sys.executable, "-c", parent, child], capture_output=True,
-                              text=True, env={**env, "TF_ENABLE_ONEDNN_OPTS": "1", "KIND": kind})
+                              text=True, env={**env, "TF_ENABLE_ONEDNN_OPTS": "0", "KIND": kind})
         assert done.returncode == 0, done.stderr[-2000:]
         seen[kind] = done.stdout.split()
-    assert seen == {"native": ["True", "None"], "portable": ["False", "AVX2"]}
+    assert seen == {"native": ["False", "None"], "portable": ["True", "AVX2"]}
 
 
-def test_portable_kernels_pin_eigens_cache_sizes_in_every_tensorflow_library():
-    """Eigen's blocking, and with it the summation order of long reductions, follows the cache
-    sizes it holds: a portable process (this one) holds the fixed ones in each library with
-    kernels, whatever this CPU's caches, and run.yaml's record says so."""
+
+
+def test_portable_kernels_pin_the_cache_sizes_of_eigen_and_onednn():
+    """Eigen's and oneDNN's blocking, and with it the summation order of long reductions, follow
+    the cache sizes they hold: a portable process (this one) holds the fixed ones in Eigen's copy
+    in each TensorFlow library with kernels, in oneDNN's CPU description and in TensorFlow's
+    oneDNN matmul kernels, whatever this CPU's caches, and run.yaml's record says so."""
     import tensorflow as tf
 
-    from eps_resnet import compat, eigen_cache
+    from eps_resnet import compat, cpu_caches
 
     tf_dir = os.path.dirname(tf.__file__)
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:  # large enough to block
         sess.run(tf.compat.v1.matmul(tf.ones([300, 600]), tf.ones([600, 300])))
-    held = eigen_cache.current(tf_dir)
-    assert set(held) == set(eigen_cache.LIBRARIES)
-    assert set(held.values()) == {eigen_cache.PORTABLE_SIZES}
-    assert compat.cpu_kernels()["eigen_cache_sizes"] == "32K/512K/16M"
+    held = cpu_caches.current(tf_dir)
+    assert set(cpu_caches.LIBRARIES) | {"oneDNN"} <= set(held)
+    assert any(name.startswith("TensorFlow oneDNN kernels") for name in held)
+    assert set(held.values()) == {cpu_caches.PORTABLE_SIZES}
+    assert compat.cpu_kernels()["cache_sizes"] == {"eigen": "32K/512K/16M",
+                                                   "onednn": "32K/512K/16M"}

@@ -58,9 +58,9 @@ def add_train(sub) -> None:
                    "default) or stay (a gate stays closed once training's moving average says "
                    "discarded, as weight decay makes it in the paper's long runs)")
     p.add_argument("--cpu-kernels", metavar="K",
-                   help="portable: the same numbers on every x86-64 CPU kind (oneDNN held to AVX2, "
-                   "TensorFlow's oneDNN rewrites off); native: TensorFlow's choice for this CPU, "
-                   "faster on AVX-512/AMX (default portable; native for --precision mixed)")
+                   help="portable: the same numbers on every x86-64 CPU kind (oneDNN's kernels held "
+                   "to AVX2, cache sizes pinned); native: TensorFlow's choice for this CPU, "
+                   "faster on AVX-512/AMX (default native, or $EPS_RESNET_CPU_KERNELS)")
     p.add_argument("--family", help="synthetic data only: cifar or imagenet network layout")
     p.add_argument("--image-size", type=int, help="synthetic data only: image side in pixels")
     p.add_argument("--classes", type=int, help="synthetic data only: number of classes")

@@ -62,7 +62,7 @@ def _differ(a, b, tolerance: float) -> bool:
 #: What run.yaml records of how a run was run that changes its last bits (label, path).
 CONDITIONS = (("CPU kernels", ("determinism", "cpu_kernels", "kind")),
               ("oneDNN instruction set", ("determinism", "cpu_kernels", "ONEDNN_MAX_CPU_ISA")),
-              ("Eigen's cache sizes", ("determinism", "cpu_kernels", "eigen_cache_sizes")),
+              ("pinned cache sizes", ("determinism", "cpu_kernels", "cache_sizes")),
               ("TensorFlow's deterministic ops", ("determinism", "op_determinism")),
               ("threads", ("determinism", "threads")),
               ("precision", ("settings", "precision")),
@@ -76,13 +76,21 @@ def _lookup(record: dict, path: tuple):
     return record
 
 
+def _shown(value) -> str:
+    """A recorded condition in one line: a mapping as ``key value, key value``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
 def differing_conditions(run_a: str, run_b: str) -> list[str]:
     """What the two runs' run.yaml say they ran with differently, e.g. "CPU kernels: portable
     vs native" (nothing for runs without a run.yaml)."""
     ra, rb = load_run_file(run_a), load_run_file(run_b)
     if not ra or not rb:
         return []
-    return [f"{label}: {_lookup(ra, path)} vs {_lookup(rb, path)}" for label, path in CONDITIONS
+    return [f"{label}: {_shown(_lookup(ra, path))} vs {_shown(_lookup(rb, path))}"
+            for label, path in CONDITIONS
             if _lookup(ra, path) != _lookup(rb, path)]
 
 

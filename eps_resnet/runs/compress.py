@@ -23,7 +23,8 @@ from ..models.layouts import (Layout, compress_layout, count_flops, count_parame
 from ..training.runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, SAVED_MODEL, STATS_FILE,
                                   choose_checkpoint, lock, read_checkpoint, read_stats,
                                   run_settings)
-from .evaluate import check_fits, describe, model_variables, notes, predictor, val_batches
+from .evaluate import (check_fits, describe, model_variables, notes, predictor, run_kernels,
+                       val_batches)
 from .export import export_saved_model
 
 #: The agreement the compressed model must reach with the full one on validation images.
@@ -89,6 +90,7 @@ def compress(run_dir: str, out: str, step: int | None = None, limit: int | None 
     if settings.variant != "epsilon":
         raise CompressError(f"{run_dir} is a {settings.variant} run, not an ε-ResNet: it has no "
                             "gates, so nothing can be discarded")
+    run_kernels(settings)
     path, step = choose_checkpoint(run_dir, step, say=notes("compress"))
     values = discard_values(run_dir, step)
     with lock(out, "eps-resnet compress"):

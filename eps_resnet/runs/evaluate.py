@@ -95,6 +95,15 @@ def val_batches(settings: TrainSettings, limit: int | None):
             return
 
 
+def run_kernels(settings: TrainSettings) -> None:
+    """This process's CPU kernels as the run was trained with (run.yaml's --cpu-kernels), before
+    TensorFlow starts: a portable run is evaluated, compressed and exported with portable
+    kernels, so its numbers are the same on every CPU kind."""
+    from ..training.train import choose_cpu_kernels
+
+    choose_cpu_kernels(settings.cpu_kernels)
+
+
 def model_folder(model_dir: str) -> tuple[TrainSettings, Layout, str, str]:
     """(settings, layout, checkpoint, kind) of a run folder ("full": its newest checkpoint) or of
     a compressed model folder ("compressed")."""
@@ -126,6 +135,7 @@ def evaluate(model_dir: str, data_dir: str | None = None, dataset: str | None = 
     if data_dir:
         settings.data_dir = data_dir
     settings = settings.resolved()
+    run_kernels(settings)
     out = out or os.path.join(model_dir, EVAL_FILE)
     with lock(os.path.dirname(os.path.abspath(out)), "eps-resnet evaluate"):
         return _evaluate(model_dir, settings, layout, ckpt, kind, out, limit, log)

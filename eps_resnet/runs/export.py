@@ -15,7 +15,7 @@ import numpy as np
 from ..models.layouts import Layout, make_layout
 from ..training.runfolder import choose_checkpoint, lock, read_checkpoint, run_settings
 from ..training.settings import TrainSettings
-from .evaluate import EvaluateError, check_fits, describe, notes
+from .evaluate import EvaluateError, check_fits, describe, notes, run_kernels
 
 
 def input_mean(settings: TrainSettings) -> np.ndarray | None:
@@ -73,6 +73,7 @@ def export(run_dir: str, out: str, step: int | None = None, data_dir: str | None
     if data_dir:
         settings.data_dir = data_dir
     settings = settings.resolved()
+    run_kernels(settings)
     checkpoint, step = choose_checkpoint(run_dir, step, say=notes("export"))
     layout = make_layout(settings.family, settings.depth)
     check_fits(build_model(settings, layout), read_checkpoint(checkpoint), checkpoint,

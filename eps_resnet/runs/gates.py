@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import EpsResnetError
 from ..models.layouts import make_layout
 from ..training.runfolder import choose_checkpoint, read_stats, run_settings
-from .evaluate import notes, val_batches
+from .evaluate import notes, run_kernels, val_batches
 
 #: the batch norms inside a branch that shape its response (the stem's block has no preact)
 BRANCH_NORMS = ("preact", "conv1")
@@ -100,6 +100,7 @@ def gate_responses(run_dir: str, limit: int | None = None) -> dict:
     settings = dataclasses.replace(run_settings(run_dir).resolved(), inference_gates="batch")
     if settings.variant != "epsilon":
         raise GatesError(f"{run_dir} is a {settings.variant} run, not an ε-ResNet: it has no gates")
+    run_kernels(settings)
     path, step = choose_checkpoint(run_dir, None, say=notes("gates"))
     layout = make_layout(settings.family, settings.depth)
     blocks = [b.name for b in layout.blocks if not b.shortcut_only]

@@ -26,7 +26,7 @@ from ..training.settings import SettingsError, TrainSettings, default_of
 SETTINGS_KEYS = {"dataset": "dataset", "family": "family", "lr_schedule": "lr_schedule",
                  "epsilon_start_epoch": "epsilon_start_epoch", "steps_per_epoch": "steps_per_epoch",
                  "batch": "batch", "precision": "precision", "inference_gates": "inference_gates",
-                 "closed_gates": "closed_gates"}
+                 "closed_gates": "closed_gates", "cpu_kernels": "cpu_kernels"}
 #: Of those, the keys that only the ε runs of an experiment take.
 EPSILON_ONLY = ("lr_schedule", "epsilon_start_epoch", "inference_gates", "closed_gates")
 #: The config key to name when a settings field is refused.
