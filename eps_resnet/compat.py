@@ -121,6 +121,9 @@ _NO_DRIVER_LINES = re.compile(
     r"All log messages before absl::InitializeLog\(\) is called"
     r"|cudart_stub\.cc:\d+\] Could not find cuda drivers"
     r"|cuda_platform\.cc:\d+\] failed call to cuInit")
+# What TensorFlow prints at its import when oneDNN's kernels are on, as portable kernels switch
+# them on on purpose (run.yaml says so): "You may see slightly different numerical results".
+_ONEDNN_NOTICE = r"port\.cc:\d+\] oneDNN custom operations are on"
 
 
 @contextlib.contextmanager
@@ -148,7 +151,8 @@ def _stderr_without(lines: re.Pattern):
 class _TensorFlowLoader(importlib.abc.Loader):
     """TensorFlow's own loader, run with the no-driver lines dropped where there is no driver (the
     device listing at the end makes TensorFlow try cuInit now, inside the filter, and not at some
-    later first use); then, for portable kernels, Eigen's cache sizes pinned before any kernel."""
+    later first use) and oneDNN's notice dropped for portable kernels; then, for portable
+    kernels, the cache sizes pinned before any kernel."""
 
     def __init__(self, loader):
         self._loader = loader
@@ -157,12 +161,16 @@ class _TensorFlowLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        if has_nvidia_driver():
+        dropped = [] if has_nvidia_driver() else [_NO_DRIVER_LINES.pattern]
+        if _cpu_kernels == "portable":
+            dropped.append(_ONEDNN_NOTICE)
+        if not dropped:
             self._loader.exec_module(module)
         else:
-            with _stderr_without(_NO_DRIVER_LINES):
+            with _stderr_without(re.compile("|".join(dropped))):
                 self._loader.exec_module(module)
-                module.config.list_physical_devices("GPU")
+                if not has_nvidia_driver():
+                    module.config.list_physical_devices("GPU")
         _pin_cache_sizes(module)
 
     def __getattr__(self, name):  # resources and source lookups go to the real loader

@@ -55,7 +55,8 @@ def add_selfcheck(sub) -> None:
     p = sub.add_parser("selfcheck", help="check this machine before training on it (a one-page report)",
                        description="Check what TensorFlow sees (GPUs, compute capability, memory; "
                        "the CPU's features), that NHWC and NCHW compute the same network, that the "
-                       "gate decides right, how fast the real training path runs on one and on all "
+                       "gate decides right, that this CPU computes the portable kernels' reference "
+                       "bits (a fixed set of single ops), how fast the real training path runs on one and on all "
                        "devices (fp32, and mixed where supported), and the device-hours of the "
                        "paper's headline figures. Exit code 1 if a check fails.")
     p.add_argument("--quick", action="store_true",

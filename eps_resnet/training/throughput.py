@@ -44,16 +44,18 @@ def images_per_second(variant: str, depth: int, batch: int, steps: int, warmup: 
                       cpu_kernels: str | None = None) -> float:
     """The median training throughput over ``steps`` steps after ``warmup`` steps.
 
-    ``cpu_kernels`` as training's (default portable; native for mixed precision). A process
+    ``cpu_kernels`` as training's (default compat.default_cpu_kernels(); native for mixed
+    precision). A process
     runs one kind (compat.use_cpu_kernels): a measurement of the other kind after TensorFlow
     started runs in a process of its own."""
     import sys
 
     from .settings import TrainSettings
 
-    kind = cpu_kernels or ("native" if precision == "mixed" else "portable")
     from ..compat import cpu_kernels as current
-    from ..compat import use_cpu_kernels
+    from ..compat import default_cpu_kernels, use_cpu_kernels
+
+    kind = cpu_kernels or ("native" if precision == "mixed" else default_cpu_kernels())
 
     if kind != current()["kind"]:
         if "tensorflow" in sys.modules:
@@ -70,9 +72,10 @@ def images_per_second(variant: str, depth: int, batch: int, steps: int, warmup: 
     return batch / median_step(settings, warmup)
 
 
-def in_own_process(kwargs: dict) -> float:
+def in_own_process(kwargs: dict, env: dict | None = None) -> float:
     """:func:`images_per_second` of ``kwargs`` in a fresh Python process that runs the CPU
-    kernels ``kwargs["cpu_kernels"]`` (a process decides them before TensorFlow starts)."""
+    kernels ``kwargs["cpu_kernels"]`` (a process decides them before TensorFlow starts), with
+    ``env`` added to its environment (a benchmark's variant of a kind)."""
     import json
     import subprocess
     import sys
@@ -84,7 +87,7 @@ def in_own_process(kwargs: dict) -> float:
             "from eps_resnet.training.throughput import images_per_second\n"
             "print(images_per_second(**args))\n")
     done = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True,
-                          text=True)
+                          text=True, env={**os.environ, **(env or {})})
     if done.returncode:
         lines = done.stderr.strip().splitlines()
         raise RuntimeError(f"the {kwargs['cpu_kernels']} measurement failed: "

@@ -1,9 +1,10 @@
 """`eps-resnet selfcheck`: what to run on a (GPU) machine before committing days to it.
 
 A one-page report of checks that each pass or fail: what TensorFlow sees, that the two data
-layouts compute the same network, that the gate decides right on this device, how fast the
-real training path runs (1 device and all devices, fp32 and mixed where supported) and, from
-that, how many device-hours the paper's headline figures need. Everything runs through the same
+layouts compute the same network, that the gate decides right on this device, that this CPU
+computes the portable kernels' reference bits (the README's numbers), how fast the real
+training path runs (1 device and all devices, fp32 and mixed where supported) and, from that,
+how many device-hours the paper's headline figures need. Everything runs through the same
 code as training (devices.decide, train.train, gate.gate_value): no second implementation.
 """
 from __future__ import annotations
@@ -130,6 +131,15 @@ def gate() -> Check:
                  f"on a planted open block {got[1]:g} (expected 1)")
 
 
+def cpu_bits() -> Check:
+    """Whether this CPU computes the portable kernels' reference bits (workflow.cpubits), in a
+    process of their own: a fixed set of single ops, a few seconds."""
+    from .cpubits import hashes_in_own_process, load_reference, verdict
+
+    same, line = verdict(hashes_in_own_process(), load_reference())
+    return Check("CPU bits", same, line)
+
+
 def throughput(found: dict, quick: bool, log=print) -> tuple[list[Check], dict]:
     """img/s of ResNet-110 (CIFAR family) and ResNet-50 (ImageNet family) on synthetic data, on
     one device and on all devices, in fp32 and (where the hardware has it) mixed precision."""
@@ -216,7 +226,7 @@ def _selfcheck(quick: bool, log) -> list[Check]:
     check, found = devices()
     checks = [check]
     log(check.detail)
-    for step in (lambda: layouts(bool(found["gpus"])), gate):
+    for step in (lambda: layouts(bool(found["gpus"])), gate, cpu_bits):
         try:
             checks.append(step())
         except Exception as e:  # noqa: BLE001
