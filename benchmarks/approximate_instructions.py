@@ -80,9 +80,14 @@ def sites(library: str) -> tuple[int, list[tuple[int, str]]]:
 
 
 def short(function: str) -> str:
-    """A kernel's name that a reader can find: TensorFlow's ops and Eigen's functors in it."""
+    """A kernel's name that a reader can find: TensorFlow's ops and Eigen's functors in it, or
+    the function's own name without its template and argument lists."""
     names = re.findall(r"tensorflow::(?:functor::)?[A-Z]\w+|scalar_\w+_op", function)
-    return ", ".join(dict.fromkeys(names)) or function[:120]
+    if names:
+        return ", ".join(dict.fromkeys(names))
+    bare = re.sub(r"<[^<>]*>", "", re.sub(r"<[^<>]*>", "", function))
+    qualified = re.findall(r"([A-Za-z_][\w:]*::[\w~]+)\(", bare)
+    return qualified[0] if qualified else function[:80]
 
 
 def main():
@@ -95,8 +100,10 @@ def main():
             sys.exit(f"approximate_instructions.py: {tool} not found")
     import json
 
-    import tensorflow  # the library's path only; nothing runs in this process
-    library = os.path.join(os.path.dirname(tensorflow.__file__), LIBRARY)
+    import importlib.util
+
+    tensorflow = importlib.util.find_spec("tensorflow")  # its folder: TensorFlow is not started
+    library = os.path.join(tensorflow.submodule_search_locations[0], LIBRARY)
     text, found = sites(library)
     by_function = collections.Counter(short(f) for _, f in found)
     print(f"{LIBRARY}: {len(found)} approximate reciprocal instructions in "
