@@ -19,12 +19,21 @@ class SlurmUnavailable(RuntimeError):
     """Slurm cannot be stood up here (not root, packages not installable); tests skip."""
 
 
+#: where Debian puts the daemons; root's PATH may lack them (Debian 12's su without -l)
+SYSTEM_BINARIES = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def _which(name: str) -> str | None:
+    path = os.pathsep.join([os.environ.get("PATH", ""), *SYSTEM_BINARIES])
+    return shutil.which(name, path=path)
+
+
 def _run(cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+    return subprocess.run([_which(cmd[0]) or cmd[0], *cmd[1:]], capture_output=True, text=True, **kw)
 
 
 def ensure_packages() -> None:
-    if all(shutil.which(b) for b in ("slurmctld", "slurmd", "munged", "sbatch")):
+    if all(_which(b) for b in ("slurmctld", "slurmd", "munged", "sbatch")):
         return
     if os.geteuid() != 0:
         raise SlurmUnavailable("slurm-wlm and munge are not installed and installing them needs root")
