@@ -6,8 +6,10 @@ TensorFlow's per-op trace of both, compared by op type and by part of the networ
 
 Parts: the gate (|F|, its max, the ε arithmetic), the block selection (the gate's ``tf.case``:
 switches, merges and the block's sum, which the standard network has too), the side output and
-its gradient, and the rest. fp32 runs the portable CPU kernels, as training does by default;
-mixed, oneDNN's native kernels and its bfloat16 rewrite (a CPU with bfloat16 only).
+its gradient, and the rest; then per gated block the gate's time against a copy of its branch
+(one pass that reads and writes the branch: the physical cost of reading it). fp32 runs the
+native CPU kernels, as training does by default (``--cpu-kernels portable``: the portable
+ones); mixed, oneDNN's native kernels and its bfloat16 rewrite (a CPU with bfloat16 only).
 
     python benchmarks/step_profile.py                        # ResNet-32, batch 128, fp32
     python benchmarks/step_profile.py --precision mixed
@@ -59,9 +61,11 @@ def training_step(tf, variant: str, units: int, batch: int, mixed: bool):
 
 
 def traced(tf, sess, step, feed, traces: int):
-    """ms per step by op type and by part, averaged over ``traces`` traced steps (the sum over
-    ops: with several threads it exceeds the step's wall time)."""
+    """ms per step by op type, by part, by (part, op type) and by (block, part), averaged over
+    ``traces`` traced steps (the sum over ops: with several threads it exceeds the step's wall
+    time)."""
     by_type, by_part = collections.Counter(), collections.Counter()
+    by_part_op, by_block = collections.Counter(), collections.Counter()
     for _ in range(traces):
         meta = tf.RunMetadata()
         sess.run(step, feed, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
@@ -71,9 +75,37 @@ def traced(tf, sess, step, feed, traces: int):
                 ms = (node.op_end_rel_micros - node.op_start_rel_micros) / 1000 / traces
                 label = node.timeline_label
                 op = label.split(" = ")[1].split("(")[0] if " = " in label else node.node_name
+                part = part_of(node.node_name)
                 by_type[op] += ms
-                by_part[part_of(node.node_name)] += ms
-    return by_type, by_part
+                by_part[part] += ms
+                by_part_op[part, op] += ms
+                by_block[node.node_name.split("/")[0], part] += ms
+    return by_type, by_part, by_part_op, by_block
+
+
+def copy_ms(tf, shapes: dict, dtype, repeat: int = 20) -> dict:
+    """ms of a copy of a tensor of each shape (``{name: shape}``) in ``dtype``: what one pass
+    that reads a branch and writes its size costs on this machine (the session settings of a
+    run, best of 3 rounds)."""
+    from eps_resnet.compat import session_config
+
+    with tf.Graph().as_default():
+        fetches = {}
+        for name, shape in shapes.items():
+            x = tf.Variable(tf.zeros(shape, dtype))
+            fetches[name] = tf.raw_ops.DeepCopy(x=x)[0, 0, 0, 0]  # the copy, one value out
+        with tf.Session(config=session_config(0)) as sess:
+            sess.run(tf.global_variables_initializer())
+            best = {}
+            for _ in range(3):
+                for name, fetch in fetches.items():
+                    sess.run(fetch)
+                    start = time.perf_counter()
+                    for _ in range(repeat):
+                        sess.run(fetch)
+                    ms = (time.perf_counter() - start) / repeat * 1000
+                    best[name] = min(best.get(name, float("inf")), ms)
+    return best
 
 
 def main():
@@ -84,6 +116,8 @@ def main():
     p.add_argument("--steps", type=int, default=60, help="timed steps per network, alternated")
     p.add_argument("--traces", type=int, default=5, help="traced steps per network")
     p.add_argument("--top", type=int, default=12, help="op types listed, by added time")
+    p.add_argument("--cpu-kernels", choices=["native", "portable"], default="native",
+                   help="fp32's kernels (default native, training's default; mixed is native)")
     args = p.parse_args()
     mixed = args.precision == "mixed"
     from eps_resnet.training.devices import BF16_CPU_FLAGS, has_bfloat16
@@ -93,7 +127,7 @@ def main():
     if mixed and not has_bfloat16(info["flags"]):
         sys.exit(f"step_profile.py: --precision mixed needs a CPU with "
                  f"{' or '.join(BF16_CPU_FLAGS)}; this {info['model']} has neither")
-    use_cpu_kernels("native" if mixed else "portable")
+    use_cpu_kernels("native" if mixed else args.cpu_kernels)
     from eps_resnet.compat import import_tf
 
     tf = import_tf()
@@ -132,6 +166,25 @@ def main():
     ops = sorted(set(std[0]) | set(eps[0]), key=lambda op: std[0][op] - eps[0][op])
     for op in ops[:args.top]:
         print(f"| {op} | {std[0][op]:.2f} | {eps[0][op]:.2f} | {eps[0][op] - std[0][op]:+.2f} |")
+    print("\nThe ε network's own parts by op type (ms per step, ops above 0.05 ms)")
+    print("| part | op | ms |\n|---|---|---|")
+    for (part, op), ms in sorted(eps[2].items(), key=lambda kv: (PARTS.index(kv[0][0]), -kv[1])):
+        if part != "rest" and ms > 0.05:
+            print(f"| {part} | {op} | {ms:.2f} |")
+    graph = runs["epsilon"][0].graph
+    branches = {op.name.split("/")[0]: op.inputs[0] for op in graph.get_operations()
+                if op.name.endswith("/gate/StopGradient")}
+    copies = copy_ms(tf, {b: t.shape.as_list() for b, t in branches.items()},
+                     tf.bfloat16 if mixed else tf.float32)
+    print(f"\nPer gated block: the gate's traced time against a copy of the block's branch "
+          f"({'bfloat16' if mixed else 'float32'}, timed alone), ms per step")
+    print("| block | branch | gate | copy of the branch | gate / copy |\n|---|---|---|---|---|")
+    for block in sorted(branches):
+        gate, copy = eps[3][block, "gate"], copies[block]
+        print(f"| {block} | {'x'.join(map(str, branches[block].shape.as_list()))} | "
+              f"{gate:.2f} | {copy:.2f} | {gate / copy:.2f} |")
+    gate, copy = sum(eps[3][b, "gate"] for b in branches), sum(copies.values())
+    print(f"| all | | {gate:.2f} | {copy:.2f} | {gate / copy:.2f} |")
 
 
 if __name__ == "__main__":

@@ -54,14 +54,24 @@ def check(out: Path) -> None:
     assert sum(1 for n in nodes.values() if "Conv2D" in n.op and n.attr["T"].type == bf16) >= 10
     for block in ("res1.0", "res2.0", "res3.0"):
         gate = {n.split("/gate/")[1]: nodes[n] for n in nodes if n.startswith(f"{block}/gate/")}
-        # |F| and its max read the branch as computed: no full-size cast
-        assert gate["Abs"].attr["T"].type == bf16 and gate["Max"].attr["T"].type == bf16
+        # |F|, its maxima per image and channel (oneDNN's pooling) and their max read the
+        # branch as computed: no full-size cast
+        pool = next(v for k, v in gate.items() if "MaxPool" in v.op)
+        for node in (gate["Abs"], pool, gate["Max"]):
+            assert node.attr["T"].type == bf16, (block, node.name)
         assert "Conv2D" in nodes[gate["Abs"].input[0].split(":")[0]].op
-        assert gate["Max"].input[0].split(":")[0] == f"{block}/gate/Abs"
+        assert pool.input[0].split(":")[0] == f"{block}/gate/Abs"
+        assert gate["Max"].input[0].split(":")[0] == pool.name
         for op in ("sub", "Relu", "mul", "add", "Relu_1", "mul_1", "add_1"):  # ε's arithmetic
             assert gate[op].attr["T"].type == f32, (block, op)
         assert gate["sub/ReadVariableOp"].op == "ReadVariableOp"  # ε read as float32, never cast
         assert not any("CastToBf16" in n for n in gate["sub"].input)
+
+    # the pooled max|F| (oneDNN's bfloat16 max pooling) decides as the float32 formula does
+    from helpers import gate_decisions_match_the_float32_formula
+
+    for eps in (2.3, 2.5, 1.8, 0.1, 7.7):
+        assert gate_decisions_match_the_float32_formula(tf, eps, pooled=True) >= 14
 
 
 

@@ -166,3 +166,40 @@ def build(tf, family, depth, variant, classes=10, size=32, data_format="NHWC", t
         if gradients:
             tf.gradients(cost, tf.trainable_variables())
     return g, g.get_tensor_by_name("logits:0"), inputs
+
+
+def gate_decisions_match_the_float32_formula(tf, eps: float, pooled: bool) -> int:
+    """The gate's T on bfloat16 branches whose peak sits at ε and at the bfloat16 numbers next
+    to it (ε itself is mostly not one), against the paper's four-ReLU formula in float32 on the
+    same values; asserts each and returns how many were checked."""
+    import numpy as np
+
+    from eps_resnet.models.gate import GATE_L, gate_value
+
+    def literal_t(values: np.ndarray) -> float:
+        f, e = values.astype(np.float32), np.float32(eps)
+        s = np.max(np.maximum(f - e, 0) + np.maximum(-f - e, 0))
+        r3 = np.maximum(np.float32(-GATE_L) * s + np.float32(1), 0)
+        return float(np.maximum(np.float32(-GATE_L) * r3 + np.float32(1), 0))
+
+    bf16 = tf.bfloat16.as_numpy_dtype
+    near = np.array([eps], np.float32).astype(bf16)
+    candidates = [near, np.nextafter(near.astype(np.float32), np.float32(np.inf)).astype(bf16)]
+    step = np.float32(2.0) ** (np.floor(np.log2(eps)) - 7)  # bfloat16's spacing near ε
+    grid = (np.float32(eps) + step * np.arange(-3, 4, dtype=np.float32)).astype(bf16)
+    rng = np.random.RandomState(int(eps * 10))
+    checked = 0
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.bfloat16, [4, 3, 3, 8])
+        e = tf.placeholder(tf.float32, [])
+        t = gate_value(x, e, pooled=pooled)
+        assert t.dtype == tf.float32
+        with tf.Session() as sess:
+            for peak in list(grid) + [c[0] for c in candidates]:
+                for sign in (1, -1):
+                    base = (rng.uniform(-0.5, 0.5, (4, 3, 3, 8)) * eps).astype(bf16)
+                    base.flat[rng.randint(base.size)] = bf16(sign * float(peak))
+                    got = sess.run(t, {x: base, e: eps})
+                    assert got == literal_t(base), (eps, float(peak), sign, pooled)
+                    checked += 1
+    return checked

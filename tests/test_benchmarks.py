@@ -92,9 +92,12 @@ def test_mixed_precision_graph_benchmark_counts_both_graphs_after_the_rewrite():
     counts = {v: [int(c.split(" / ")[0]) for c in r.split(" | ")] for v, r in rows.items()}
     # the rewrite ran: most full-size ops are bfloat16 and it inserted casts
     assert all(c[0] > c[1] and c[2] > 0 and c[3] > 0 for c in counts.values())
-    timed = re.findall(r"^\| (max\(.+?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out, re.M)
-    assert [form for form, *_ in timed] == ["max(abs(x)): gate, bfloat16",
-                                            "max(x), min(x): gate, float32"]
+    timed = re.findall(r"^\| ((?:max|copy).+?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out,
+                       re.M)
+    assert [form for form, *_ in timed] == ["max pool of abs(x), then max: gate, bfloat16",
+                                            "max(x), min(x): gate, float32",
+                                            "max(abs(x)): the gate under bfloat16 before",
+                                            "copy of x"]
     for form, f32, bf16, ratio in timed:
         assert float(ratio) == pytest.approx(float(bf16) / float(f32), rel=0.05), form
 
@@ -113,4 +116,11 @@ def test_step_profile_alternates_both_networks_and_splits_the_added_time_by_part
     for part in ("gate", "block selection", "side output"):
         assert parts[part][0] == 0 and parts[part][1] > 0, part
     assert parts["rest"][0] > 0 and parts["rest"][1] > 0
+    # per gated block (ResNet-8: three), the gate's time against a copy of its branch
+    blocks = re.findall(r"^\| (res\d\.\d) \| \d+x\d+x\d+x\d+ \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$",
+                        out, re.M)
+    assert [b for b, *_ in blocks] == ["res1.0", "res2.0", "res3.0"]
+    # (the printed times are rounded to 0.01 ms: a tiny network's ratio is checked for sign only)
+    assert all(float(gate) > 0 and float(copy) > 0 and float(ratio) > 0
+               for _, gate, copy, ratio in blocks)
     assert re.search(r"^\| Min \| 0\.00 \| [\d.]+ \|", out, re.M)  # the gate's min F (fp32)

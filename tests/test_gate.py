@@ -13,9 +13,10 @@ def literal_gate(tf, F, eps, L=GATE_L):
     return T * F, 1.0 - T
 
 
-@pytest.fixture(scope="module")
-def gate_graph(tf):
-    """One graph with the fast gate and the literal formula on the same inputs."""
+@pytest.fixture(scope="module", params=[False, True], ids=["max-min", "pooled"])
+def gate_graph(tf, request):
+    """One graph with the fast gate (both ways to max|F|) and the literal formula on the same
+    inputs."""
     from eps_resnet.models.gate import gated_residual
 
     g = tf.Graph()
@@ -23,7 +24,7 @@ def gate_graph(tf):
         F = tf.placeholder(tf.float32, [None, 4, 4, 3])
         shortcut = tf.placeholder(tf.float32, [None, 4, 4, 3])
         eps = tf.placeholder(tf.float32, [])
-        out, disc = gated_residual(shortcut, F, eps)
+        out, disc = gated_residual(shortcut, F, eps, pooled=request.param)
         ref_s, ref_disc = literal_gate(tf, F, eps)
         ref_out = shortcut + ref_s
         up = tf.placeholder(tf.float32, [None, 4, 4, 3])  # upstream gradient

@@ -134,11 +134,21 @@ def graph_scalar(name: str, value: float, summary: bool = True):
     return var
 
 
-def _classifier(name_scope: str, features, label, num_classes: int, top5: bool, data_format):
-    """BN-ReLU, global average pooling, fully connected; returns (logits, mean xent)."""
+def _classifier(name_scope: str, features, label, num_classes: int, top5: bool, data_format,
+                pooled: bool = False):
+    """BN-ReLU, global average pooling, fully connected; returns (logits, mean xent).
+
+    ``pooled`` (the oneDNN bfloat16 rewrite): the global average as one average pooling over
+    the whole map, whose gradient is one pass of oneDNN's (a mean's is a tile and a multiply
+    of the whole map, in bfloat16 too); the same mean, summed in another order."""
     with tf.variable_scope(name_scope) if name_scope else nullcontext():
         feats = BNReLU("bnlast", features)
-        feats = GlobalAvgPooling("gap", feats)
+        if pooled:
+            side = feats.shape.as_list()[1:3]
+            feats = tf.reshape(tf.nn.avg_pool2d(feats, side, side, "VALID"),
+                               [-1, feats.shape[-1]], name="gap")
+        else:
+            feats = GlobalAvgPooling("gap", feats)
         logits = FullyConnected("linear", feats, num_classes)
     prefix = f"{name_scope}/" if name_scope else ""
     xent = tf.reduce_mean(
@@ -262,6 +272,8 @@ class ResNetModel(ModelDesc):
         block_fn = BLOCK_FUNCTIONS[spec.layout.block_type]
         epsilon = graph_scalar("epsilon", spec.epsilon) if self.gated else None
         discarded, peaks, side_xent = [], [], None
+        # under oneDNN's bfloat16 rewrite, max|F| and the global averages by oneDNN's pooling
+        pooled = spec.mixed_kind == "onednn_bfloat16"
         stays = spec.closed_gates == "stay" and get_current_tower_context().is_training
         x = self._stem(self._normalise(image))
         for block in spec.layout.blocks:
@@ -274,7 +286,7 @@ class ResNetModel(ModelDesc):
                     x, is_discarded = gated_residual(
                         shortcut, branch, epsilon, stays_closed=stays,
                         verdict=_closed_for_good(block.name) if stays else self._verdict(block.name),
-                        via_abs=spec.mixed_kind == "onednn_bfloat16")
+                        pooled=pooled)
                     discarded.append(is_discarded)
                     peaks.append(tf.get_default_graph().get_tensor_by_name(
                         f"{tf.get_default_graph().get_name_scope()}/gate/peak:0"))
@@ -282,8 +294,9 @@ class ResNetModel(ModelDesc):
                     x = tf.add(shortcut, branch, name="output")
             if self.has_side_output and block.name == spec.layout.side_after:
                 _, side_xent = _classifier("side_output", x, label, spec.num_classes,
-                                           self.top5, spec.data_format)
-        logits, xent = _classifier("", x, label, spec.num_classes, self.top5, spec.data_format)
+                                           self.top5, spec.data_format, pooled)
+        logits, xent = _classifier("", x, label, spec.num_classes, self.top5, spec.data_format,
+                                   pooled)
         return logits, xent, side_xent, discarded, peaks
 
     def build_graph(self, image, label):
