@@ -40,9 +40,62 @@ def write_yaml(path: str, data: dict) -> None:
     write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
+#: The largest YAML file read (the project's records are a few KiB, a workflow config a few dozen).
+YAML_MAX_BYTES = 16 << 20
+#: Aliases, and nodes once every alias is expanded, that a YAML document may hold: a few aliases
+#: are what yaml.safe_dump writes for a repeated object; a "billion laughs" nests thousands.
+YAML_MAX_ALIASES, YAML_MAX_NODES = 200, 200_000
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A YAML file beyond YAML_MAX_BYTES, YAML_MAX_ALIASES or YAML_MAX_NODES."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a document whose aliases expand past YAML_MAX_NODES
+    nodes (or which holds more than YAML_MAX_ALIASES aliases) while composing it, before any
+    expansion is built."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._aliases, self._sizes = 0, {}
+
+    def compose_node(self, parent, index):
+        alias = self.check_event(yaml.AliasEvent)
+        node = super().compose_node(parent, index)
+        if alias:
+            self._aliases += 1
+            if self._aliases > YAML_MAX_ALIASES:
+                raise YAMLLimitError(f"more than {YAML_MAX_ALIASES} aliases")
+            return node
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes.get(id(child), 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value)
+        else:
+            size = 1
+        if size > YAML_MAX_NODES:
+            raise YAMLLimitError(f"more than {YAML_MAX_NODES:,} values once its aliases are expanded")
+        self._sizes[id(node)] = size
+        return node
+
+
+def load_yaml(stream):
+    """``yaml.safe_load`` through BoundedLoader: a YAMLLimitError (a YAMLError) past the limits."""
+    loader = BoundedLoader(stream)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str) -> dict | None:
-    """A YAML mapping, ``{}`` for an empty file, None when the file does not exist."""
+    """A YAML mapping, ``{}`` for an empty file, None when the file does not exist; a file over
+    YAML_MAX_BYTES, or whose aliases expand too far, raises YAMLLimitError (a YAMLError)."""
     if not os.path.exists(path):
         return None
+    size = os.path.getsize(path)
+    if size > YAML_MAX_BYTES:
+        raise YAMLLimitError(f"{size:,} bytes, more than the {YAML_MAX_BYTES:,} a YAML file here holds")
     with open(path) as f:
-        return yaml.safe_load(f) or {}
+        return load_yaml(f) or {}

@@ -46,8 +46,10 @@ SYNTHETIC = ["train", "--dataset", "synthetic", "--depth", "8", "--variant", "st
 @pytest.mark.parametrize("flags,message", [
     (["--seed", "-1"], "--seed -1 is out of range; expected an integer from 0 to 4294967295"),
     (["--seed", "4294967296"], "--seed 4294967296 is out of range"),
-    (["--image-size", "0"], "--image-size 0 is too small; expected at least 16"),
-    (["--classes", "0"], "--classes 0 is too small; expected at least 2"),
+    (["--image-size", "0"], "--image-size 0 is out of range; expected 16 to 1024"),
+    (["--image-size", "100000"], "--image-size 100000 is out of range; expected 16 to 1024"),
+    (["--classes", "0"], "--classes 0 is out of range; expected 2 to 100,000"),
+    (["--classes", "4294967299"], "--classes 4294967299 is out of range"),
 ])
 def test_out_of_range_flags_are_one_line(tmp_path, capsys, flags, message):
     assert main([*SYNTHETIC, *flags, "--out", str(tmp_path / "run")]) == 2
@@ -71,6 +73,35 @@ def test_junk_run_yaml_is_one_line(tmp_path, capsys, text):
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         if "colour" not in text:  # (settings of an unknown key: "belongs to a different configuration")
             assert ".yaml" in err, err
+
+
+def billion_laughs() -> str:
+    """Nine levels of nine aliases each: 9**9 strings once expanded, 90 lines of YAML."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    return "\n".join(lines + ["settings: *a9", "checksums: *a9", "experiments: *a9"]) + "\n"
+
+
+def test_yaml_whose_aliases_expand_too_far_is_one_line_naming_the_file(tmp_path, capsys):
+    """As run.yaml, compressed.yaml, prepared.yaml and a workflow config: refused while composed,
+    before the expansion is built (which took the commands past 4 GB)."""
+    import resource
+
+    run, data = tmp_path / "run", tmp_path / "digits"
+    for folder, name in ((run, "run.yaml"), (tmp_path, "compressed.yaml"),
+                         (data, "prepared.yaml"), (tmp_path, "config.yaml")):
+        folder.mkdir(exist_ok=True)
+        (folder / name).write_text(billion_laughs())
+    commands = {"run.yaml": [*SYNTHETIC, "--out", str(run)], "compressed.yaml": ["evaluate", str(tmp_path)],
+                "prepared.yaml": ["train", "--dataset", "digits", "--depth", "8", "--variant",
+                                  "standard", "--data-dir", str(data), "--out", str(tmp_path / "r")],
+                "config.yaml": ["check-config", str(tmp_path / "config.yaml")]}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for name, argv in commands.items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and name in err and "aliases are expanded" in err, err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
 
 
 def test_non_numeric_values_in_a_parsed_csv_are_one_line(tmp_path, capsys):

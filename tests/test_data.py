@@ -128,6 +128,27 @@ def test_malicious_pickle_is_refused(tmp_path):
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("bad", [2 ** 32 + 3, 3.7, -1, "3"])
+def test_labels_that_are_not_class_indices_are_refused_before_any_cast(tmp_path, capsys, bad):
+    """An extracted folder whose first label is 2**32 + 3 (int32 would wrap it to class 3), 3.7
+    (truncated to 3), -1 or a string: one line naming the batch, nothing prepared."""
+    archive = make_cifar_archive(str(tmp_path), "cifar10", np.random.RandomState(4),
+                                 bad_labels=[bad])
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():  # (the test's own archive: plain files only)
+            (tmp_path / member.name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / member.name).write_bytes(tar.extractfile(member).read())
+    out = tmp_path / "out"
+    assert main(["prepare", "cifar10", "--out", str(out), "--source",
+                 str(tmp_path / "cifar-10-batches-py")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cifar-10-batches-py" in err, err
+    expected = (["labels -1 are outside 0-9"] if bad == -1 else
+                ["data_batch_1 has labels", "expected integers (class indices)"])
+    assert all(part in err for part in expected), err
+    assert not out.exists() or not (out / "train_labels.npy").exists()
+
+
 def test_checksum_mismatch_removes_the_bad_download_and_leaves_nothing(tmp_path):
     rng = np.random.RandomState(2)
     archive = make_cifar_archive(str(tmp_path), "cifar10", rng)

@@ -46,9 +46,16 @@ def load_batch(data: bytes, label_key: bytes, name: str):
     try:
         d = _SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
         pixels = np.asarray(d[b"data"], dtype=np.uint8)
-        labels = np.asarray(d[label_key], dtype=np.int32)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
+        raw = np.asarray(d[label_key])
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, OverflowError) as e:
         raise DataError(f"{name} is not a CIFAR batch ({e})") from None
+    # checked before the cast: int32 would wrap 2**32 + 3 to 3 and truncate 3.7 to 3 (the
+    # classes' range is prepare's check, on every dataset)
+    if raw.dtype.kind not in "iu" or (raw.size and not -2 ** 31 <= raw.min() <= raw.max() < 2 ** 31):
+        shown = raw.ravel()[:3].tolist() if raw.size else []
+        raise DataError(f"{name} has labels {shown} ({raw.dtype}); expected integers (class "
+                        "indices)")
+    labels = raw.astype(np.int32)
     if pixels.ndim != 2 or pixels.shape[1] != 3072 or len(pixels) != len(labels):
         raise DataError(f"{name} is not a CIFAR batch (data {pixels.shape}, {len(labels)} labels)")
     return pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels

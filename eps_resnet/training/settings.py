@@ -35,6 +35,9 @@ INFERENCE_GATES = ("batch", "training")
 #: two networks (README, "Gates at validation").
 CLOSED_GATES = ("reopen", "stay")
 
+#: The largest synthetic images and class counts a run takes (ImageNet's are 224 and 1,000).
+MAX_IMAGE_SIZE, MAX_CLASSES = 1024, 100_000
+
 #: fp32, or mixed: bfloat16 on CPUs that have it, float16 on NVIDIA GPUs (eps_resnet.training.devices)
 PRECISIONS = ("fp32", "mixed")
 
@@ -111,10 +114,13 @@ class TrainSettings:
             s.image_size = 224 if synthetic and imagenet_like else info.image_size
         if s.classes is None:
             s.classes = 1000 if synthetic and imagenet_like else info.num_classes
-        if s.image_size < 16:  # the demo's digits are the smallest images trained on
-            raise SettingsError(f"--image-size {s.image_size} is too small; expected at least 16")
-        if s.classes < 2:
-            raise SettingsError(f"--classes {s.classes} is too small; expected at least 2")
+        # before anything is allocated: the demo's digits are the smallest images trained on,
+        # and a batch of synthetic images beyond MAX_IMAGE_SIZE would not fit in memory
+        if not 16 <= s.image_size <= MAX_IMAGE_SIZE:
+            raise SettingsError(f"--image-size {s.image_size} is out of range; expected 16 to "
+                                f"{MAX_IMAGE_SIZE}")
+        if not 2 <= s.classes <= MAX_CLASSES:
+            raise SettingsError(f"--classes {s.classes} is out of range; expected 2 to {MAX_CLASSES:,}")
         if s.variant not in VARIANTS:
             raise SettingsError(f"--variant {s.variant!r} is unknown; expected one of {', '.join(VARIANTS)}")
         try:

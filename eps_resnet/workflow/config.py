@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from ..atomic import YAMLLimitError, read_yaml
 from ..data import DATASETS
 from ..errors import EpsResnetError
 from ..training.runfolder import run_path
@@ -50,10 +51,14 @@ class WorkflowConfigError(EpsResnetError):
 
 
 def load_config(path: str) -> dict:
-    """A config file; a YAML syntax error names the file, line and column."""
+    """A config file; a YAML syntax error names the file, line and column, and a file too large
+    or whose aliases expand too far (atomic.read_yaml's limits) names the file."""
     try:
-        with open(path) as f:
-            config = yaml.safe_load(f)
+        config = read_yaml(path)
+        if config is None:
+            raise FileNotFoundError(2, "No such file or directory")
+    except YAMLLimitError as e:
+        raise WorkflowConfigError(f"{path}: {e}; expected a workflow config") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
@@ -72,8 +77,7 @@ def validate_config(config: dict, schema_path: str = SCHEMA) -> dict:
     first problem becomes one line naming the key (``experiments.cifar10.depths: ...``)."""
     import jsonschema
 
-    with open(schema_path) as f:
-        schema = yaml.safe_load(f)
+    schema = read_yaml(schema_path)
     base = jsonschema.validators.validator_for(schema)
 
     def properties_with_defaults(validator, properties, instance, schema):
