@@ -2,6 +2,7 @@
 of one, and YAML read back."""
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -99,3 +100,29 @@ def read_yaml(path: str) -> dict | None:
         raise YAMLLimitError(f"{size:,} bytes, more than the {YAML_MAX_BYTES:,} a YAML file here holds")
     with open(path) as f:
         return load_yaml(f) or {}
+
+
+class PlantedLinkError(OSError):
+    """A lock file that is a symbolic link: writing through it would overwrite its target."""
+
+
+def open_lock_file(path: str, shared: bool = False):
+    """``path`` opened for reading and writing, created if missing, never through a symbolic
+    link (O_NOFOLLOW: a link planted in its place raises PlantedLinkError, naming it) and not
+    truncated: its holder writes it only once it holds the lock. ``shared`` (a folder several
+    users share): a file this process creates is left writable by every user, and one another
+    user created read-only is opened for reading, which is all a lock needs."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise PlantedLinkError(errno.ELOOP, f"{path} is a symbolic link, not a lock file: "
+                                   "remove it (nothing is written through a link)") from None
+        if not (shared and e.errno == errno.EACCES):
+            raise
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return os.fdopen(fd, "r")
+    if shared and os.fstat(fd).st_uid == os.geteuid():
+        os.fchmod(fd, 0o666)
+    return os.fdopen(fd, "r+")

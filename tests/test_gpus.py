@@ -78,3 +78,54 @@ def test_gpu_run_allocates_within_an_existing_cuda_visible_devices(tmp_path):
     assert got == ["5", "7"]  # the user's GPUs, one each, never the others
     r = subprocess.run(cmd[:5] + ["3"] + cmd[6:], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and "3 GPU(s) asked for, but CUDA_VISIBLE_DEVICES=5,7" in r.stderr
+
+
+def test_a_planted_link_in_the_slot_folder_is_never_written_through(tmp_path):
+    """Another user's symbolic link named like a slot's lock file: gpu-run stops in one line
+    naming it, and the file it points to is left as it was."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    (slots / "gpu0.lock").symlink_to(target)
+    env = dict(os.environ, EPS_RESNET_GPUS="1")
+    env.pop("SLURM_JOB_ID", None)
+    r = subprocess.run([sys.executable, "-m", "eps_resnet.cli", "gpu-run", "--gpus", "1",
+                        "--lock-dir", str(slots), "--", sys.executable, "-c", "pass"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "gpu0.lock is a symbolic link" in r.stderr
+    assert target.read_text() == "keep me\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a second user needs root to become it")
+def test_a_second_user_shares_the_slots_of_the_first():
+    """The first holder (root here) makes the slot folder; another user (nobody) then holds a
+    slot in it too, and the two exclude each other."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="eps-resnet-test-slots-")  # pytest's folders are private
+    os.chmod(base, 0o755)
+    slots = os.path.join(base, "slots")
+    try:
+        _hold_as_two_users(slots)
+    finally:
+        shutil.rmtree(base)
+
+
+def _hold_as_two_users(slots):
+    with hold(1, total=2, lock_dir=slots) as mine:
+        pid = os.fork()
+        if pid == 0:  # the other user: no exec, the modules are already here
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                with hold(1, total=2, lock_dir=slots, timeout=5) as theirs:
+                    code = 0 if theirs != mine and len(theirs) == 1 else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert oct(os.stat(slots).st_mode & 0o7777) == "0o1777"

@@ -409,3 +409,18 @@ def test_data_workers_end_when_their_trainer_is_killed(tmp_path):
     finally:
         if trainer.poll() is None:
             trainer.kill()
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_left_alone(tmp_path, capsys):
+    """A `.lock` planted as a symbolic link (to a file of the user's): training, which holds its
+    folder through that file, stops in one line naming it instead of overwriting the target."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").symlink_to(target)
+    assert main(["train", "--dataset", "synthetic", "--depth", "8", "--variant", "standard",
+                 "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ".lock is a symbolic link" in err, err
+    assert target.read_text() == "keep me\n"

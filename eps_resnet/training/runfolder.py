@@ -18,7 +18,7 @@ import re
 import time
 from contextlib import contextmanager
 
-from ..atomic import read_yaml, write_text, write_yaml
+from ..atomic import PlantedLinkError, open_lock_file, read_yaml, write_text, write_yaml
 from ..errors import EpsResnetError, first_line
 from .settings import NOT_IDENTITY, SettingsError, TrainSettings
 
@@ -125,7 +125,10 @@ def lock(folder: str, command: str):
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_FILE)
     key = os.path.realpath(folder)
-    f = open(path, "a+")
+    try:
+        f = open_lock_file(path)
+    except PlantedLinkError as e:
+        raise RunFolderError(e.strerror) from None
     ok = held = False
     try:
         try:

@@ -5,6 +5,11 @@ TensorFlow takes every GPU it sees. :func:`hold` gives a job ``n`` GPU ids of it
 whole lifetime, through one lock file per GPU (``fcntl.flock``): the kernel drops a lock when its
 holder exits, however it exits, so a crashed or killed job never leaves its GPUs taken. Under
 SLURM the scheduler has already chosen the job's GPUs, so the slots step aside.
+
+The lock files live in one folder under the system's temporary folder, shared by every user of
+the machine (a GPU is the machine's, whoever runs on it): the folder is made sticky and
+world-writable like /tmp itself, each lock file writable by all, and none is ever opened
+through a symbolic link that another user planted in its place.
 """
 from __future__ import annotations
 
@@ -17,13 +22,29 @@ import tempfile
 import time
 from contextlib import contextmanager
 
+from ..atomic import PlantedLinkError, open_lock_file
 from ..errors import EpsResnetError
 
 DEFAULT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "eps-resnet-gpu-slots")
 
 
 class SlotError(EpsResnetError):
-    """An impossible request (more GPUs than the machine has)."""
+    """An impossible request (more GPUs than the machine has), or a slot folder or lock file
+    that is not what it must be."""
+
+
+def slot_folder(lock_dir: str) -> str:
+    """``lock_dir``, made if missing as a sticky folder every user may add lock files to; one
+    that is a symbolic link is refused."""
+    try:
+        os.mkdir(lock_dir)
+        os.chmod(lock_dir, 0o1777)  # (mkdir's mode passes through the umask)
+    except FileExistsError:
+        pass
+    if os.path.islink(lock_dir) or not os.path.isdir(lock_dir):
+        raise SlotError(f"{lock_dir} is not a folder (a symbolic link or a file in its place); "
+                        "remove it, or set another GPU slot folder")
+    return lock_dir
 
 
 def machine_gpus() -> int:
@@ -70,12 +91,15 @@ def hold(n: int, total: int | None = None, lock_dir: str = DEFAULT_LOCK_DIR,
     if n <= 0:
         yield []
         return
-    os.makedirs(lock_dir, exist_ok=True)
+    slot_folder(lock_dir)
     start = time.monotonic()
     while True:
         held = []
         for gpu in pool:  # one lock file per physical id, shared by every gpu-run of the machine
-            f = open(os.path.join(lock_dir, f"gpu{gpu}.lock"), "a+")
+            try:
+                f = open_lock_file(os.path.join(lock_dir, f"gpu{gpu}.lock"), shared=True)
+            except PlantedLinkError as e:
+                raise SlotError(e.strerror) from None
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -94,10 +118,11 @@ def hold(n: int, total: int | None = None, lock_dir: str = DEFAULT_LOCK_DIR,
         time.sleep(poll)
     try:
         for gpu, f in held:
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}\n")
-            f.flush()
+            if f.writable():  # (another user's lock file is locked read-only)
+                f.seek(0)
+                f.truncate()
+                f.write(f"{os.getpid()}\n")
+                f.flush()
         yield [gpu for gpu, _ in held]
     finally:
         for _, f in held:
