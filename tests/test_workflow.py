@@ -253,6 +253,23 @@ def test_config_syntax_errors_name_file_and_line(tmp_path):
     assert main(["check-config", os.path.join(ROOT, "config", "demo.yaml")]) == 0
 
 
+def test_nested_command_line_values_are_the_schemas_types_and_braces_in_paths_are_refused(tmp_path):
+    """Snakemake hands a nested `--config` value's numbers over as strings: the workflow reads
+    them as the schema's numbers; a { or } in a path (a wildcard to Snakemake) is refused by
+    check-config and the workflow in one line naming the key."""
+    from eps_resnet.cli import main
+
+    demo = os.path.join(ROOT, "config", "demo.yaml")
+    r = snakemake("-n", "--directory", tmp_path, "--configfile", demo, "--config",
+                  "resources={evaluate: {gpus: 0, threads: 1}}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = snakemake("-n", "--directory", tmp_path, "--configfile", demo, "--config", "results_dir=r{x}")
+    assert r.returncode != 0 and "results_dir: 'r{x}' holds { or }" in r.stdout + r.stderr
+    config = load("demo.yaml")
+    config["datasets"]["digits"]["path"] = "digits-{copy}"
+    assert main(["check-config", str(write(tmp_path, config))]) == 2
+
+
 def test_seeds_are_an_experiment_axis(tmp_path):
     config = load("experiments.yaml")
     base = job_counts(snakemake("-n", "--directory", tmp_path, "--configfile",

@@ -72,9 +72,46 @@ def load_config(path: str) -> dict:
     return config
 
 
+def _as_schema_type(value, schema: dict):
+    """A value given on Snakemake's command line as the schema wants it: `--config
+    'resources={evaluate: {gpus: 0}}'` arrives with the nested 0 as the string "0"."""
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds or []
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_as_schema_type(v, schema["items"]) for v in value]
+    if not isinstance(value, str) or "string" in kinds:
+        return value
+    text = value.strip()
+    if "boolean" in kinds and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind, parse in (("integer", int), ("number", float)):
+        if kind in kinds:
+            try:
+                return parse(text)
+            except ValueError:
+                pass
+    return value
+
+
+#: Config paths that reach Snakemake's file patterns, where { and } are wildcards.
+PATH_KEYS = ("data_dir", "results_dir", "figures_dir")
+
+
+def _check_paths(config: dict) -> None:
+    paths = {key: config.get(key) for key in PATH_KEYS}
+    paths.update({f"datasets.{name}.path": (d or {}).get("path")
+                  for name, d in (config.get("datasets") or {}).items()})
+    for key, value in paths.items():
+        if isinstance(value, str) and ("{" in value or "}" in value):
+            raise WorkflowConfigError(f"{key}: {value!r} holds {{ or }}, which Snakemake reads as "
+                                      "a wildcard in file names; expected a path without braces")
+
+
 def validate_config(config: dict, schema_path: str = SCHEMA) -> dict:
-    """Check ``config`` against the schema and fill in the schema's defaults (in place). The
-    first problem becomes one line naming the key (``experiments.cifar10.depths: ...``)."""
+    """Check ``config`` against the schema and fill in the schema's defaults (in place), with
+    strings from Snakemake's command line turned into the numbers and booleans the schema
+    wants. The first problem becomes one line naming the key (``experiments.cifar10.depths:
+    ...``)."""
     import jsonschema
 
     schema = read_yaml(schema_path)
@@ -85,6 +122,8 @@ def validate_config(config: dict, schema_path: str = SCHEMA) -> dict:
             for key, sub in properties.items():
                 if "default" in sub and key not in instance:
                     instance[key] = sub["default"]
+                elif key in instance:
+                    instance[key] = _as_schema_type(instance[key], sub)
         yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
 
     validator = jsonschema.validators.extend(base, {"properties": properties_with_defaults})(schema)
@@ -92,6 +131,7 @@ def validate_config(config: dict, schema_path: str = SCHEMA) -> dict:
     if error is not None:
         key = ".".join(str(p) for p in error.absolute_path) or "config"
         raise WorkflowConfigError(f"{key}: {error.message}")
+    _check_paths(config)
     return config
 
 
