@@ -332,6 +332,25 @@ def test_a_killed_snakemakes_lock_is_removed_unless_one_still_runs(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
 
 
+def test_the_lock_stays_where_no_snakemake_can_be_seen_for_sure(tmp_path):
+    """The unlock helper's decision on what it saw: another user's Snakemake whose working
+    folder cannot be read, or a folder on a network file system (a Snakemake of another machine),
+    keep the lock; so does a Snakemake in the folder; other processes do not."""
+    from eps_resnet.workflow.unlock import file_system, processes, why_not
+
+    here = str(tmp_path)
+    others = [(11, ["/usr/bin/python3", "/usr/bin/vim"], here), (12, ["bash"], None)]
+    assert why_not(here, others, "ext4") is None
+    assert why_not(here, others + [(13, ["python", "-m", "snakemake"], "/elsewhere")], "xfs") is None
+    assert why_not(here, others + [(14, ["/venv/bin/snakemake", "all"], here)], "ext4") == \
+        f"a Snakemake (process 14) runs in {os.path.realpath(here)}"
+    assert "process 15) runs whose working folder cannot be read" in \
+        why_not(here, [(15, ["snakemake", "--cores", "2"], None)], "ext4")
+    assert "shared file system (nfs4)" in why_not(here, others, "nfs4")
+    # and what psutil sees here: this test's own folder, on a local file system, no Snakemake in it
+    assert file_system(here) and why_not(here, processes(), file_system(here)) is None
+
+
 def test_the_workflow_is_formatted_and_lint_clean(tmp_path):
     r = subprocess.run([os.path.join(BIN, "snakefmt"), "--check", os.path.join(ROOT, "workflow")],
                        capture_output=True, text=True, timeout=120)
