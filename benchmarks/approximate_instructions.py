@@ -27,7 +27,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from cpuid_views import GOLDEN  # noqa: E402
+from cpuid_views import golden_run  # noqa: E402
 
 LIBRARY = "libtensorflow_cc.so.2"
 #: the approximate reciprocal (square root) instructions, legacy, VEX and EVEX forms
@@ -109,12 +109,7 @@ def main():
     print(f"{LIBRARY}: {len(found)} approximate reciprocal instructions in "
           f"{len({f for _, f in found})} functions, e.g. {', '.join(list(by_function)[:6])}")
     with tempfile.TemporaryDirectory() as tmp:
-        args = a.train_args
-        if not args:
-            data = os.path.join(tmp, "digits")
-            subprocess.run([sys.executable, "-m", "eps_resnet.cli", "prepare", "digits", "--out",
-                            data], check=True, capture_output=True)
-            args = [*GOLDEN, "--data-dir", data]
+        args = a.train_args or golden_run(tmp)
         for name, content in (("sites.json", {"library": LIBRARY, "text": text, "sites": found}),):
             json.dump(content, open(os.path.join(tmp, name), "w"))
         script = os.path.join(tmp, "count.py")

@@ -50,6 +50,14 @@ VIEWS = {
 }
 
 
+def golden_run(folder: str) -> list[str]:
+    """The golden test's `eps-resnet train` flags, on digits prepared into ``folder``."""
+    data = os.path.join(folder, "digits")
+    subprocess.run([sys.executable, "-m", "eps_resnet.cli", "prepare", "digits", "--out", data],
+                   check=True, capture_output=True)
+    return [*GOLDEN, "--data-dir", data]
+
+
 def build_library(folder: str) -> str:
     """Compile cpuid_views.c into ``folder``; exits with one line without gcc."""
     if shutil.which("gcc") is None:
@@ -135,12 +143,7 @@ def main():
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         library = build_library(tmp)
-        args = a.train_args
-        if not args:
-            data = os.path.join(tmp, "digits")
-            subprocess.run([sys.executable, "-m", "eps_resnet.cli", "prepare", "digits", "--out",
-                            data], check=True, capture_output=True)
-            args = [*GOLDEN, "--data-dir", data]
+        args = a.train_args or golden_run(tmp)
         trace = os.path.join(tmp, "trace.txt") if a.trace else None
         print("| CPU as cpuid describes it | stats.json | weights |\n|---|---|---|")
         for i, name in enumerate(a.views):

@@ -125,15 +125,21 @@ def time_reductions(tf, repeat: int) -> dict:
         config = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
         with tf.Session(config=config) as sess:
             sess.run(tf.global_variables_initializer())
-            best = {}
-            for _ in range(3):
-                for key, fetch in fetches.items():
-                    sess.run(fetch)
-                    start = time.perf_counter()
-                    for _ in range(repeat):
-                        sess.run(fetch)
-                    ms = (time.perf_counter() - start) / repeat * 1000
-                    best[key] = min(best.get(key, float("inf")), ms)
+            return best_ms(sess, fetches, repeat)
+
+
+def best_ms(sess, fetches: dict, repeat: int, rounds: int = 3) -> dict:
+    """ms of one run of each of ``fetches`` (``{key: fetch}``): the best of ``rounds`` rounds
+    of ``repeat`` runs, the fetches alternating, each run once first."""
+    best = {}
+    for _ in range(rounds):
+        for key, fetch in fetches.items():
+            sess.run(fetch)
+            start = time.perf_counter()
+            for _ in range(repeat):
+                sess.run(fetch)
+            ms = (time.perf_counter() - start) / repeat * 1000
+            best[key] = min(best.get(key, float("inf")), ms)
     return best
 
 

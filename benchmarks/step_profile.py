@@ -88,6 +88,7 @@ def copy_ms(tf, shapes: dict, dtype, repeat: int = 20) -> dict:
     that reads a branch and writes its size costs on this machine (the session settings of a
     run, best of 3 rounds)."""
     from eps_resnet.compat import session_config
+    from mixed_precision_graph import best_ms
 
     with tf.Graph().as_default():
         fetches = {}
@@ -96,16 +97,7 @@ def copy_ms(tf, shapes: dict, dtype, repeat: int = 20) -> dict:
             fetches[name] = tf.raw_ops.DeepCopy(x=x)[0, 0, 0, 0]  # the copy, one value out
         with tf.Session(config=session_config(0)) as sess:
             sess.run(tf.global_variables_initializer())
-            best = {}
-            for _ in range(3):
-                for name, fetch in fetches.items():
-                    sess.run(fetch)
-                    start = time.perf_counter()
-                    for _ in range(repeat):
-                        sess.run(fetch)
-                    ms = (time.perf_counter() - start) / repeat * 1000
-                    best[name] = min(best.get(name, float("inf")), ms)
-    return best
+            return best_ms(sess, fetches, repeat)
 
 
 def main():

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from eps_resnet.cli import main
 from eps_resnet.training.devices import decide, has_bfloat16

@@ -15,7 +15,7 @@ import numpy as np
 from ..models.layouts import Layout, make_layout
 from ..training.runfolder import choose_checkpoint, lock, read_checkpoint, run_settings
 from ..training.settings import TrainSettings
-from .evaluate import EvaluateError, check_fits, describe, notes, run_kernels
+from .evaluate import check_fits, describe, notes, run_kernels
 
 
 def input_mean(settings: TrainSettings) -> np.ndarray | None:
