@@ -59,11 +59,17 @@ USER_CPU_ENV_VAR = "EPS_RESNET_USER_CPU_ENV"
 DEFAULT_KIND_VAR = "EPS_RESNET_CPU_KERNELS"
 
 
-def default_cpu_kernels() -> str:
+def default_cpu_kernels(strict: bool = False) -> str:
     """``EPS_RESNET_CPU_KERNELS`` when it names a kind, else native: TensorFlow's choice, faster
-    than portable wherever AVX-512 is (README, "Across CPU kinds")."""
+    than portable wherever AVX-512 is (README, "Across CPU kinds"). ``strict``: a value that
+    names no kind raises ValueError (the process itself starts native then)."""
     kind = os.environ.get(DEFAULT_KIND_VAR, "").strip()
-    return kind if kind in CPU_KERNELS else "native"
+    if kind in CPU_KERNELS:
+        return kind
+    if kind and strict:
+        raise ValueError(f"{DEFAULT_KIND_VAR}={kind!r} is unknown; expected one of "
+                         f"{', '.join(CPU_KERNELS)}")
+    return "native"
 
 
 def _user_cpu_env() -> dict[str, str | None]:
@@ -161,15 +167,15 @@ class _TensorFlowLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        dropped = [] if has_nvidia_driver() else [_NO_DRIVER_LINES.pattern]
-        if _cpu_kernels == "portable":
-            dropped.append(_ONEDNN_NOTICE)
+        no_driver = not has_nvidia_driver()
+        dropped = ([_NO_DRIVER_LINES.pattern] if no_driver else []) + \
+            ([_ONEDNN_NOTICE] if _cpu_kernels == "portable" else [])
         if not dropped:
             self._loader.exec_module(module)
         else:
             with _stderr_without(re.compile("|".join(dropped))):
                 self._loader.exec_module(module)
-                if not has_nvidia_driver():
+                if no_driver:
                     module.config.list_physical_devices("GPU")
         _pin_cache_sizes(module)
 

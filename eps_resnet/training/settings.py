@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from ..compat import CPU_KERNELS, DEFAULT_KIND_VAR, default_cpu_kernels
+from ..compat import CPU_KERNELS, default_cpu_kernels
 from ..data import DATASETS, dataset_info
 from ..errors import EpsResnetError
 from ..models import FAMILIES, VARIANTS, check_depth
@@ -179,12 +179,12 @@ class TrainSettings:
                                 f"to {2 ** 32 - 1}")
         if s.precision not in PRECISIONS:
             raise SettingsError(f"--precision {s.precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
-        chosen = os.environ.get(DEFAULT_KIND_VAR, "").strip()
-        if chosen and chosen not in CPU_KERNELS:
-            raise SettingsError(f"{DEFAULT_KIND_VAR}={chosen!r} is unknown; expected one of "
-                                f"{', '.join(CPU_KERNELS)} (the default of --cpu-kernels)")
+        try:
+            default = default_cpu_kernels(strict=True)
+        except ValueError as e:
+            raise SettingsError(f"{e} (the default of --cpu-kernels)") from None
         if s.cpu_kernels is None:
-            s.cpu_kernels = "native" if s.precision == "mixed" else default_cpu_kernels()
+            s.cpu_kernels = "native" if s.precision == "mixed" else default
         if s.cpu_kernels not in CPU_KERNELS:
             raise SettingsError(f"--cpu-kernels {s.cpu_kernels!r} is unknown; expected one of "
                                 f"{', '.join(CPU_KERNELS)}")

@@ -36,6 +36,8 @@ class SlotError(EpsResnetError):
 def slot_folder(lock_dir: str) -> str:
     """``lock_dir``, made if missing as a sticky folder every user may add lock files to; one
     that is a symbolic link is refused."""
+    parent = os.path.dirname(os.path.abspath(lock_dir))
+    os.makedirs(parent, exist_ok=True)
     try:
         os.mkdir(lock_dir)
         os.chmod(lock_dir, 0o1777)  # (mkdir's mode passes through the umask)
