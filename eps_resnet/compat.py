@@ -99,11 +99,17 @@ if _cpu_kernels == "portable":
 # TensorFlow's C++ start-up chatter (cuInit on CPU-only hosts, oneDNN notices) drowns the logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 
-for _alias, _type in (("float", float), ("int", int), ("object", object), ("bool", bool)):
-    if _alias not in np.__dict__:
-        setattr(np, _alias, _type)
+
+def _numpy_aliases() -> None:
+    """numpy 2's removed aliases, for tensorpack; set when TensorFlow (which tensorpack imports
+    first) is imported, so that a command's start-up imports no numpy before it can handle a
+    signal."""
+    import numpy as np
+
+    for alias, type_ in (("float", float), ("int", int), ("object", object), ("bool", bool)):
+        if alias not in np.__dict__:
+            setattr(np, alias, type_)
 
 
 class _PlaceholderForStrayArguments(logging.Filter):
@@ -167,6 +173,7 @@ class _TensorFlowLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
+        _numpy_aliases()
         no_driver = not has_nvidia_driver()
         dropped = ([_NO_DRIVER_LINES.pattern] if no_driver else []) + \
             ([_ONEDNN_NOTICE] if _cpu_kernels == "portable" else [])
@@ -217,6 +224,7 @@ if "tensorflow" not in sys.modules:
     if not has_nvidia_driver():
         logging.getLogger("tensorpack").addFilter(_NoGpuOptionsWarning())
 else:  # imported before us (with TF_USE_LEGACY_KERAS=1): pinned now, before our first kernel
+    _numpy_aliases()
     _pin_cache_sizes(sys.modules["tensorflow"])
 
 
@@ -291,14 +299,13 @@ def session_config(threads: int = 0, mixed_kind: str | None = None):
     return config
 
 
-def die_with_parent() -> None:
-    """Linux's PR_SET_PDEATHSIG through libc: the calling process (a data worker) gets SIGHUP
-    when its parent dies, however it dies. tensorpack does the same only when the python-prctl
-    package is installed (it needs libcap headers to build), else its workers outlive a killed
-    trainer."""
+def die_with_parent(signum: int) -> None:
+    """Linux's PR_SET_PDEATHSIG through libc: the calling process (a data worker) gets
+    ``signum`` when its parent dies, however it dies. tensorpack does the same only when the
+    python-prctl package is installed (it needs libcap headers to build), else its workers
+    outlive a killed trainer."""
     import ctypes
-    import signal
 
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGHUP)  # 1 = PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signum))  # 1 = PR_SET_PDEATHSIG
 

@@ -3,17 +3,22 @@
 Each stage's subcommands (arguments next to their handler) live in the module of that stage's
 name: data (prepare), training (train), runs (compress, evaluate, export, compare), results
 (parse, plot, figures-page, summarize, estimate) and workflow (gpu-run, check-config, selfcheck). A handler
-imports its stage's code when it runs, so ``--help`` starts no TensorFlow.
+imports its stage's code when it runs, so ``--help`` starts no TensorFlow; this module imports
+only the standard library at its top, so that a signal at any moment after the interpreter's own
+start-up is the one-line stop of :func:`main`.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+from typing import TYPE_CHECKING
+
 from .. import compat  # noqa: F401  (before anything imports TensorFlow)
-from ..errors import EpsResnetError
-from ..training.settings import TrainSettings
-from . import data, results, runs, training, workflow
+from ..errors import EpsResnetError, stop_on_signals
+
+if TYPE_CHECKING:
+    from ..training.settings import TrainSettings
 
 #: What ``eps-resnet --help`` says first.
 DESCRIPTION = "The ``eps-resnet`` command line: one subcommand per stage of the pipeline."
@@ -27,6 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
+    from . import data, results, runs, training, workflow
 
     parser = _Parser(prog="eps-resnet", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"eps-resnet {__version__}")
@@ -42,17 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_settings(argv: list[str]) -> TrainSettings:
     """The settings that ``eps-resnet train ARGV`` trains with (before defaults are resolved)."""
+    from . import training
+
     return training.settings_of(build_parser().parse_args(["train", *argv]))
 
 
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    prog = "eps-resnet"
+    words = sys.argv[1:] if argv is None else argv
+    # named before the parser runs, for a stop while it imports the stages
+    prog = f"eps-resnet {words[0]}" if words and not words[0].startswith("-") else "eps-resnet"
     try:
-        args = build_parser().parse_args(argv)
-        prog = f"eps-resnet {args.command}"
-        return args.func(args)
+        with stop_on_signals(command=argv is None):
+            args = build_parser().parse_args(argv)
+            prog = f"eps-resnet {args.command}"
+            return args.func(args)
     except KeyboardInterrupt as e:
         # Ctrl-C (or SIGTERM / SIGHUP during training) at any point, imports included: one line,
         # and the shell's exit status for that signal

@@ -23,7 +23,7 @@ def add_parse(sub) -> None:
 
 
 def add_plot(sub) -> None:
-    from ..results.plots import GRID_KINDS, KINDS
+    from ..results import GRID_KINDS, KINDS
 
     p = sub.add_parser("plot", help="draw one of the paper's figures from parsed CSVs",
                        description="Draw a figure from tidy CSVs of `eps-resnet parse`: validation "
@@ -44,7 +44,7 @@ def add_plot(sub) -> None:
 
 
 def add_figures_page(sub) -> None:
-    from ..results.plots import KINDS
+    from ..results import KINDS
 
     p = sub.add_parser("figures-page", help="an experiment's figures with their captions, as HTML",
                        description="One self-contained HTML page with each figure of an "
@@ -63,7 +63,7 @@ def _cmd_figures_page(args) -> int:
     from ..atomic import write_text
     from ..data.files import DataError
     from ..results.captions import figure_caption, figures_page
-    from ..results.plots import KINDS
+    from ..results import KINDS
 
     figures = []
     for png in args.figures:
@@ -159,7 +159,8 @@ def _cmd_parse(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from ..results.plots import GRID_KINDS, KINDS, plot, save
+    from ..results import GRID_KINDS, KINDS
+    from ..results.plots import plot, save
 
     if args.kind not in KINDS + GRID_KINDS:
         raise SettingsError(f"plot kind {args.kind!r} is unknown; expected one of "

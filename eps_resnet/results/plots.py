@@ -17,11 +17,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..atomic import atomic_path  # noqa: E402
+from . import GRID_KINDS, KINDS  # noqa: E402,F401  (the kinds drawn here)
 from ..models.gate import DISCARDED_AT  # noqa: E402
 
-#: Figures of one experiment, and figures of a dataset's grid (several experiments' final values).
-KINDS = ("val-error", "lr", "compression-ratio", "blocks")
-GRID_KINDS = ("depth", "epsilon")
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 STYLE = {
     "figure.dpi": 110, "savefig.dpi": 150, "font.size": 11, "axes.titlesize": 12,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..compat import cpu_kernels, session_config
 from ..data.dataflows import epoch_steps, get_dataflow, verified_data
-from ..errors import Interrupted, first_line
+from ..errors import EpsResnetError, first_line, stop_on_signals
 from .devices import DevicePlan, decide
 from .provenance import cpu, environment
 from .runfolder import (check_same_run, load_run_file, lock, resume_point, truncate_stats,
@@ -205,30 +205,6 @@ def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
         return _train(resume(p, warn=_warn), log, extra_callbacks)
 
 
-@contextmanager
-def stop_on_signals():
-    """SIGTERM (what Slurm sends at a time limit or on scancel) and SIGHUP (a closed terminal)
-    stop training as Ctrl-C does: run.yaml says ``interrupted``, and the same command resumes
-    from the last checkpoint to the same numbers. (Python's default for both is to die at once,
-    leaving run.yaml at ``running``.) Only the main thread can install handlers."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise Interrupted(signum)
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 def _record_end(p: Plan, record: dict) -> None:
     """Write the run.yaml of a run that stopped. On a full disk the usual write (a temporary
     file, then a rename) may find no room; the file is then rewritten in place, which needs no
@@ -270,19 +246,83 @@ def _warn(message: str) -> None:
 
 def _train(p: Plan, log, extra_callbacks) -> Plan:
     s = p.settings
+    previous = load_run_file(s.out) or {}
+    started = previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if p.finished:
+        if previous.get("status") != "finished":  # stopped after its last checkpoint
+            write_run_file(s.out, _run_record(p, "finished", started))
         log(f"{s.out}: already finished ({s.epochs} epochs, checkpoint {p.checkpoint}); nothing to do")
         return p
+    truncate_stats(s.out, p.start_epoch)
+    p.environment = environment(s)
+    write_run_file(s.out, _run_record(p, "running", started))
+    try:
+        _launch(p, started, extra_callbacks)
+        if p.train_flow.failure:
+            # tensorpack ends training quietly when its input stops
+            raise p.train_flow.failure
+        write_run_file(s.out, _run_record(p, "finished", started))
+    except BaseException as e:
+        # run.yaml must not keep saying "running" after the process is gone, whatever ended it
+        # and wherever (a signal may come while the graph is built); first the data workers go
+        p.train_flow.abandon()
+        _record_end(p, _end_record(p, started, e))
+        if isinstance(e, KeyboardInterrupt) or not p.train_flow.failure:
+            raise
+        raise p.train_flow.failure from None  # not the closed input queue it led to
+    log(f"{s.out}: finished {s.epochs} epochs")
+    _warn_gate_disagreements(s.out)
+    return p
 
+
+def _end_record(p: Plan, started: str, e: BaseException) -> dict:
+    """run.yaml of a run that ``e`` stopped: interrupted (a signal), or failed and why."""
+    if isinstance(e, KeyboardInterrupt):
+        return {**_run_record(p, "interrupted", started),
+                "error": f"{type(e).__name__}: {first_line(e)}"}
+    error = p.train_flow.failure or e
+    return {**_run_record(p, "failed", started),
+            "error": str(error) if isinstance(error, EpsResnetError)
+            else f"{type(error).__name__}: {first_line(error)}"}
+
+
+def _launch(p: Plan, started: str, extra_callbacks) -> None:
+    """Build the graph, the callbacks and the trainer, and train to the last epoch."""
     from ..compat import import_tf
 
     tf = import_tf()
-    from tensorpack import (EstimatedTimeLeft, InferenceRunner, SimpleTrainer,
-                            SyncMultiGPUTrainerReplicated, TFEventWriter, TrainConfig,
+    from tensorpack import (SimpleTrainer, SyncMultiGPUTrainerReplicated,
                             launch_train_with_config)
+    from tensorpack.utils import logger
+
+    s = p.settings
+    logger.set_logger_dir(s.out, action="k")  # 'k': keep the folder, never ask on stdin
+    if p.checkpoint:
+        logger.info(f"Resuming from {p.checkpoint} at epoch {p.start_epoch} of {s.epochs}")
+    # a fresh graph: train() may run several times in a process
+    with tf.Graph().as_default(), seeded(s.seed, s.deterministic):
+        towers = p.devices.towers
+        # one batch per step: a resumed run continues with the batch an uninterrupted run would
+        # take next
+        p.train_flow.start_at((p.start_epoch - 1) * p.steps_per_epoch)
+        config = _train_config(p, started, extra_callbacks)
+        trainer = (SyncMultiGPUTrainerReplicated(towers, mode=p.devices.all_reduce)
+                   if towers > 1 else SimpleTrainer())
+        try:
+            launch_train_with_config(config, trainer)
+        except tf.errors.UnimplementedError as e:
+            if not s.deterministic or "determinis" not in str(e):
+                raise
+            raise SettingsError(f"--deterministic: {first_line(e)[:200]}; run with "
+                                "--no-deterministic to train with TensorFlow's faster "
+                                "kernels") from None
+
+
+def _train_config(p: Plan, started: str, extra_callbacks):
+    """tensorpack's TrainConfig of the run: the model, its input, callbacks and monitors."""
+    from tensorpack import (EstimatedTimeLeft, InferenceRunner, TFEventWriter, TrainConfig)
     from tensorpack.tfutils.sesscreate import NewSessionCreator
     from tensorpack.tfutils.sessinit import SaverRestore
-    from tensorpack.utils import logger
 
     from .callbacks import (CheckpointAfterStats, DeterminismCheck, DiscardedBlocksPrinter,
                             EpochScheduleSetter, FullPrecisionPrinter, LearningRateSetter,
@@ -292,84 +332,39 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
     from ..models.gate import DISCARDED_AT
     from ..models.resnet import build_model
 
-    previous = load_run_file(s.out) or {}
-    started = previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    truncate_stats(s.out, p.start_epoch)
-    p.environment = environment(s)
-    logger.set_logger_dir(s.out, action="k")  # 'k': keep the folder, never ask on stdin
-    write_run_file(s.out, _run_record(p, "running", started))
-    if p.checkpoint:
-        logger.info(f"Resuming from {p.checkpoint} at epoch {p.start_epoch} of {s.epochs}")
+    s, towers = p.settings, p.devices.towers
+    model = build_model(s, data_format=p.devices.data_format, mixed_kind=p.devices.mixed_kind)
+    callbacks = [
+        InferenceRunner(get_dataflow(s, "val", s.batch // towers), inferencers(model)),
+        LearningRateSetter(s.recipe.lr_points("standard", s.variant),
+                           s.recipe.lr_points("adaptive") if s.lr_schedule == "adaptive" else None),
+        EstimatedTimeLeft(),
+        *extra_callbacks,
+    ]
+    if s.deterministic and p.devices.device == "gpu":
+        def found(ops):
+            p.unsupported_ops = ops
+            write_run_file(s.out, _run_record(p, "running", started))
 
-    # a fresh graph: train() may run several times in a process
-    with tf.Graph().as_default(), seeded(s.seed, s.deterministic):
-        towers = p.devices.towers
-        # one batch per step: a resumed run continues with the batch an uninterrupted run would
-        # take next
-        p.train_flow.start_at((p.start_epoch - 1) * p.steps_per_epoch)
-        model = build_model(s, data_format=p.devices.data_format, mixed_kind=p.devices.mixed_kind)
-        callbacks = [
-            InferenceRunner(get_dataflow(s, "val", s.batch // towers), inferencers(model)),
-            LearningRateSetter(s.recipe.lr_points("standard", s.variant),
-                               s.recipe.lr_points("adaptive") if s.lr_schedule == "adaptive" else None),
-            EstimatedTimeLeft(),
-            *extra_callbacks,
-        ]
-        if s.deterministic and p.devices.device == "gpu":
-            def found(ops):
-                p.unsupported_ops = ops
-                write_run_file(s.out, _run_record(p, "running", started))
-
-            callbacks.append(DeterminismCheck(found))
-        if p.devices.device == "cpu" and not onednn_rewrites_on():
-            callbacks.append(SmallMapKernels())
-        if s.epsilon_points:
-            callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
-            callbacks.append(DiscardedBlocksPrinter(
-                [b.name for b in make_layout(s.family, s.depth).blocks], DISCARDED_AT))
-        config = TrainConfig(
-            model=model,
-            data=OrderedQueueInput(p.train_flow, towers),
-            callbacks=callbacks,
-            # stats.json and TensorBoard keep every metric; the log prints the per-block values
-            # on one line (DiscardedBlocksPrinter) instead of one line per block
-            monitors=[TFEventWriter(), StatsWriter(),
-                      FullPrecisionPrinter(blacklist=[r".*/is_discarded$"]),
-                      CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT, checkpoint_dir=s.out)],
-            steps_per_epoch=p.steps_per_epoch,
-            max_epoch=s.epochs,
-            starting_epoch=p.start_epoch,
-            session_init=SaverRestore(p.checkpoint) if p.checkpoint else None,
-            session_creator=NewSessionCreator(
-                config=session_config(s.threads, p.devices.mixed_kind)),
-        )
-        trainer = (SyncMultiGPUTrainerReplicated(towers, mode=p.devices.all_reduce)
-                   if towers > 1 else SimpleTrainer())
-        try:
-            launch_train_with_config(config, trainer)
-            if p.train_flow.failure:
-                # tensorpack ends training quietly when its input queue closes
-                raise p.train_flow.failure
-        except tf.errors.UnimplementedError as e:
-            if not s.deterministic or "determinis" not in str(e):
-                raise
-            message = (f"--deterministic: {first_line(e)[:200]}; run with "
-                       "--no-deterministic to train with TensorFlow's faster kernels")
-            write_run_file(s.out, {**_run_record(p, "failed", started), "error": message})
-            raise SettingsError(message) from None
-        except BaseException as e:
-            # run.yaml must not keep saying "running" after the process is gone; first the data
-            # workers go (the pool would replace ones a signal killed)
-            p.train_flow.abandon()
-            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            # a dead data worker ends training as a closed input queue; say what happened
-            cause = p.train_flow.failure if not isinstance(e, KeyboardInterrupt) else None
-            _record_end(p, {**_run_record(p, status, started),
-                            "error": str(cause) if cause else f"{type(e).__name__}: {first_line(e)}"})
-            if cause:
-                raise cause from None
-            raise
-    write_run_file(s.out, _run_record(p, "finished", started))
-    log(f"{s.out}: finished {s.epochs} epochs")
-    _warn_gate_disagreements(s.out)
-    return p
+        callbacks.append(DeterminismCheck(found))
+    if p.devices.device == "cpu" and not onednn_rewrites_on():
+        callbacks.append(SmallMapKernels())
+    if s.epsilon_points:
+        callbacks.append(EpochScheduleSetter("epsilon", s.epsilon_points))
+        callbacks.append(DiscardedBlocksPrinter(
+            [b.name for b in make_layout(s.family, s.depth).blocks], DISCARDED_AT))
+    return TrainConfig(
+        model=model,
+        data=OrderedQueueInput(p.train_flow, towers),
+        callbacks=callbacks,
+        # stats.json and TensorBoard keep every metric; the log prints the per-block values
+        # on one line (DiscardedBlocksPrinter) instead of one line per block
+        monitors=[TFEventWriter(), StatsWriter(),
+                  FullPrecisionPrinter(blacklist=[r".*/is_discarded$"]),
+                  CheckpointAfterStats(max_to_keep=CHECKPOINTS_KEPT, checkpoint_dir=s.out)],
+        steps_per_epoch=p.steps_per_epoch,
+        max_epoch=s.epochs,
+        starting_epoch=p.start_epoch,
+        session_init=SaverRestore(p.checkpoint) if p.checkpoint else None,
+        session_creator=NewSessionCreator(config=session_config(s.threads, p.devices.mixed_kind)),
+    )

@@ -258,7 +258,7 @@ class RunTable:
         return groups
 
     def grid_figures(self, experiments) -> list[tuple[str, str, list[str]]]:
-        """The grid figures (:data:`eps_resnet.results.plots.GRID_KINDS`) over ``experiments``: (dataset,
+        """The grid figures (:data:`eps_resnet.results.GRID_KINDS`) over ``experiments``: (dataset,
         kind, its experiments) for each dataset whose runs span two depths of one network family
         ("depth") or, at one depth, two ε ("epsilon")."""
         by_dataset: dict[str, list[str]] = {}

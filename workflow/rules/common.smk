@@ -5,8 +5,8 @@ import sys
 
 from eps_resnet.data import DATASETS, PREPARABLE
 from eps_resnet.results.captions import figure_caption, grid_caption
-from eps_resnet.results.plots import GRID_KINDS
-from eps_resnet.results.plots import KINDS as PLOT_KINDS
+from eps_resnet.results import GRID_KINDS
+from eps_resnet.results import KINDS as PLOT_KINDS
 from eps_resnet.training.runfolder import (
     COMPRESSED_DIR,
     COMPRESSED_FILE,
