@@ -379,6 +379,31 @@ def test_damaged_prepared_files_are_refused_before_training(tmp_path, capsys, na
     assert name in verified_data(settings)
 
 
+def test_a_changed_file_whose_time_was_put_back_is_hashed_again(tmp_path, capsys):
+    """The verified-files cache: a label changed in place, then its modification time restored
+    (`touch -r`), is found by its MD5 all the same: the cache keys on what `touch` cannot set."""
+    import numpy as np
+
+    from eps_resnet.data.dataflows import verified_data
+    from eps_resnet.data.files import DataError
+    from eps_resnet.training.settings import TrainSettings
+
+    data = tmp_path / "digits"
+    assert main(["prepare", "digits", "--out", str(data)]) == 0
+    settings = TrainSettings(dataset="digits", data_dir=str(data), depth=8, variant="standard",
+                             out=str(tmp_path / "run")).resolved()
+    verified_data(settings)  # hashed once: the cache now holds every file
+    path = data / "train_labels.npy"
+    before = os.stat(path)
+    labels = np.load(path)
+    labels[0] = (labels[0] + 1) % 10
+    np.save(path, labels)  # same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size
+    with pytest.raises(DataError, match="train_labels.npy does not match prepared.yaml"):
+        verified_data(settings)
+
+
 def test_evaluate_and_compress_check_the_files_they_read(tmp_path, capsys):
     data, run = tmp_path / "digits", tmp_path / "run"
     assert main(["prepare", "digits", "--out", str(data)]) == 0

@@ -134,6 +134,30 @@ def test_unreadable_stats_is_set_aside_and_rebuilt_from_the_log(run, capsys):
     assert stats[:4] == original
 
 
+def test_a_deleted_stats_file_is_rebuilt_or_its_loss_said(run, capsys):
+    """A finished run whose stats.json was deleted gets it back from the log on a rerun; an
+    unfinished one resumes with every epoch; with the log gone too, the run is refused in one
+    line instead of resuming into a history of only the later epochs."""
+    original = json.loads((run / "stats.json").read_text())
+    (run / "stats.json").unlink()
+    assert train(run) == 0
+    assert "stats.json is missing; rebuilt 4 epoch(s) from the log" in capsys.readouterr().err
+    assert json.loads((run / "stats.json").read_text()) == original
+    (run / "stats.json").write_text(json.dumps(original[:2]))
+    assert train(run, 5) == 0
+    assert epochs_of(run) == [1, 2, 3, 4, 5]
+    (run / "stats.json").unlink()
+    for log in glob.glob(str(run / "log.log*")):
+        os.unlink(log)
+    capsys.readouterr()
+    assert train(run, 6) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("stats.json is missing and the log has no metrics of epoch(s) 1-5 "
+                        "either: the run's history is lost; train it again into a new --out"), err
+    assert not (run / "stats.json").exists()
+    assert yaml.safe_load((run / "run.yaml").read_text())["status"] == "finished"
+
+
 def test_stale_checkpoint_index_is_named_and_the_newest_checkpoint_used(run, pristine, capsys):
     (run / "checkpoint").write_text('model_checkpoint_path: "model-10"\n'
                                     'all_model_checkpoint_paths: "model-10"\n')

@@ -27,12 +27,17 @@ class DataError(EpsResnetError):
     """A dataset problem the user can fix; the message is one line naming the file or folder."""
 
 
-def md5sum(path: str, chunk: int = 1 << 22) -> str:
-    h = hashlib.md5()
+def md5sum(path: str) -> str:
+    """The MD5 of a file's bytes, as hex."""
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    """What says a file is unchanged since it was hashed: its size and modification time, and
+    what no user can set back (`touch -r` restores the modification time): the inode's change
+    time, the inode and the device."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
 def verify(path: str, expected_md5: str, remove_bad: bool) -> None:
@@ -138,14 +143,14 @@ def write_marker(folder: str, info: dict) -> None:
         yaml.safe_dump(info, f, sort_keys=False)
 
 
-#: (path, size, mtime) -> MD5 of the files this process verified.
+#: (path, *stamp) -> MD5 of the files this process verified.
 _VERIFIED_HERE: dict[tuple, str] = {}
 
 
 def verify_prepared(data_dir: str, dataset: str, meta: dict, names) -> dict[str, str]:
     """Check the prepared files ``names`` of ``data_dir`` against its marker before anything
-    reads them: each file's size, then its MD5 (skipped for a file whose size and modification
-    time are those of an earlier check, recorded in the folder's ``.verified.yaml``). Returns
+    reads them: each file's size, then its MD5 (skipped for a file whose size, times and inode
+    are those of an earlier check (:func:`_stamp`), recorded in the folder's ``.verified.yaml``). Returns
     {name: MD5}; a DataError naming the file and the command that rebuilds it on a mismatch."""
     checksums, sizes = meta.get("checksums") or {}, meta.get("sizes") or {}
     rebuild = f"run `eps-resnet prepare {dataset} --out {data_dir}` to rebuild it"
@@ -167,9 +172,9 @@ def verify_prepared(data_dir: str, dataset: str, meta: dict, names) -> dict[str,
         if name in sizes and st.st_size != sizes[name]:
             raise DataError(f"{path} has {st.st_size} bytes where {MARKER} records {sizes[name]} "
                             f"(cut short or replaced); {rebuild}")
-        key = (path, st.st_size, st.st_mtime_ns)
+        key = (path, *_stamp(st))
         if _VERIFIED_HERE.get(key) == checksums[name] or \
-                cache.get(name) == [st.st_size, st.st_mtime_ns, checksums[name]]:
+                cache.get(name) == [*_stamp(st), checksums[name]]:
             found[name] = checksums[name]
             continue
         md5 = md5sum(path)
@@ -177,7 +182,7 @@ def verify_prepared(data_dir: str, dataset: str, meta: dict, names) -> dict[str,
             raise DataError(f"{path} does not match {MARKER} (md5 {md5}, expected "
                             f"{checksums[name]}): it changed after it was prepared; {rebuild}")
         found[name] = _VERIFIED_HERE[key] = md5
-        cache[name], changed = [st.st_size, st.st_mtime_ns, md5], True
+        cache[name], changed = [*_stamp(st), md5], True
     if changed:
         try:
             from ..atomic import write_yaml

@@ -79,21 +79,46 @@ def log_files(run_dir: str) -> list[str]:
     return older + ([current] if os.path.exists(current) else [])
 
 
-def repair_stats(out: str, warn=print) -> None:
-    """Set an unreadable stats.json aside (renamed, never deleted) and rebuild it from the run's
-    log files, which print every epoch's metrics too."""
-    try:
-        read_stats(out)
-        return
-    except RunFolderError as e:
-        problem = str(e)
+def repair_stats(out: str, done: int = 0, warn=print) -> None:
+    """Make stats.json hold epochs 1..``done`` (those of the checkpoint the run resumes from):
+    an unreadable one is set aside (renamed, never deleted), and a missing or incomplete one is
+    rebuilt from the run's log files, which print every epoch's metrics too. When the logs lack
+    some of those epochs as well, the history is lost: RunFolderError, rather than a resume
+    that keeps only the epochs after it."""
     path = os.path.join(out, STATS_FILE)
-    aside = f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-    os.replace(path, aside)
+    try:
+        have = {s.get("epoch_num") for s in read_stats(out) if isinstance(s, dict)}
+        problem = None
+    except RunFolderError as e:
+        have, problem = set(), str(e).split(";")[0]
+    wanted = set(range(1, done + 1))
+    if problem is None and wanted <= have:
+        return
     entries: dict[tuple[int, int], dict] = {}
     for epoch, step, name, value in read_log(log_files(out), Anomalies()):
-        entry = entries.setdefault((epoch, step), {"epoch_num": epoch, "global_step": step})
-        entry[name] = float(value)
+        if epoch <= done:
+            entry = entries.setdefault((epoch, step), {"epoch_num": epoch, "global_step": step})
+            entry[name] = float(value)
+    lost = sorted(wanted - {epoch for epoch, _ in entries})
+    what = problem or (f"{path} is missing" if not os.path.exists(path) else
+                       f"{path} lacks epoch(s) {_spans(sorted(wanted - have))}")
+    if lost:
+        raise RunFolderError(f"{what} and the log has no metrics of epoch(s) {_spans(lost)} "
+                             "either: the run's history is lost; train it again into a new --out")
+    if os.path.exists(path):
+        aside = f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(path, aside)
+        what += f": set aside as {os.path.basename(aside)}"
     write_text(path, json.dumps(list(entries.values())))
-    warn(f"{problem.split(';')[0]}: set aside as {os.path.basename(aside)}; rebuilt "
-         f"{len(entries)} epoch(s) from the log")
+    warn(f"{what}; rebuilt {len(entries)} epoch(s) from the log")
+
+
+def _spans(numbers: list[int]) -> str:
+    """1, 2, 3, 5 -> "1-3, 5"."""
+    out, start = [], None
+    for i, n in enumerate(numbers):
+        start = n if start is None else start
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            out.append(f"{start}-{n}" if n > start else f"{n}")
+            start = None
+    return ", ".join(out)

@@ -129,12 +129,12 @@ def check_out(out: str) -> None:
 def resume(p: Plan, warn=print) -> Plan:
     """Where the held run folder resumes: its newest checkpoint that restores (damaged newer
     ones are set aside, a damaged index is rebuilt; see runfolder.resume_point); stats.json
-    is repaired from the log if unreadable."""
+    is rebuilt from the log if unreadable, missing or short of the checkpoint's epochs."""
     found = resume_point(p.settings.out, warn)
-    repair_stats(p.settings.out, warn)
     if found is not None:
         p.checkpoint, step = found
         p.start_epoch = step // p.steps_per_epoch + 1
+    repair_stats(p.settings.out, p.start_epoch - 1, warn)
     return p
 
 
