@@ -230,7 +230,7 @@ def test_a_disk_too_full_for_the_first_save_fails_the_run(small_disk, capsys):
     assert not [n for n in os.listdir(out) if "tmp" in n], os.listdir(out)
 
 
-def test_a_second_process_on_the_same_folder_is_refused(run):
+def test_a_second_process_on_the_same_folder_is_refused(run, tmp_path, capsys):
     first = subprocess.Popen(eps_resnet_cmd(*ARGS, "--epochs", "200", "--out", run),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -246,6 +246,19 @@ def test_a_second_process_on_the_same_folder_is_refused(run):
             second = subprocess.run(argv, capture_output=True, text=True, timeout=120)
             assert second.returncode == 2, second.stderr[-2000:]
             assert f"is in use by process {first.pid} (eps-resnet train" in second.stderr
+        # readers writing elsewhere too: they would read a checkpoint training may replace
+        outs = tmp_path / "outs"
+        outs.mkdir()
+        for argv in (["evaluate", str(run), "--out", str(outs / "e.json")],
+                     ["compress", str(run), "--out", str(outs / "c")],
+                     ["export", str(run), "--out", str(outs / "x")]):
+            assert main(argv) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.endswith(f"is in use by process {first.pid} (eps-resnet train, since "
+                                f"{err.split('since ')[1].split(')')[0]}); wait for it to finish "
+                                f"or stop it (eps-resnet {argv[0]} reads a run only while "
+                                "nothing writes it)"), err
+            assert len(err.splitlines()) == 1 and not os.listdir(outs)
         assert first.poll() is None  # the first one goes on
     finally:
         first.kill()

@@ -21,7 +21,7 @@ from ..models.gate import CLOSED_AT, DISCARDED_AT
 from ..models.layouts import (Layout, compress_layout, count_flops, count_parameters, make_layout,
                               structure_of)
 from ..training.runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, SAVED_MODEL, STATS_FILE,
-                                  choose_checkpoint, lock, read_checkpoint, read_stats,
+                                  choose_checkpoint, lock, read_checkpoint, read_stats, reading,
                                   run_settings)
 from .evaluate import (check_fits, describe, model_variables, notes, predictor, run_kernels,
                        val_batches)
@@ -91,10 +91,11 @@ def compress(run_dir: str, out: str, step: int | None = None, limit: int | None 
         raise CompressError(f"{run_dir} is a {settings.variant} run, not an ε-ResNet: it has no "
                             "gates, so nothing can be discarded")
     run_kernels(settings)
-    path, step = choose_checkpoint(run_dir, step, say=notes("compress"))
-    values = discard_values(run_dir, step)
-    with lock(out, "eps-resnet compress"):
-        return _compress(settings, run_dir, out, path, step, values, limit, log, rule)
+    with reading(run_dir, "eps-resnet compress"):
+        path, step = choose_checkpoint(run_dir, step, say=notes("compress"))
+        values = discard_values(run_dir, step)
+        with lock(out, "eps-resnet compress"):
+            return _compress(settings, run_dir, out, path, step, values, limit, log, rule)
 
 
 def _compress(settings, run_dir, out, path, step, values, limit, log, rule) -> dict:

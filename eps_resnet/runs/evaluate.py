@@ -15,7 +15,8 @@ from ..atomic import read_yaml, write_text
 from ..errors import EpsResnetError, first_line
 from ..models.layouts import Layout, layout_from_structure, make_layout
 from ..training.runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, EVAL_FILE, choose_checkpoint,
-                                  lock, read_checkpoint, read_record, run_settings, settings_of)
+                                  lock, read_checkpoint, read_record, reading, run_settings,
+                                  settings_of)
 from ..training.settings import TrainSettings
 
 
@@ -128,7 +129,13 @@ def model_folder(model_dir: str) -> tuple[TrainSettings, Layout, str, str]:
 def evaluate(model_dir: str, data_dir: str | None = None, dataset: str | None = None,
              out: str | None = None, limit: int | None = None, log=print) -> dict:
     """Top-1 (and top-5 with more than 10 classes) validation error of a run folder's newest
-    checkpoint or of a compressed model folder; written to ``out`` (default MODEL_DIR/eval.json)."""
+    checkpoint or of a compressed model folder; written to ``out`` (default MODEL_DIR/eval.json).
+    The folder is held for reading throughout (training cannot replace the checkpoint)."""
+    with reading(model_dir, "eps-resnet evaluate"):
+        return _evaluate_held(model_dir, data_dir, dataset, out, limit, log)
+
+
+def _evaluate_held(model_dir, data_dir, dataset, out, limit, log) -> dict:
     settings, layout, ckpt, kind = model_folder(model_dir)
     if dataset and dataset != settings.dataset:
         raise EvaluateError(f"--dataset {dataset} differs from the model's dataset {settings.dataset}")

@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 
 from ..models.layouts import Layout, make_layout
-from ..training.runfolder import choose_checkpoint, lock, read_checkpoint, run_settings
+from ..training.runfolder import choose_checkpoint, lock, read_checkpoint, reading, run_settings
 from ..training.settings import TrainSettings
 from .evaluate import check_fits, describe, notes, run_kernels
 
@@ -74,13 +74,14 @@ def export(run_dir: str, out: str, step: int | None = None, data_dir: str | None
         settings.data_dir = data_dir
     settings = settings.resolved()
     run_kernels(settings)
-    checkpoint, step = choose_checkpoint(run_dir, step, say=notes("export"))
-    layout = make_layout(settings.family, settings.depth)
-    check_fits(build_model(settings, layout), read_checkpoint(checkpoint), checkpoint,
-               f"{run_dir} ({describe(settings)})")
-    input_mean(settings)  # before anything is written: the mean must be there
-    with lock(out, "eps-resnet export"):
-        export_saved_model(settings, layout, checkpoint, out)
+    with reading(run_dir, "eps-resnet export"):
+        checkpoint, step = choose_checkpoint(run_dir, step, say=notes("export"))
+        layout = make_layout(settings.family, settings.depth)
+        check_fits(build_model(settings, layout), read_checkpoint(checkpoint), checkpoint,
+                   f"{run_dir} ({describe(settings)})")
+        input_mean(settings)  # before anything is written: the mean must be there
+        with lock(out, "eps-resnet export"):
+            export_saved_model(settings, layout, checkpoint, out)
     log(f"{out}: SavedModel of {run_dir} at step {step} (uint8 {settings.image_size}x"
         f"{settings.image_size}x3 images in, prob and logits out)")
     return out

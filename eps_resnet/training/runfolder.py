@@ -10,6 +10,7 @@ log's format is read in :mod:`.runlog`.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import json
@@ -137,9 +138,9 @@ def lock(folder: str, command: str):
             fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except (BlockingIOError, PermissionError):
             f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise RunFolderError(f"{folder} is in use by {holder}; wait for it to finish or stop "
-                                 "it (one process writes into a folder at a time)") from None
+            raise RunFolderError(f"{folder} is in use by {_holder(f.read())}; wait for it to "
+                                 "finish or stop it (one process writes into a folder at a "
+                                 "time)") from None
         _HELD.add(key)
         held = True
         f.seek(0)
@@ -155,6 +156,54 @@ def lock(folder: str, command: str):
         if held:
             _HELD.discard(key)
         f.close()  # releases the lock
+
+
+def _holder(text: str) -> str:
+    """Who holds a lock, from its file: the writer that wrote it if that process still runs;
+    otherwise readers, who write nothing."""
+    m = re.match(r"process (\d+) ", text)
+    if m:
+        try:
+            os.kill(int(m.group(1)), 0)
+            return text.strip()
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # another user's live process
+            return text.strip()
+    return "another process (reading it)"
+
+
+@contextmanager
+def reading(folder: str, command: str):
+    """Read a run folder while the block runs (choose its checkpoint, read it): a shared POSIX
+    lock on ``folder/.lock``, which readers hold together and training excludes, so a reader
+    never takes a checkpoint that training is about to replace or delete. Refused at once,
+    naming the process, while training holds the folder. A folder without a lock file (nothing
+    ever trained there) or whose lock file this user cannot read is read as it is."""
+    path = os.path.join(folder, LOCK_FILE)
+    if os.path.realpath(folder) in _HELD:  # this process writes it: nothing to exclude
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RunFolderError(f"{path} is a symbolic link, not a lock file: remove it "
+                                 "(nothing is written through a link)") from None
+        fd = None  # unreadable (another user's folder): read without the lock
+    if fd is None:
+        yield
+        return
+    with os.fdopen(fd, "r") as f:
+        try:
+            fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):
+            raise RunFolderError(f"{folder} is in use by {_holder(f.read())}; wait for it to "
+                                 f"finish or stop it ({command} reads a run only while nothing "
+                                 "writes it)") from None
+        yield  # closing the file releases the lock
 
 
 # -- checkpoints -------------------------------------------------------------------------------
