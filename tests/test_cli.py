@@ -59,7 +59,9 @@ def test_out_of_range_flags_are_one_line(tmp_path, capsys, flags, message):
 
 
 @pytest.mark.parametrize("text", ["run: [unclosed", "- a list\n- not a mapping\n",
-                                  "settings: {depth: 8, colour: blue}\n"])
+                                  "settings: {depth: 8, colour: blue}\n",
+                                  "settings: {dataset: synthetic, depth: [8], variant: standard, "
+                                  "out: x}\n"])
 def test_junk_run_yaml_is_one_line(tmp_path, capsys, text):
     run = tmp_path / "run"
     run.mkdir()

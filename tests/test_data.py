@@ -404,6 +404,40 @@ def test_a_changed_file_whose_time_was_put_back_is_hashed_again(tmp_path, capsys
         verified_data(settings)
 
 
+@pytest.mark.parametrize("junk", [b"junk", b"\x93NUMPY\x01\x00", "shape", "pickle"])
+def test_a_junk_mean_image_is_one_line_before_it_is_used(tmp_path, junk):
+    """mean.npy read by evaluate, compress and export (training_mean): checked against
+    prepared.yaml first, and, where the marker records no checksum (an older prepare), loaded
+    without pickles and checked for its shape."""
+    import numpy as np
+    import yaml
+
+    from eps_resnet.data.dataflows import training_mean
+    from eps_resnet.data.files import DataError
+    from eps_resnet.training.settings import TrainSettings
+
+    data = tmp_path / "digits"
+    assert main(["prepare", "digits", "--out", str(data)]) == 0
+    settings = TrainSettings(dataset="digits", data_dir=str(data), depth=8, variant="standard",
+                             out=str(tmp_path / "run")).resolved()
+    assert training_mean(settings).shape == (16, 16, 3)
+    path = data / "mean.npy"
+    if junk == "shape":
+        np.save(path, np.zeros((3, 3), np.float32))
+    elif junk == "pickle":
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        path.write_bytes(junk)
+    with pytest.raises(DataError, match="mean.npy (has|does not match)"):
+        training_mean(settings)
+    marker = yaml.safe_load((data / "prepared.yaml").read_text())
+    del marker["checksums"], marker["sizes"]
+    (data / "prepared.yaml").write_text(yaml.safe_dump(marker))
+    with pytest.raises(DataError, match=r"mean.npy (is not a numpy array file|holds a).*expected "
+                                        r"the 16x16x3 float mean image"):
+        training_mean(settings)
+
+
 def test_evaluate_and_compress_check_the_files_they_read(tmp_path, capsys):
     data, run = tmp_path / "digits", tmp_path / "run"
     assert main(["prepare", "digits", "--out", str(data)]) == 0

@@ -39,15 +39,30 @@ def training_mean(settings) -> "np.ndarray":
 
     import numpy as np
 
-    from .files import DataError, read_marker
+    from ..errors import first_line
+    from .files import DataError, read_marker, verify_prepared
 
     data_dir = settings.data_dir or ""
     meta = read_marker(data_dir) if os.path.isdir(data_dir) else None
-    path = os.path.join(data_dir, training_part(settings, meta)[1] if meta else "mean.npy")
+    name = training_part(settings, meta)[1] if meta else "mean.npy"
+    path = os.path.join(data_dir, name)
     if not os.path.exists(path):
         raise DataError(f"{path} is missing: the network's input is centred by the training mean "
                         f"of {settings.dataset}; pass --data-dir DIR of `eps-resnet prepare`")
-    return np.load(path).astype(np.float32)
+    if meta:
+        verify_prepared(data_dir, settings.dataset, meta, [name])  # before it is read
+    expected = (f"expected the {settings.image_size}x{settings.image_size}x3 float mean image "
+                f"`eps-resnet prepare {settings.dataset}` writes")
+    try:
+        mean = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path} is not a numpy array file ({first_line(e)[:80]}); "
+                        f"{expected}") from None
+    if mean.shape != (settings.image_size, settings.image_size, 3) or \
+            not np.issubdtype(mean.dtype, np.floating) or not np.isfinite(mean).all():
+        raise DataError(f"{path} holds a {mean.dtype} array of shape {mean.shape} (or non-finite "
+                        f"values); {expected}")
+    return mean.astype(np.float32)
 
 
 def in_graph_mean(settings) -> "np.ndarray | None":

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import time
+import typing
 from contextlib import contextmanager
 
 from ..atomic import PlantedLinkError, open_lock_file, read_yaml, write_text, write_yaml
@@ -73,12 +74,28 @@ def write_run_file(out: str, record: dict) -> None:
 
 
 def settings_of(record: dict, path: str) -> TrainSettings:
-    """The TrainSettings a record (run.yaml, compressed.yaml) holds under ``settings``."""
+    """The TrainSettings a record (run.yaml, compressed.yaml) holds under ``settings``, each
+    value of its field's type."""
+    expected = "expected the settings `eps-resnet train` records"
     try:
-        return TrainSettings(**record["settings"])
+        settings = TrainSettings(**record["settings"])
     except (KeyError, TypeError) as e:
-        raise RunFolderError(f"{path} has no valid settings ({first_line(e)[:100]}); expected the "
-                             "settings `eps-resnet train` records") from None
+        raise RunFolderError(f"{path} has no valid settings ({first_line(e)[:100]}); "
+                             f"{expected}") from None
+    for name, kind in _SETTING_TYPES.items():
+        value = getattr(settings, name)
+        allowed = typing.get_args(kind) or (kind,)
+        if float in allowed:
+            allowed += (int,)  # YAML writes 2.0 as 2.0, a hand edit as 2
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise RunFolderError(f"{path}: settings.{name} is {value!r}; {expected} "
+                                 f"(of type {names})")
+    return settings
+
+
+#: The type of each of TrainSettings' fields (int, str, float | None, ...).
+_SETTING_TYPES = typing.get_type_hints(TrainSettings)
 
 
 def run_settings(run_dir: str) -> TrainSettings:
@@ -99,6 +116,9 @@ def check_same_run(settings: TrainSettings) -> None:
             raise SettingsError(f"--out {settings.out} holds training files but no {RUN_FILE}; "
                                 "expected an empty or new folder, or one of this project's runs")
         return
+    if isinstance(existing.get("settings"), dict) and \
+            set(existing["settings"]) <= set(_SETTING_TYPES):
+        settings_of(existing, os.path.join(settings.out, RUN_FILE))  # its values' types
     old = {k: v for k, v in (existing.get("settings") or {}).items() if k not in NOT_IDENTITY}
     new = settings.identity()
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
