@@ -625,3 +625,37 @@ def test_settings_page_is_two_narrow_tables_with_readable_names():
     assert ran["closed gates"].isna().tolist() == [True, False]
     page = html_page("Runs", [(first, trained), (second, ran)])
     assert ">None<" not in page and ">nan<" not in page and "<th>ε from epoch</th>" in page
+
+
+@pytest.mark.parametrize("record,eval_json,message", [
+    ("checks: [unclosed", '{"val_error": 0.3}', "compressed.yaml is not readable YAML"),
+    ("run: x\n", '{"val_error": 0.3}', "compressed.yaml lacks 'checks'"),
+    ("run: x\nchecks: 3\n", '{"val_error": 0.3}', "compressed.yaml: checks holds 3, not a mapping"),
+    (None, '{"val_error": 0.3}', "compressed.yaml is missing"),
+    ({"flops": {"full": 1, "compressed": 0}}, '{"val_error": 0.3}',
+     "compressed.yaml: compressed is 0; expected a finite positive number"),
+    ({}, '{"val_error": "abc"}', "eval.json: val_error is 'abc'; expected a finite number"),
+    ({}, '{"val_error": NaN}', "eval.json: val_error is nan; expected a finite number"),
+    ({}, "[1, 2", "eval.json is not valid JSON"),
+])
+def test_junk_compressed_records_are_one_line(fixture_csv, tmp_path, capsys, record, eval_json,
+                                              message):
+    """summarize --compressed reads compressed.yaml and eval.json files: a junk one is one line
+    naming the file and the key, not a KeyError, a ZeroDivisionError or 'abcabc...'. (``record``:
+    the file's text, or changes to a good record.)"""
+    import yaml
+
+    good = {"run": "x", "params": {"compressed": 5}, "flops": {"full": 2, "compressed": 1},
+            "checks": {"agreement": 1.0, "max_logit_difference": 0.0}}
+    folder = tmp_path / "c"
+    folder.mkdir()
+    if record is not None:
+        (folder / "compressed.yaml").write_text(
+            record if isinstance(record, str) else yaml.safe_dump({**good, **record}))
+    (folder / "eval.json").write_text(eval_json)
+    out = tmp_path / "s.md"
+    assert main(["summarize", "--in", fixture_csv, "--out", str(out), "--compressed",
+                 str(folder / "eval.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()

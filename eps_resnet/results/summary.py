@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import read_yaml, write_text
+from ..errors import EpsResnetError, first_line
 from ..data import DATASETS
 from ..models.gate import CLOSED_AT, DISCARDED_AT, gate_disagreements
 from ..models.layouts import check_depth, count_parameters, make_layout
@@ -334,31 +335,88 @@ def write(table: pd.DataFrame, csv_path: str, md_path: str | None, html_path: st
             write_text(path, text)
 
 
+class SummaryInputError(EpsResnetError):
+    """A file given to the summary is not what `eps-resnet compress` or `evaluate` writes."""
+
+
 def compressed_results(eval_files) -> pd.DataFrame:
     """One row per compressed model: its evaluation beside the full model's (the run folder's
     eval.json), parameters, FLOP ratio and prediction agreement, keyed by run name."""
+    rows = [_compressed_row(path) for path in eval_files]
+    return pd.DataFrame(rows, columns=["run"] + COMPRESSED_COLUMNS)
+
+
+def _compressed_row(path: str) -> dict:
+    import yaml
+
+    record = os.path.join(os.path.dirname(os.path.abspath(path)), COMPRESSED_FILE)
+    expected = "expected the record `eps-resnet compress` writes next to the eval.json given"
+    try:
+        info = read_yaml(record)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SummaryInputError(f"{record} is not readable YAML ({first_line(e)[:80]}); "
+                                f"{expected}") from None
+    if info is None:
+        raise SummaryInputError(f"{record} is missing; {expected}")
+    info = _mapping(info, record, "the record `eps-resnet compress` writes")
+    small = _json(path)
+    try:
+        full_eval = os.path.join(str(info["run"]), EVAL_FILE)
+        full = _json(full_eval) if os.path.exists(full_eval) else {}
+        checks = _section(info, "checks", record)
+        agreement = _number(checks, "agreement", record)
+        row = {
+            "run": os.path.basename(os.path.normpath(str(info["run"]))),
+            "full_eval_error": 100 * _number(full, "val_error", full_eval),
+            "compressed_eval_error": 100 * _number(small, "val_error", path),
+            "compressed_params": _number(_section(info, "params", record), "compressed", record),
+            "flop_ratio": (_number(_section(info, "flops", record), "full", record)
+                           / _number(info["flops"], "compressed", record, positive=True)),
+            "agreement": agreement,
+            "max_logit_difference": _number(checks, "max_logit_difference", record),
+            # older compressed.yaml files have no verdict: the agreement decides it as now
+            "equivalent": bool(checks.get("equivalent", (agreement or 0) >= MIN_AGREEMENT)),
+        }
+    except KeyError as e:
+        raise SummaryInputError(f"{record} lacks {first_line(e)[:80]}; expected the record "
+                                "`eps-resnet compress` writes") from None
+    return row
+
+
+def _mapping(value, path: str, expected: str) -> dict:
+    if not isinstance(value, dict):
+        raise SummaryInputError(f"{path} holds {repr(value)[:60]}, not a mapping; "
+                                f"expected {expected}")
+    return value
+
+
+def _section(info: dict, key: str, path: str) -> dict:
+    return _mapping(info[key], f"{path}: {key}", "the mapping `eps-resnet compress` writes")
+
+
+def _json(path: str) -> dict:
     import json
 
-    rows = []
-    for path in eval_files:
-        info = read_yaml(os.path.join(os.path.dirname(os.path.abspath(path)), COMPRESSED_FILE))
-        with open(path) as f:
-            small = json.load(f)
-        full_eval = os.path.join(info["run"], EVAL_FILE)
-        full = json.load(open(full_eval)) if os.path.exists(full_eval) else {}
-        rows.append({
-            "run": os.path.basename(os.path.normpath(info["run"])),
-            "full_eval_error": 100 * full["val_error"] if full.get("val_error") is not None else np.nan,
-            "compressed_eval_error": 100 * small["val_error"] if small.get("val_error") is not None else np.nan,
-            "compressed_params": info["params"]["compressed"],
-            "flop_ratio": info["flops"]["full"] / info["flops"]["compressed"],
-            "agreement": info["checks"]["agreement"],
-            "max_logit_difference": info["checks"]["max_logit_difference"],
-            # older compressed.yaml files have no verdict: the agreement decides it as now
-            "equivalent": info["checks"].get(
-                "equivalent", (info["checks"]["agreement"] or 0) >= MIN_AGREEMENT),
-        })
-    return pd.DataFrame(rows, columns=["run"] + COMPRESSED_COLUMNS)
+    try:
+        with open(path, "rb") as f:
+            value = json.loads(f.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SummaryInputError(f"{path} is not valid JSON ({first_line(e)[:80]}); expected the "
+                                "eval.json `eps-resnet evaluate` writes") from None
+    return _mapping(value, path, "the eval.json `eps-resnet evaluate` writes")
+
+
+def _number(record: dict, key: str, path: str, positive: bool = False) -> float | int:
+    """``record[key]`` as a finite number (NaN when absent or null); one line naming the file
+    and key otherwise."""
+    value = record.get(key)
+    if value is None:
+        return np.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
+            or (positive and value <= 0):
+        raise SummaryInputError(f"{path}: {key} is {value!r}; expected a finite "
+                                f"{'positive ' if positive else ''}number")
+    return value
 
 
 def with_compressed(table: pd.DataFrame, eval_files) -> pd.DataFrame:
