@@ -33,8 +33,15 @@ def atomic_path(path: str):
 
 
 def write_text(path: str, text: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write(text)
+    """``text`` as the file ``path``, whole or not at all; an OSError names ``path`` (a failed
+    write or close, as on a full disk, names no file of its own)."""
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            f.write(text)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror, path) from None
 
 
 def write_yaml(path: str, data: dict) -> None:

@@ -155,3 +155,20 @@ def test_the_cuda_noise_filter_drops_only_its_lines(capfd):
                     b"E0000 00:00:1.3 1 oom.cc:7] a real error\n"
                     b"E0000 00:00:1.4 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n")
     assert capfd.readouterr().err == "E0000 00:00:1.3 1 oom.cc:7] a real error\n"
+
+
+def test_a_name_that_is_not_utf8_is_one_line_before_anything_is_made(tmp_path):
+    """An --out whose name holds a byte of another encoding: refused before any folder is made
+    (TensorFlow would fail writing the first checkpoint, leaving a run folder behind)."""
+    import os
+    import subprocess
+    import sys
+
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + b"/r\xfcn")
+    proc = subprocess.run([sys.executable, "-m", "eps_resnet.cli", *SYNTHETIC, "--out", out],
+                          capture_output=True, text=True, errors="replace")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().endswith("holds a byte that is not UTF-8; expected UTF-8 file and "
+                                        "folder names (TensorFlow and the run records take no "
+                                        "other): rename it"), proc.stderr[-2000:]
+    assert os.listdir(tmp_path) == []

@@ -228,6 +228,20 @@ def test_a_disk_too_full_for_the_first_save_fails_the_run(small_disk, capsys):
     assert "graph-<time>.meta" in err and "No space left on device" in err, err
     assert yaml.safe_load((out / "run.yaml").read_text())["status"] == "failed"
     assert not [n for n in os.listdir(out) if "tmp" in n], os.listdir(out)
+    assert "Traceback" not in r.stderr and "Logging error" not in r.stderr
+
+
+@pytest.mark.parametrize("kib", [4, 8])
+def test_a_disk_with_no_room_for_the_records_names_the_file(small_disk, kib):
+    """A few KiB: no room for run.yaml, or for the log and the graph. One line naming the file
+    that could not be written; no traceback of the log's handler."""
+    mount, remount = small_disk
+    remount(kib << 10)
+    r = train_apart(mount / "R")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "Logging error" not in r.stderr, r.stderr[-2000:]
+    err = r.stderr.strip().splitlines()[-1]
+    assert "No space left on device" in err and str(mount / "R") in err, err
 
 
 def test_a_second_process_on_the_same_folder_is_refused(run, tmp_path, capsys):
@@ -495,6 +509,7 @@ def test_a_dead_data_worker_fails_the_run_and_names_it(tmp_path):
         if trainer.poll() is None:
             trainer.kill()
     assert trainer.returncode == 2, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"eps-resnet train: error: data worker process {victim} ended "
                            "(killed by SIGKILL"), last

@@ -53,6 +53,21 @@ def train_settings(argv: list[str]) -> TrainSettings:
     return training.settings_of(build_parser().parse_args(["train", *argv]))
 
 
+def _check_utf8(words: list[str]) -> None:
+    """Refuse an argument with a byte that is not UTF-8 (a file name of another encoding):
+    TensorFlow, which writes checkpoints, and the YAML records take names as UTF-8 only, and
+    would fail half-way instead."""
+    import os
+
+    for word in words:
+        try:
+            word.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EpsResnetError(f"{os.fsencode(word)!r} holds a byte that is not UTF-8; expected "
+                                 "UTF-8 file and folder names (TensorFlow and the run records "
+                                 "take no other): rename it") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
@@ -60,7 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     # named before the parser runs, for a stop while it imports the stages
     prog = f"eps-resnet {words[0]}" if words and not words[0].startswith("-") else "eps-resnet"
     try:
+        if argv is None:
+            import logging
+
+            # a log line that cannot be written (a full disk) is dropped, not printed with a
+            # traceback: the write that matters (run.yaml, a checkpoint) fails in one line
+            logging.raiseExceptions = False
         with stop_on_signals(command=argv is None):
+            _check_utf8(words)
             args = build_parser().parse_args(argv)
             prog = f"eps-resnet {args.command}"
             return args.func(args)

@@ -163,10 +163,15 @@ def lock(folder: str, command: str):
                                  "time)") from None
         _HELD.add(key)
         held = True
-        f.seek(0)
-        f.truncate()
-        f.write(f"process {os.getpid()} ({command}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"process {os.getpid()} ({command}, since "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+            f.flush()
+        except OSError as e:  # a full disk: said with the file's name (a write error has none)
+            raise RunFolderError(f"{path} could not be written ({e.strerror or e}); make room "
+                                 "and run the same command again") from None
         yield
         ok = True
     finally:
