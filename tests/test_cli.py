@@ -172,3 +172,26 @@ def test_a_name_that_is_not_utf8_is_one_line_before_anything_is_made(tmp_path):
                                         "folder names (TensorFlow and the run records take no "
                                         "other): rename it"), proc.stderr[-2000:]
     assert os.listdir(tmp_path) == []
+
+
+def test_a_cut_csv_is_refused_and_non_finite_values_are_named_and_left_out(tmp_path, capsys):
+    from eps_resnet.results.parse import COLUMNS
+
+    def row(epoch, value):
+        values = {c: "" for c in COLUMNS} | {"run": "r", "metric": "val_error", "epoch": epoch,
+                                             "value": value}
+        return ",".join(values[c] for c in COLUMNS) + "\n"
+
+    csv = tmp_path / "r.csv"
+    whole = ",".join(COLUMNS) + "\n" + row("1", "0.5") + row("2", "0.4")
+    csv.write_text(whole[:-4])  # cut in epoch 2's value
+    assert main(["summarize", "--in", str(csv), "--out", str(tmp_path / "s.md")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{csv}, line 3: the file ends mid-line (cut short); expected a CSV "
+                        "written by `eps-resnet parse`: run it again"), err
+    for bad in ("", "nan", "inf", "-inf"):
+        csv.write_text(",".join(COLUMNS) + "\n" + row("1", "0.5") + row("2", bad))
+        assert main(["summarize", "--in", str(csv), "--out", str(tmp_path / "s.md")]) == 0
+        err = capsys.readouterr().err
+        assert (f"warning: {csv}: 1 value(s) empty, nan or inf are left out (first: line 3, "
+                "val_error of run r)") in err, err

@@ -659,3 +659,27 @@ def test_junk_compressed_records_are_one_line(fixture_csv, tmp_path, capsys, rec
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+def test_a_finished_run_cut_short_is_refused_not_read_as_a_shorter_run(tmp_path):
+    """run.yaml says 3 epochs finished: a stats.json (and log) holding 2 is a cut record, which
+    parse refuses in one line instead of reporting epoch 2's error as the run's."""
+    import json
+
+    import yaml
+
+    from eps_resnet.results.parse import ParseError
+
+    run = tmp_path / "std-run"
+    shutil.copytree(STD, run)
+    record = yaml.safe_load((run / "run.yaml").read_text())
+    record["status"], record["settings"]["epochs"] = "finished", 3
+    (run / "run.yaml").write_text(yaml.safe_dump(record))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sorted(parse_run(str(run))["epoch"].unique()) == [1, 2, 3]
+    stats = json.loads((run / "stats.json").read_text())
+    (run / "stats.json").write_text(json.dumps(stats[:2]))
+    with pytest.raises(ParseError, match=r"run.yaml says 3 epochs finished, but its stats.json "
+                                         r"and log lack the validation error of epoch\(s\) 3"):
+        parse_run(str(run))

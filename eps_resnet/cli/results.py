@@ -98,6 +98,37 @@ def add_summarize(sub) -> None:
     p.set_defaults(func=_cmd_summarize)
 
 
+def _check_whole_lines(path: str) -> None:
+    """A CSV cut short (its last line has no end: `eps-resnet parse` ends every line) would be
+    read as a shorter run."""
+    from ..data.files import DataError
+
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":
+            f.seek(0)
+            lines = f.read().count(b"\n") + 1
+            raise DataError(f"{path}, line {lines}: the file ends mid-line (cut short); expected "
+                            "a CSV written by `eps-resnet parse`: run it again")
+
+
+def _finite_values(frame, path: str):
+    """The rows whose value is a finite number; the others (empty, nan or inf: a diverged loss,
+    a hand edit) are left out, said in one warning naming the first."""
+    import numpy as np
+
+    bad = ~np.isfinite(frame["value"].astype(float))
+    if bad.any():
+        row = int(bad.idxmax())
+        print(f"warning: {path}: {int(bad.sum())} value(s) empty, nan or inf are left out (first: "
+              f"line {row + 2}, {frame['metric'][row]} of run {frame['run'][row]})",
+              file=sys.stderr)
+    return frame[~bad]
+
+
 def _read_csvs(paths, what: str):
     import pandas as pd
 
@@ -108,6 +139,7 @@ def _read_csvs(paths, what: str):
     for path in paths:
         if not os.path.isfile(path):
             raise DataError(f"{path} does not exist; expected a CSV written by `eps-resnet parse`")
+        _check_whole_lines(path)
         try:
             frame = pd.read_csv(path)
         except pd.errors.EmptyDataError:
@@ -128,7 +160,7 @@ def _read_csvs(paths, what: str):
                     raise DataError(f"{path}, line {row + 2}: {column} {frame[column][row]!r} is "
                                     "not a number; expected a CSV written by `eps-resnet parse`")
                 frame[column] = numbers
-        frames.append(frame)
+        frames.append(_finite_values(frame, path))
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     if df.empty:
         raise DataError(f"{', '.join(paths)} hold(s) no results; nothing to {what} (parse runs "

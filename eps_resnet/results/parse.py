@@ -186,6 +186,8 @@ def run_metadata(run_dir: str) -> dict:
         s = run.get("settings") or {}
         meta.update({k: s.get(k) for k in ("dataset", "family", "depth", "variant", "epsilon", "seed")})
         meta["experiment"] = run.get("experiment")
+        if run.get("status") == "finished" and isinstance(s.get("epochs"), int):
+            meta["finished_epochs"] = s["epochs"]
         return meta
     command = original_command(run_dir)
     found = metadata_from_command(command) if command else {}
@@ -238,6 +240,7 @@ def parse_run(run_dir: str, experiment: str | None = None) -> pd.DataFrame:
     if experiment:
         meta["experiment"] = experiment
     df = pd.DataFrame(_rows_from_records(records, anomalies))
+    _check_finished(df, meta, run_dir)
     epochs = df.groupby("epoch")["metric"].nunique()
     partial = int((epochs < epochs.max()).sum())
     if partial:
@@ -283,6 +286,19 @@ def _with_original_ratio(df: pd.DataFrame, meta: dict) -> pd.DataFrame:
     denominator = original_ratio_denominator(make_layout(meta["family"], int(meta["depth"])))
     extra = cnt.assign(metric="discarded_ratio_original", value=cnt["value"].astype(float) / denominator)
     return pd.concat([df, extra], ignore_index=True)
+
+
+def _check_finished(df: pd.DataFrame, meta: dict, run_dir: str) -> None:
+    """A run that run.yaml says finished must show every epoch's validation error: a stats.json
+    or log cut short is refused, never read as a shorter run."""
+    epochs = meta.get("finished_epochs")
+    whole = set(df.loc[df["metric"] == "val_error", "epoch"]) if epochs else set()
+    lacking = sorted(set(range(1, (epochs or 0) + 1)) - whole)
+    if lacking:
+        raise ParseError(f"{run_dir}: run.yaml says {epochs} epochs finished, but its stats.json "
+                         f"and log lack the validation error of epoch(s) {', '.join(map(str, lacking[:5]))}"
+                         f"{', ...' if len(lacking) > 5 else ''} (cut short or deleted); run "
+                         "`eps-resnet train` on it again to rebuild stats.json from the log")
 
 
 def parse_runs(run_dirs, experiment: str | None = None) -> pd.DataFrame:
