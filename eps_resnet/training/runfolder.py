@@ -82,8 +82,18 @@ def settings_of(record: dict, path: str) -> TrainSettings:
     except (KeyError, TypeError) as e:
         raise RunFolderError(f"{path} has no valid settings ({first_line(e)[:100]}); "
                              f"{expected}") from None
-    for name, kind in _SETTING_TYPES.items():
-        value = getattr(settings, name)
+    check_setting_types(vars(settings), path)
+    return settings
+
+
+def check_setting_types(values: dict, path: str) -> None:
+    """Each of ``values`` (settings by name) of its TrainSettings field's type; RunFolderError
+    naming the file, the key and the type otherwise."""
+    expected = "expected the settings `eps-resnet train` records"
+    for name, value in values.items():
+        kind = _SETTING_TYPES.get(name)
+        if kind is None:
+            continue
         allowed = typing.get_args(kind) or (kind,)
         if float in allowed:
             allowed += (int,)  # YAML writes 2.0 as 2.0, a hand edit as 2
@@ -91,7 +101,6 @@ def settings_of(record: dict, path: str) -> TrainSettings:
             names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
             raise RunFolderError(f"{path}: settings.{name} is {value!r}; {expected} "
                                  f"(of type {names})")
-    return settings
 
 
 #: The type of each of TrainSettings' fields (int, str, float | None, ...).
@@ -116,9 +125,8 @@ def check_same_run(settings: TrainSettings) -> None:
             raise SettingsError(f"--out {settings.out} holds training files but no {RUN_FILE}; "
                                 "expected an empty or new folder, or one of this project's runs")
         return
-    if isinstance(existing.get("settings"), dict) and \
-            set(existing["settings"]) <= set(_SETTING_TYPES):
-        settings_of(existing, os.path.join(settings.out, RUN_FILE))  # its values' types
+    if isinstance(existing.get("settings"), dict):
+        check_setting_types(existing["settings"], os.path.join(settings.out, RUN_FILE))
     old = {k: v for k, v in (existing.get("settings") or {}).items() if k not in NOT_IDENTITY}
     new = settings.identity()
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -241,7 +241,8 @@ def _warn_gate_disagreements(out: str) -> None:
 
 
 def _warn(message: str) -> None:
-    print(f"eps-resnet train: warning: {message}", file=sys.stderr)
+    # one write, line end included: a stop by a signal cannot fall between text and newline
+    sys.stderr.write(f"eps-resnet train: warning: {message}\n")
 
 
 def _train(p: Plan, log, extra_callbacks) -> Plan:
