@@ -34,8 +34,7 @@ def pytest_runtest_setup(item):
     that was a test's captured stream (capsys), pytest closes it after that test and every later
     log line fails ("--- Logging error ---"). Before any test's fixtures, let the handler write
     to the stdout of the moment instead."""
-    logger = sys.modules.get("tensorpack.utils.logger")
-    if logger is not None:
-        for handler in logger._logger.handlers:
+    if "tensorpack.utils.logger" in sys.modules:
+        for handler in logging.getLogger("tensorpack").handlers:
             if type(handler) is logging.StreamHandler and not isinstance(handler.stream, _CurrentStdout):
                 handler.stream = _CurrentStdout()

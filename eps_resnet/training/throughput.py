@@ -3,6 +3,7 @@ settings of a real run) on synthetic data: shared by `eps-resnet selfcheck` and
 benchmarks/train_throughput.py."""
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import tempfile
@@ -28,7 +29,7 @@ def median_step(settings, warmup: int) -> float:
 
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
-        level = logger._logger.level
+        level = logging.getLogger("tensorpack").level  # tensorpack logs there
         logger.setLevel(max(level, 30))  # warnings and worse (the self-check quietens more)
         try:
             train(dataclasses.replace(settings, out=os.path.join(out, "run")),

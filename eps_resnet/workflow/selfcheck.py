@@ -9,6 +9,7 @@ code as training (devices.decide, train.train, gate.gate_value): no second imple
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -213,7 +214,7 @@ def selfcheck(quick: bool = False, log=print) -> list[Check]:
     """Every check, in order (tensorpack's own logging quietened: the report is the output)."""
     from tensorpack.utils import logger
 
-    level = logger._logger.level
+    level = logging.getLogger("tensorpack").level  # tensorpack logs there
     logger.setLevel("ERROR")
     try:
         return _selfcheck(quick, log)
