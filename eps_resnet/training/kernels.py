@@ -52,7 +52,13 @@ def use_eigen_on_small_maps(graph) -> int:
 
 def set_kernel_label(op, label: bytes) -> None:
     """Ask for the kernel registered under ``label`` for ``op`` (TensorFlow reads the node's
-    ``_kernel`` attribute when a session places the graph)."""
+    ``_kernel`` attribute when a session places the graph).
+
+    TensorFlow has no public way to choose a kernel by its label (checked against TensorFlow
+    2.21: ``Graph._kernel_label_map`` is private too), so this is the project's one use of
+    ``Operation._set_attr``; tests/test_kernels.py::
+    test_tensorflow_runs_the_labelled_kernel_and_it_gives_the_same_gradient fails if a
+    TensorFlow release stops honouring it."""
     from tensorflow.core.framework import attr_value_pb2
 
     op._set_attr("_kernel", attr_value_pb2.AttrValue(s=label))
