@@ -3,6 +3,7 @@ of one, and YAML read back."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -109,17 +110,31 @@ def read_yaml(path: str) -> dict | None:
         return load_yaml(f) or {}
 
 
+def read_json(path: str, expected: str, error: type[Exception]):
+    """The JSON value of the file ``path``; ``error`` in one line naming the file and what was
+    ``expected`` when it is not JSON in UTF-8."""
+    from .errors import first_line
+
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise error(f"{path} is not valid JSON ({first_line(e)[:120]}); expected "
+                    f"{expected}") from None
+
+
 class PlantedLinkError(OSError):
     """A lock file that is a symbolic link: writing through it would overwrite its target."""
 
 
-def open_lock_file(path: str, shared: bool = False):
+def open_lock_file(path: str, shared: bool = False, readonly: bool = False):
     """``path`` opened for reading and writing, created if missing, never through a symbolic
     link (O_NOFOLLOW: a link planted in its place raises PlantedLinkError, naming it) and not
     truncated: its holder writes it only once it holds the lock. ``shared`` (a folder several
     users share): a file this process creates is left writable by every user, and one another
-    user created read-only is opened for reading, which is all a lock needs."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    user created read-only is opened for reading, which is all a lock needs. ``readonly``: for
+    a shared lock only, opened for reading and never created (FileNotFoundError)."""
+    flags = (os.O_RDONLY if readonly else os.O_RDWR | os.O_CREAT) | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o666)
     except OSError as e:
@@ -129,6 +144,8 @@ def open_lock_file(path: str, shared: bool = False):
         if not (shared and e.errno == errno.EACCES):
             raise
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return os.fdopen(fd, "r")
+    if readonly:
         return os.fdopen(fd, "r")
     if shared and os.fstat(fd).st_uid == os.geteuid():
         os.fchmod(fd, 0o666)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from eps_resnet.cli import main
-from helpers import eps_resnet_cmd, kill_when
+from helpers import eps_resnet_cmd
 
 pytestmark = pytest.mark.slow
 

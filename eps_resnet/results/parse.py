@@ -18,7 +18,7 @@ import pandas as pd
 from ..atomic import atomic_path
 from ..errors import EpsResnetError
 from ..training.runfolder import STATS_FILE, load_run_file
-from ..training.runlog import Anomalies, log_files, read_log
+from ..training.runlog import Anomalies, epoch_spans, log_files, read_log
 
 COLUMNS = ["run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed",
            "epoch", "step", "metric", "block", "group", "value"]
@@ -296,8 +296,8 @@ def _check_finished(df: pd.DataFrame, meta: dict, run_dir: str) -> None:
     lacking = sorted(set(range(1, (epochs or 0) + 1)) - whole)
     if lacking:
         raise ParseError(f"{run_dir}: run.yaml says {epochs} epochs finished, but its stats.json "
-                         f"and log lack the validation error of epoch(s) {', '.join(map(str, lacking[:5]))}"
-                         f"{', ...' if len(lacking) > 5 else ''} (cut short or deleted); run "
+                         f"and log lack the validation error of epoch(s) {epoch_spans(lacking)} "
+                         "(cut short or deleted); run "
                          "`eps-resnet train` on it again to rebuild stats.json from the log")
 
 

@@ -8,7 +8,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from ..atomic import read_yaml, write_text
+from ..atomic import read_json, read_yaml, write_text
 from ..errors import EpsResnetError, first_line
 from ..data import DATASETS
 from ..models.gate import CLOSED_AT, DISCARDED_AT, gate_disagreements
@@ -395,15 +395,8 @@ def _section(info: dict, key: str, path: str) -> dict:
 
 
 def _json(path: str) -> dict:
-    import json
-
-    try:
-        with open(path, "rb") as f:
-            value = json.loads(f.read().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SummaryInputError(f"{path} is not valid JSON ({first_line(e)[:80]}); expected the "
-                                "eval.json `eps-resnet evaluate` writes") from None
-    return _mapping(value, path, "the eval.json `eps-resnet evaluate` writes")
+    expected = "the eval.json `eps-resnet evaluate` writes"
+    return _mapping(read_json(path, expected, SummaryInputError), path, expected)
 
 
 def _number(record: dict, key: str, path: str, positive: bool = False) -> float | int:

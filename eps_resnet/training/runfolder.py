@@ -10,7 +10,6 @@ log's format is read in :mod:`.runlog`.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import glob
 import json
@@ -20,7 +19,8 @@ import time
 import typing
 from contextlib import contextmanager
 
-from ..atomic import PlantedLinkError, open_lock_file, read_yaml, write_text, write_yaml
+from ..atomic import (PlantedLinkError, open_lock_file, read_json, read_yaml, write_text,
+                      write_yaml)
 from ..errors import EpsResnetError, first_line
 from .settings import NOT_IDENTITY, SettingsError, TrainSettings
 
@@ -76,12 +76,11 @@ def write_run_file(out: str, record: dict) -> None:
 def settings_of(record: dict, path: str) -> TrainSettings:
     """The TrainSettings a record (run.yaml, compressed.yaml) holds under ``settings``, each
     value of its field's type."""
-    expected = "expected the settings `eps-resnet train` records"
     try:
         settings = TrainSettings(**record["settings"])
     except (KeyError, TypeError) as e:
         raise RunFolderError(f"{path} has no valid settings ({first_line(e)[:100]}); "
-                             f"{expected}") from None
+                             f"{_SETTINGS_EXPECTED}") from None
     check_setting_types(vars(settings), path)
     return settings
 
@@ -89,7 +88,6 @@ def settings_of(record: dict, path: str) -> TrainSettings:
 def check_setting_types(values: dict, path: str) -> None:
     """Each of ``values`` (settings by name) of its TrainSettings field's type; RunFolderError
     naming the file, the key and the type otherwise."""
-    expected = "expected the settings `eps-resnet train` records"
     for name, value in values.items():
         kind = _SETTING_TYPES.get(name)
         if kind is None:
@@ -99,10 +97,12 @@ def check_setting_types(values: dict, path: str) -> None:
             allowed += (int,)  # YAML writes 2.0 as 2.0, a hand edit as 2
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-            raise RunFolderError(f"{path}: settings.{name} is {value!r}; {expected} "
+            raise RunFolderError(f"{path}: settings.{name} is {value!r}; {_SETTINGS_EXPECTED} "
                                  f"(of type {names})")
 
 
+#: What a record's settings must be, as the errors say it.
+_SETTINGS_EXPECTED = "expected the settings `eps-resnet train` records"
 #: The type of each of TrainSettings' fields (int, str, float | None, ...).
 _SETTING_TYPES = typing.get_type_hints(TrainSettings)
 
@@ -218,18 +218,13 @@ def reading(folder: str, command: str):
         yield
         return
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        fd = None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise RunFolderError(f"{path} is a symbolic link, not a lock file: remove it "
-                                 "(nothing is written through a link)") from None
-        fd = None  # unreadable (another user's folder): read without the lock
-    if fd is None:
+        f = open_lock_file(path, readonly=True)
+    except PlantedLinkError as e:
+        raise RunFolderError(e.strerror) from None
+    except OSError:  # none (nothing trained there) or unreadable (another user's folder)
         yield
         return
-    with os.fdopen(fd, "r") as f:
+    with f:
         try:
             fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except (BlockingIOError, PermissionError):
@@ -402,12 +397,7 @@ def load_stats(path: str) -> list[dict]:
     """A tensorpack stats.json ([] when it does not exist); one-line error when unreadable."""
     if not os.path.exists(path):
         return []
-    try:
-        with open(path, "rb") as f:
-            stats = json.loads(f.read().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise RunFolderError(f"{path} is not valid JSON ({first_line(e)[:120]}); expected "
-                             "tensorpack's list of per-epoch metrics") from None
+    stats = read_json(path, "tensorpack's list of per-epoch metrics", RunFolderError)
     if not isinstance(stats, list):
         raise RunFolderError(f"{path} holds a {type(stats).__name__}; expected tensorpack's list of "
                              "per-epoch metrics")

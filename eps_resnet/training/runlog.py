@@ -101,9 +101,9 @@ def repair_stats(out: str, done: int = 0, warn=print) -> None:
             entry[name] = float(value)
     lost = sorted(wanted - {epoch for epoch, _ in entries})
     what = problem or (f"{path} is missing" if not os.path.exists(path) else
-                       f"{path} lacks epoch(s) {_spans(sorted(wanted - have))}")
+                       f"{path} lacks epoch(s) {epoch_spans(sorted(wanted - have))}")
     if lost:
-        raise RunFolderError(f"{what} and the log has no metrics of epoch(s) {_spans(lost)} "
+        raise RunFolderError(f"{what} and the log has no metrics of epoch(s) {epoch_spans(lost)} "
                              "either: the run's history is lost; train it again into a new --out")
     if os.path.exists(path):
         aside = f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -113,7 +113,7 @@ def repair_stats(out: str, done: int = 0, warn=print) -> None:
     warn(f"{what}; rebuilt {len(entries)} epoch(s) from the log")
 
 
-def _spans(numbers: list[int]) -> str:
+def epoch_spans(numbers: list[int]) -> str:
     """1, 2, 3, 5 -> "1-3, 5"."""
     out, start = [], None
     for i, n in enumerate(numbers):
