@@ -116,6 +116,30 @@ def _imagenet_family(df: pd.DataFrame) -> bool:
     return (df["dataset"] == "imagenet").any()
 
 
+def _informative_range(ax, inset, finals, curves_all, drawn) -> None:
+    """The error axis on the informative range, the curves that leave it marked, the whole run
+    in the inset (removed when nothing was drawn)."""
+    if finals:
+        # the informative range, as in the paper's figures: up to three times the typical
+        # final error (a run that ends far above it leaves the axis; its final value is in
+        # the legend and its whole curve in the inset)
+        typical = float(np.median(finals))
+        low = 0.0 if min(finals) < 10 else 0.8 * min(finals)
+        top = min(100.0, 3 * typical + 2)
+        ax.set_ylim(low, top)
+        for mean, colour, line in drawn:  # a curve that ends above the axis: marked at its
+            end = mean.dropna()              # end and in the legend
+            if end.iloc[-1] > top:
+                ax.plot([end.index[-1]], [top], marker="^", ms=8, color=colour,
+                        clip_on=False, zorder=5, gid="off-axis")
+                line.set_label(line.get_label().replace(":", " (▲ above the axis):", 1))
+        inset.set_title("whole run", fontsize=8)
+        inset.tick_params(labelsize=7)
+        inset.set_ylim(0, min(100, max(c.max() for c in curves_all) * 1.05))
+    else:
+        inset.remove()
+
+
 def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
     """Validation error vs training step (CIFAR family) or epoch (ImageNet family, top-1 solid
     and top-5 dashed), one colour per setting (the mean and a band over seeds), each run's final
@@ -163,25 +187,7 @@ def val_error(df: pd.DataFrame, title: str | None = None, missing=()):
                 if paper is not None and pd.notna(paper[column]):
                     ax.axhline(paper[column], color=colour, lw=1.0, ls=(0, (6, 3)), alpha=0.8,
                                label=f"paper{f' {name}' if name else ''}: {paper[column]:.2f}%")
-        if finals:
-            # the informative range, as in the paper's figures: up to three times the typical
-            # final error (a run that ends far above it leaves the axis; its final value is in
-            # the legend and its whole curve in the inset)
-            typical = float(np.median(finals))
-            low = 0.0 if min(finals) < 10 else 0.8 * min(finals)
-            top = min(100.0, 3 * typical + 2)
-            ax.set_ylim(low, top)
-            for mean, colour, line in drawn:  # a curve that ends above the axis: marked at its
-                end = mean.dropna()              # end and in the legend
-                if end.iloc[-1] > top:
-                    ax.plot([end.index[-1]], [top], marker="^", ms=8, color=colour,
-                            clip_on=False, zorder=5, gid="off-axis")
-                    line.set_label(line.get_label().replace(":", " (▲ above the axis):", 1))
-            inset.set_title("whole run", fontsize=8)
-            inset.tick_params(labelsize=7)
-            inset.set_ylim(0, min(100, max(c.max() for c in curves_all) * 1.05))
-        else:
-            inset.remove()
+        _informative_range(ax, inset, finals, curves_all, drawn)
         _finish(fig, ax, "epoch" if by_epoch else "training step (iterations)",
                 "validation error (%)", title or "Validation error", missing)
         if ax.get_legend():

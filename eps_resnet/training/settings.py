@@ -89,117 +89,16 @@ class TrainSettings:
         """A validated copy with every default filled in (except ``gpus`` and
         ``steps_per_epoch``, which need the machine and the data)."""
         s = dataclasses.replace(self)
-        if s.dataset not in DATASETS:
-            raise SettingsError(f"--dataset {s.dataset!r} is unknown; expected one of "
-                                f"{', '.join(DATASETS)}")
-        info = s.info
-        synthetic = s.dataset == "synthetic"
-        for flag, value, fixed in (("--image-size", s.image_size, info.image_size),
-                                   ("--classes", s.classes, info.num_classes)):
-            if value is not None and not synthetic and value != fixed:
-                raise SettingsError(f"{flag} is only for --dataset synthetic; {s.dataset} fixes it "
-                                    f"at {fixed}")
-        if s.dataset == "svhn":
-            s.svhn_extra = True if s.svhn_extra is None else s.svhn_extra
-        elif s.svhn_extra is not None:
-            raise SettingsError(f"--svhn-extra is only for --dataset svhn, not {s.dataset}")
-        s.family = s.family or info.family
-        if s.family not in FAMILIES:
-            raise SettingsError(f"--family {s.family!r} is unknown; expected one of {', '.join(FAMILIES)}")
-        if s.family not in info.families:
-            raise SettingsError(f"--family {s.family} does not train on {s.dataset}; expected "
-                                f"{' or '.join(info.families)}")
-        imagenet_like = s.family == "imagenet"
-        if s.image_size is None:
-            s.image_size = 224 if synthetic and imagenet_like else info.image_size
-        if s.classes is None:
-            s.classes = 1000 if synthetic and imagenet_like else info.num_classes
-        # before anything is allocated: the demo's digits are the smallest images trained on,
-        # and a batch of synthetic images beyond MAX_IMAGE_SIZE would not fit in memory
-        if not 16 <= s.image_size <= MAX_IMAGE_SIZE:
-            raise SettingsError(f"--image-size {s.image_size} is out of range; expected 16 to "
-                                f"{MAX_IMAGE_SIZE}")
-        if not 2 <= s.classes <= MAX_CLASSES:
-            raise SettingsError(f"--classes {s.classes} is out of range; expected 2 to {MAX_CLASSES:,}")
-        if s.variant not in VARIANTS:
-            raise SettingsError(f"--variant {s.variant!r} is unknown; expected one of {', '.join(VARIANTS)}")
+        _check_choice(s, "dataset")
+        _resolve_data(s)
+        _check_choice(s, "variant")
         try:
             check_depth(s.family, int(s.depth))
         except ValueError as e:
             raise SettingsError(f"{e} (dataset {s.dataset}, {s.family} family)") from None
-        recipe = s.recipe
-        if s.variant == "epsilon":
-            if s.epsilon is None:
-                raise SettingsError("--epsilon is required for --variant epsilon; expected a number >= 0")
-            if not math.isfinite(s.epsilon):
-                raise SettingsError(f"--epsilon {s.epsilon} is not a finite number; expected a number >= 0")
-            if s.epsilon < 0:
-                raise SettingsError(f"--epsilon {s.epsilon} is negative; expected a number >= 0")
-        elif s.epsilon is not None:
-            raise SettingsError(f"--epsilon is only for --variant epsilon, not {s.variant}")
-        if s.inference_gates not in INFERENCE_GATES:
-            raise SettingsError(f"--inference-gates {s.inference_gates!r} is unknown; expected one "
-                                f"of {', '.join(INFERENCE_GATES)}")
-        if s.inference_gates != "batch" and s.variant != "epsilon":
-            raise SettingsError(f"--inference-gates {s.inference_gates} is only for --variant "
-                                f"epsilon, not {s.variant}")
-        if s.closed_gates not in CLOSED_GATES:
-            raise SettingsError(f"--closed-gates {s.closed_gates!r} is unknown; expected one "
-                                f"of {', '.join(CLOSED_GATES)}")
-        if s.closed_gates != "reopen" and s.variant != "epsilon":
-            raise SettingsError(f"--closed-gates {s.closed_gates} is only for --variant "
-                                f"epsilon, not {s.variant}")
-        if s.epsilon_start_epoch is None:
-            s.epsilon_start_epoch = recipe.epsilon_start_epoch
-        if s.epsilon_start_epoch < 0:
-            raise SettingsError(f"--epsilon-start-epoch {s.epsilon_start_epoch} is negative; expected >= 0")
-        if s.lr_schedule is None:
-            adaptive = s.variant == "epsilon" and "adaptive" in recipe.lr_modes
-            s.lr_schedule = "adaptive" if adaptive else "standard"
-        if s.lr_schedule not in LR_MODES:
-            raise SettingsError(f"--lr-schedule {s.lr_schedule!r} is unknown; expected one of {', '.join(LR_MODES)}")
-        if s.lr_schedule not in recipe.lr_modes:
-            raise SettingsError(f"--lr-schedule {s.lr_schedule} does not exist for {s.dataset}; "
-                                f"expected one of {', '.join(recipe.lr_modes)}")
-        if s.lr_schedule == "adaptive" and s.variant != "epsilon":
-            raise SettingsError("--lr-schedule adaptive needs --variant epsilon (it follows discarded blocks)")
-        if s.epochs is None:
-            s.epochs = recipe.epochs(s.variant)
-        s.batch = s.batch if s.batch is not None else recipe.batch
-        for flag, value, low in (("--epochs", s.epochs, 1), ("--batch", s.batch, 1),
-                                 ("--steps-per-epoch", s.steps_per_epoch, 1),
-                                 ("--gpus", s.gpus, 0), ("--towers", s.towers, 1),
-                                 ("--data-workers", s.data_workers, 1),
-                                 ("--threads", s.threads, 0)):
-            if value is not None and value < low:
-                raise SettingsError(f"{flag} {value} is out of range; expected an integer >= {low}")
-        if not 0 <= s.seed < 2 ** 32:
-            # (numpy's seeds are 32-bit: a larger or negative one fails deep in the data)
-            raise SettingsError(f"--seed {s.seed} is out of range; expected an integer from 0 "
-                                f"to {2 ** 32 - 1}")
-        if s.precision not in PRECISIONS:
-            raise SettingsError(f"--precision {s.precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
-        try:
-            default = default_cpu_kernels(strict=True)
-        except ValueError as e:
-            raise SettingsError(f"{e} (the default of --cpu-kernels)") from None
-        if s.cpu_kernels is None:
-            s.cpu_kernels = "native" if s.precision == "mixed" else default
-        if s.cpu_kernels not in CPU_KERNELS:
-            raise SettingsError(f"--cpu-kernels {s.cpu_kernels!r} is unknown; expected one of "
-                                f"{', '.join(CPU_KERNELS)}")
-        if s.precision == "mixed" and s.cpu_kernels == "portable":
-            raise SettingsError("--cpu-kernels portable cannot run --precision mixed (the bfloat16 "
-                                "kernels are oneDNN's native ones); expected --cpu-kernels native")
-        if s.towers is not None and s.gpus != 0:
-            raise SettingsError(f"--towers {s.towers} is for training on the CPU (with --gpus 0); "
-                                "on GPUs every GPU is one tower")
-        if s.gpus:
-            check_gpu_split(s.batch, s.gpus)
-        if s.towers:
-            check_gpu_split(s.batch, s.towers, "--towers")
-        if s.data_workers is None:
-            s.data_workers = default_data_workers()
+        _check_epsilon(s)
+        _resolve_schedule(s)
+        _resolve_machine(s)
         s.out = os.path.abspath(s.out)
         if s.data_dir is not None:
             s.data_dir = os.path.abspath(s.data_dir)
@@ -241,6 +140,131 @@ class TrainSettings:
     def identity(self) -> dict:
         """The settings that define a run: two runs with different identities never share a folder."""
         return {k: v for k, v in self.to_dict().items() if k not in NOT_IDENTITY}
+
+
+#: The settings whose value is one of a fixed set, and that set.
+CHOICES = {"dataset": DATASETS, "family": FAMILIES, "variant": VARIANTS,
+           "inference_gates": INFERENCE_GATES, "closed_gates": CLOSED_GATES,
+           "lr_schedule": LR_MODES, "precision": PRECISIONS, "cpu_kernels": CPU_KERNELS}
+
+#: The ε-only settings and their value in every other variant (their default).
+EPSILON_ONLY = ("inference_gates", "closed_gates")
+
+#: The integer settings with a lower bound, and that bound (None: the default, not checked).
+LOWER_BOUNDS = {"epochs": 1, "batch": 1, "steps_per_epoch": 1, "gpus": 0, "towers": 1,
+                "data_workers": 1, "threads": 0}
+
+
+def _check_choice(s: TrainSettings, field: str) -> None:
+    value, allowed = getattr(s, field), CHOICES[field]
+    if value not in allowed:
+        raise SettingsError(f"{flag_of(field)} {value!r} is unknown; expected one of "
+                            f"{', '.join(allowed)}")
+
+
+def _resolve_data(s: TrainSettings) -> None:
+    """The dataset's settings: family, image size, classes, SVHN's extra images."""
+    info = s.info
+    synthetic = s.dataset == "synthetic"
+    for flag, value, fixed in (("--image-size", s.image_size, info.image_size),
+                               ("--classes", s.classes, info.num_classes)):
+        if value is not None and not synthetic and value != fixed:
+            raise SettingsError(f"{flag} is only for --dataset synthetic; {s.dataset} fixes it "
+                                f"at {fixed}")
+    if s.dataset == "svhn":
+        s.svhn_extra = True if s.svhn_extra is None else s.svhn_extra
+    elif s.svhn_extra is not None:
+        raise SettingsError(f"--svhn-extra is only for --dataset svhn, not {s.dataset}")
+    s.family = s.family or info.family
+    _check_choice(s, "family")
+    if s.family not in info.families:
+        raise SettingsError(f"--family {s.family} does not train on {s.dataset}; expected "
+                            f"{' or '.join(info.families)}")
+    imagenet_like = s.family == "imagenet"
+    if s.image_size is None:
+        s.image_size = 224 if synthetic and imagenet_like else info.image_size
+    if s.classes is None:
+        s.classes = 1000 if synthetic and imagenet_like else info.num_classes
+    # before anything is allocated: the demo's digits are the smallest images trained on,
+    # and a batch of synthetic images beyond MAX_IMAGE_SIZE would not fit in memory
+    if not 16 <= s.image_size <= MAX_IMAGE_SIZE:
+        raise SettingsError(f"--image-size {s.image_size} is out of range; expected 16 to "
+                            f"{MAX_IMAGE_SIZE}")
+    if not 2 <= s.classes <= MAX_CLASSES:
+        raise SettingsError(f"--classes {s.classes} is out of range; expected 2 to {MAX_CLASSES:,}")
+
+
+def _check_epsilon(s: TrainSettings) -> None:
+    """ε itself, and the settings only an ε-ResNet has."""
+    if s.variant == "epsilon":
+        if s.epsilon is None:
+            raise SettingsError("--epsilon is required for --variant epsilon; expected a number >= 0")
+        if not math.isfinite(s.epsilon):
+            raise SettingsError(f"--epsilon {s.epsilon} is not a finite number; expected a number >= 0")
+        if s.epsilon < 0:
+            raise SettingsError(f"--epsilon {s.epsilon} is negative; expected a number >= 0")
+    elif s.epsilon is not None:
+        raise SettingsError(f"--epsilon is only for --variant epsilon, not {s.variant}")
+    for field in EPSILON_ONLY:
+        _check_choice(s, field)
+        value = getattr(s, field)
+        if value != default_of(field) and s.variant != "epsilon":
+            raise SettingsError(f"{flag_of(field)} {value} is only for --variant epsilon, "
+                                f"not {s.variant}")
+
+
+def _resolve_schedule(s: TrainSettings) -> None:
+    """The recipe's defaults: ε's start, the learning-rate mode, epochs and batch."""
+    recipe = s.recipe
+    if s.epsilon_start_epoch is None:
+        s.epsilon_start_epoch = recipe.epsilon_start_epoch
+    if s.epsilon_start_epoch < 0:
+        raise SettingsError(f"--epsilon-start-epoch {s.epsilon_start_epoch} is negative; expected >= 0")
+    if s.lr_schedule is None:
+        adaptive = s.variant == "epsilon" and "adaptive" in recipe.lr_modes
+        s.lr_schedule = "adaptive" if adaptive else "standard"
+    _check_choice(s, "lr_schedule")
+    if s.lr_schedule not in recipe.lr_modes:
+        raise SettingsError(f"--lr-schedule {s.lr_schedule} does not exist for {s.dataset}; "
+                            f"expected one of {', '.join(recipe.lr_modes)}")
+    if s.lr_schedule == "adaptive" and s.variant != "epsilon":
+        raise SettingsError("--lr-schedule adaptive needs --variant epsilon (it follows discarded blocks)")
+    if s.epochs is None:
+        s.epochs = recipe.epochs(s.variant)
+    s.batch = s.batch if s.batch is not None else recipe.batch
+    for field, low in LOWER_BOUNDS.items():
+        value = getattr(s, field)
+        if value is not None and value < low:
+            raise SettingsError(f"{flag_of(field)} {value} is out of range; expected an integer "
+                                f">= {low}")
+    if not 0 <= s.seed < 2 ** 32:
+        # (numpy's seeds are 32-bit: a larger or negative one fails deep in the data)
+        raise SettingsError(f"--seed {s.seed} is out of range; expected an integer from 0 "
+                            f"to {2 ** 32 - 1}")
+
+
+def _resolve_machine(s: TrainSettings) -> None:
+    """Precision, CPU kernels, towers and data workers."""
+    _check_choice(s, "precision")
+    try:
+        default = default_cpu_kernels(strict=True)
+    except ValueError as e:
+        raise SettingsError(f"{e} (the default of --cpu-kernels)") from None
+    if s.cpu_kernels is None:
+        s.cpu_kernels = "native" if s.precision == "mixed" else default
+    _check_choice(s, "cpu_kernels")
+    if s.precision == "mixed" and s.cpu_kernels == "portable":
+        raise SettingsError("--cpu-kernels portable cannot run --precision mixed (the bfloat16 "
+                            "kernels are oneDNN's native ones); expected --cpu-kernels native")
+    if s.towers is not None and s.gpus != 0:
+        raise SettingsError(f"--towers {s.towers} is for training on the CPU (with --gpus 0); "
+                            "on GPUs every GPU is one tower")
+    if s.gpus:
+        check_gpu_split(s.batch, s.gpus)
+    if s.towers:
+        check_gpu_split(s.batch, s.towers, "--towers")
+    if s.data_workers is None:
+        s.data_workers = default_data_workers()
 
 
 def flag_of(field: str) -> str:
