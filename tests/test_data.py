@@ -2,6 +2,7 @@
 import hashlib
 import io
 import itertools
+import logging
 import json
 import os
 import pickle
@@ -104,8 +105,8 @@ def test_cifar100_archive_and_extracted_folder(tmp_path):
         # them (the archive is the test's own)
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         tar.extractall(tmp_path / "extracted", **safe)
-    prepare("cifar100", str(tmp_path / "a"), archive, md5(archive), log=lambda *a: None)
-    prepare("cifar100", str(tmp_path / "b"), str(tmp_path / "extracted"), log=lambda *a: None)
+    prepare("cifar100", str(tmp_path / "a"), archive, md5(archive))
+    prepare("cifar100", str(tmp_path / "b"), str(tmp_path / "extracted"))
     for split in ("train", "val"):
         np.testing.assert_array_equal(np.load(tmp_path / "a" / f"{split}_labels.npy"),
                                       np.load(tmp_path / "b" / f"{split}_labels.npy"))
@@ -124,7 +125,7 @@ def test_malicious_pickle_is_refused(tmp_path):
     for name in cifar.ARCHIVES["cifar10"][3] + cifar.ARCHIVES["cifar10"][4]:
         (folder / name).write_bytes(pickle.dumps({b"data": Evil(), b"labels": [0]}))
     with pytest.raises(DataError, match="refusing to load"):
-        prepare("cifar10", str(tmp_path / "out"), str(tmp_path), log=lambda *a: None)
+        prepare("cifar10", str(tmp_path / "out"), str(tmp_path))
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
 
 
@@ -157,14 +158,14 @@ def test_checksum_mismatch_removes_the_bad_download_and_leaves_nothing(tmp_path)
     bad = out / "downloads" / "cifar-10-python.tar.gz"
     bad.write_bytes(open(archive, "rb").read())  # a complete-looking file with the wrong content
     with pytest.raises(DataError) as e:
-        prepare("cifar10", str(out), log=lambda *a: None)  # expects the published checksum
+        prepare("cifar10", str(out))  # expects the published checksum
     msg = str(e.value)
     assert str(bad) in msg and "c58f30108f718f92721af3b95e74349a" in msg and md5(archive) in msg
     assert not bad.exists()
     assert not any(f.endswith(".npy") for _, _, fs in os.walk(out) for f in fs)
     # a supplied source with the wrong checksum: error, and the user's file is left alone
     with pytest.raises(DataError, match="checksum mismatch"):
-        prepare("cifar10", str(tmp_path / "out2"), archive, "0" * 32, log=lambda *a: None)
+        prepare("cifar10", str(tmp_path / "out2"), archive, "0" * 32)
     assert os.path.exists(archive) and not (tmp_path / "out2").exists()
 
 
@@ -186,7 +187,7 @@ def test_truncated_archive_is_a_clear_error(tmp_path):
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="truncated"):
-        prepare("cifar10", str(tmp_path / "out"), str(cut), md5(cut), log=lambda *a: None)
+        prepare("cifar10", str(tmp_path / "out"), str(cut), md5(cut))
     assert not (tmp_path / "out").exists()
 
 
@@ -264,7 +265,7 @@ def test_svhn_mat_files_with_extra(tmp_path):
     with pytest.raises(DataError, match="prepared without extra .*--no-svhn-extra"):
         get_dataflow(TrainSettings(dataset="svhn", depth=8, variant="standard", batch=8,
                                    data_dir=str(bare), out="x").resolved(), "train", 8)
-    prepare("svhn", str(bare), str(tmp_path), sums, log=lambda *a: None)
+    prepare("svhn", str(bare), str(tmp_path), sums)
     assert read_marker(str(bare))["parts"] == {"train": 40, "extra": 50}
 
 
@@ -506,14 +507,15 @@ def make_imagenet_tree(root, rng, flat_val=False):
 
 
 @pytest.mark.parametrize("flat_val,lmdb", [(False, False), (True, True)])
-def test_imagenet_tree_prepares_and_feeds(tmp_path, flat_val, lmdb):
+def test_imagenet_tree_prepares_and_feeds(tmp_path, caplog, flat_val, lmdb):
     from eps_resnet.data import imagenet
 
     rng = np.random.RandomState(5)
     make_imagenet_tree(tmp_path / "ilsvrc", rng, flat_val)
     out = tmp_path / "prepared"
-    notes = []
-    info = prepare("imagenet", str(out), str(tmp_path / "ilsvrc"), lmdb=lmdb, log=notes.append)
+    with caplog.at_level(logging.INFO, logger="eps_resnet"):
+        info = prepare("imagenet", str(out), str(tmp_path / "ilsvrc"), lmdb=lmdb)
+    notes = [r.getMessage() for r in caplog.records]
     assert info["images"] == {"train": 6, "val": 4} and info["classes"] == 2
     assert any("2 classes (ILSVRC-2012 has 1000)" in n for n in notes)
     assert (out / "train.lmdb").exists() == lmdb
@@ -587,12 +589,12 @@ def test_imagenet_problems_are_reported_before_training(tmp_path):
     (root / "val" / "val_labels.txt").unlink()
     (root / "train" / "n00000002" / "broken.JPEG").write_bytes(b"not an image")
     with pytest.raises(DataError) as e:
-        prepare("imagenet", str(tmp_path / "out"), str(root), log=lambda *a: None)
+        prepare("imagenet", str(tmp_path / "out"), str(root))
     assert "val_labels.txt is missing" in str(e.value)
     assert "1 unreadable image(s): train/n00000002/broken.JPEG" in str(e.value)
     assert not (tmp_path / "out").exists()
     with pytest.raises(DataError, match="cannot be downloaded"):
-        prepare("imagenet", str(tmp_path / "out"), log=lambda *a: None)
+        prepare("imagenet", str(tmp_path / "out"))
 
 
 def test_training_on_an_unprepared_dataset_points_at_prepare(tmp_path, capsys):
@@ -609,7 +611,7 @@ def test_training_on_an_unprepared_dataset_points_at_prepare(tmp_path, capsys):
 def test_training_on_prepared_digits(tmp_path):
     import json
 
-    prepare("digits", str(tmp_path / "digits"), log=lambda *a: None)
+    prepare("digits", str(tmp_path / "digits"))
     rc = main(["train", "--dataset", "digits", "--data-dir", str(tmp_path / "digits"), "--depth", "8",
                "--variant", "standard", "--epochs", "2", "--batch", "64",
                "--out", str(tmp_path / "run")])

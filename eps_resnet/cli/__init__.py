@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import compat  # noqa: F401  (before anything imports TensorFlow)
 from ..errors import EpsResnetError, stop_on_signals
+from ..logs import to_console
 
 if TYPE_CHECKING:
     from ..training.settings import TrainSettings
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             _check_utf8(words)
             args = build_parser().parse_args(argv)
             prog = f"eps-resnet {args.command}"
+            to_console(prog)
             return args.func(args)
     except KeyboardInterrupt as e:
         # Ctrl-C (or SIGTERM / SIGHUP during training) at any point, imports included: one line,

@@ -3,10 +3,12 @@ and handlers."""
 from __future__ import annotations
 
 import os
-import sys
 
 from ..errors import first_line
+from ..logs import get_logger
 from ..training.settings import SettingsError
+
+LOG = get_logger(__name__)
 
 
 def add_parse(sub) -> None:
@@ -123,9 +125,8 @@ def _finite_values(frame, path: str):
     bad = ~np.isfinite(frame["value"].astype(float))
     if bad.any():
         row = int(bad.idxmax())
-        print(f"warning: {path}: {int(bad.sum())} value(s) empty, nan or inf are left out (first: "
-              f"line {row + 2}, {frame['metric'][row]} of run {frame['run'][row]})",
-              file=sys.stderr)
+        LOG.warning(f"{path}: {int(bad.sum())} value(s) empty, nan or inf are left out (first: "
+                    f"line {row + 2}, {frame['metric'][row]} of run {frame['run'][row]})")
     return frame[~bad]
 
 
@@ -169,15 +170,9 @@ def _read_csvs(paths, what: str):
 
 
 def _cmd_parse(args) -> int:
-    import warnings
-
     from ..results.parse import parse_runs, write_csv
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        df = parse_runs(args.runs, args.experiment)
-    for w in caught:
-        print(f"eps-resnet parse: warning: {w.message}", file=sys.stderr)
+    df = parse_runs(args.runs, args.experiment)
     write_csv(df, args.out)
     print(f"{args.out}: {len(df)} rows from {df['run'].nunique()} run(s)")
     if args.settings_html:

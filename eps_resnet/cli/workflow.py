@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..training.settings import SettingsError
 
@@ -69,7 +68,7 @@ def _cmd_selfcheck(args) -> int:
     from ..atomic import write_text
     from ..workflow.selfcheck import report, selfcheck
 
-    checks = selfcheck(args.quick, log=lambda m: print(m, file=sys.stderr))
+    checks = selfcheck(args.quick)
     text = report(checks)
     print(text)
     if args.out:

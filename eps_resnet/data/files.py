@@ -15,6 +15,7 @@ import yaml
 
 from ..atomic import read_yaml
 from ..errors import EpsResnetError
+from ..logs import progress
 
 MARKER = "prepared.yaml"
 #: Files already checked against the marker, by (size, modification time): a rewrite of a file
@@ -79,9 +80,8 @@ def download(url: str, dest: str, expected_md5: str, source_hint: str, progress:
 
 
 def _progress(total, name, enabled):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, desc=f"download {name}", disable=not enabled)
+    return progress(total=total, what=f"download {name}", unit="B", unit_scale=True,
+                    disable=not enabled)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import re
 
 import numpy as np
 
+from ..logs import progress
 from .files import DataError
 
 EXPECTED = {"classes": 1000, "train": 1_281_167, "val": 50_000}
@@ -45,7 +46,7 @@ def _readable(path: str) -> bool:
     return head[:2] == b"\xff\xd8" or head == b"\x89PNG\r\n\x1a\n"
 
 
-def index_tree(root: str, val_labels: str | None = None, decode_check: bool = False, log=print):
+def index_tree(root: str, val_labels: str | None = None, decode_check: bool = False):
     """Check an ILSVRC-2012 folder; returns (classes, {split: [(relative path, label)]}, notes).
 
     Raises DataError listing every problem found; differences from the full ILSVRC-2012 counts
@@ -96,7 +97,7 @@ def index_tree(root: str, val_labels: str | None = None, decode_check: bool = Fa
         if len(splits[split]) != EXPECTED[split]:
             notes.append(f"{len(splits[split])} {split} images (ILSVRC-2012 has {EXPECTED[split]})")
 
-    bad = _unreadable(root, [p for s in splits.values() for p, _ in s], decode_check, log)
+    bad = _unreadable(root, [p for s in splits.values() for p, _ in s], decode_check)
     if bad:
         problems.append(f"{len(bad)} unreadable image(s): {', '.join(bad[:5])}")
     if problems:
@@ -135,12 +136,10 @@ def _flat_val(val_dir, labels_file, label_of, classes, problems):
     return out
 
 
-def _unreadable(root, paths, decode_check, log):
-    from tqdm import tqdm
-
+def _unreadable(root, paths, decode_check):
     bad = []
     desc = "decode images" if decode_check else "check images"
-    for rel in tqdm(paths, desc=desc, unit="img", mininterval=2, disable=len(paths) < 5000):
+    for rel in progress(paths, what=desc, disable=len(paths) < 5000):
         path = os.path.join(root, rel)
         ok = _readable(path)
         if ok and decode_check:

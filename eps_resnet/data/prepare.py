@@ -13,16 +13,18 @@ import time
 
 import numpy as np
 
+from ..logs import NOTE, get_logger
 from . import DATASETS, PREPARABLE
 from .files import (MARKER, DataError, clean_leftovers, read_marker, save_arrays, staging_dir,
                     verify_prepared, write_marker)
+
+LOG = get_logger(__name__)
 
 FORMAT_VERSION = 1
 
 
 def prepare(dataset: str, out: str, source: str | None = None, md5=None, svhn_extra: bool = True,
-            lmdb: bool = False, val_labels: str | None = None, decode_check: bool = False,
-            log=print) -> dict:
+            lmdb: bool = False, val_labels: str | None = None, decode_check: bool = False) -> dict:
     """Prepare ``dataset`` into ``out``; returns the marker's content. SVHN includes the extra
     images unless ``svhn_extra`` is False; a folder prepared without them is prepared again when
     they are asked for (one prepared with them serves runs without them too)."""
@@ -34,7 +36,7 @@ def prepare(dataset: str, out: str, source: str | None = None, md5=None, svhn_ex
     try:
         done = read_marker(out)
     except DataError as e:
-        log(f"{str(e).split('; delete')[0]}; preparing again")
+        LOG.info(f"{str(e).split('; delete')[0]}; preparing again")
         done = None
         os.remove(os.path.join(out, MARKER))
     if done is not None:
@@ -42,19 +44,19 @@ def prepare(dataset: str, out: str, source: str | None = None, md5=None, svhn_ex
             raise DataError(f"--out {out} holds the prepared dataset {done.get('dataset')!r}, "
                             f"not {dataset}; expected an empty folder or one prepared for {dataset}")
         if dataset == "svhn" and svhn_extra and "extra" not in (done.get("parts") or {}):
-            log(f"{dataset} in {out} was prepared without extra; preparing it again with extra")
+            LOG.info(f"{dataset} in {out} was prepared without extra; preparing it again with extra")
         else:
             try:
                 verify_prepared(out, dataset, done, list(done.get("checksums") or {}))
-                log(f"{dataset} is already prepared in {out} ({_counts(done)}); nothing to do")
+                LOG.info(f"{dataset} is already prepared in {out} ({_counts(done)}); nothing to do")
                 return done
             except DataError as e:  # a damaged file: the folder is prepared anew
-                log(f"{str(e).split('; run')[0]}; preparing again")
+                LOG.info(f"{str(e).split('; run')[0]}; preparing again")
         os.remove(os.path.join(out, MARKER))  # unfinished until the new marker is in place
     clean_leftovers(out)
     existed = os.path.isdir(out)
     try:
-        return _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_check, log)
+        return _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_check)
     except BaseException:
         if not existed:  # leave nothing behind but what a rerun can reuse (a verified download)
             _remove_empty_tree(out)
@@ -69,10 +71,10 @@ def _remove_empty_tree(path: str) -> None:
             pass
 
 
-def _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_check, log):
+def _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_check):
     started = time.time()
     if dataset == "imagenet":
-        info = _prepare_imagenet(out, source, lmdb, val_labels, decode_check, log)
+        info = _prepare_imagenet(out, source, lmdb, val_labels, decode_check)
     else:
         splits, provenance = _read(dataset, out, source, md5, svhn_extra)
         classes = DATASETS[dataset].num_classes
@@ -95,7 +97,7 @@ def _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_che
             info = _marker(dataset, provenance, {s: len(v[1]) for s, v in splits.items()},
                            DATASETS[dataset].num_classes, list(splits["train"][0].shape[1:]))
             write_marker(tmp, info)
-    log(f"prepared {dataset} in {out} ({_counts(info)}) in {time.time() - started:.1f} s")
+    LOG.info(f"prepared {dataset} in {out} ({_counts(info)}) in {time.time() - started:.1f} s")
     return info
 
 
@@ -115,21 +117,21 @@ def _read(dataset, out, source, md5, svhn_extra):
     return digits.prepare()
 
 
-def _prepare_imagenet(out, source, lmdb, val_labels, decode_check, log):
+def _prepare_imagenet(out, source, lmdb, val_labels, decode_check):
     from . import imagenet
 
     if not source:
         raise DataError("ImageNet cannot be downloaded; pass the extracted ILSVRC-2012 folder "
                         "with --source DIR (config key datasets.imagenet.path)")
     root = os.path.abspath(source)
-    classes, splits, notes = imagenet.index_tree(root, val_labels, decode_check, log)
+    classes, splits, notes = imagenet.index_tree(root, val_labels, decode_check)
     for note in notes:
-        log(f"note: {note}")
+        LOG.log(NOTE, f"note: {note}")
     with staging_dir(out) as tmp:
         for split, items in splits.items():
             imagenet.write_index(tmp, split, items)
             if lmdb:
-                log(f"packing {split} into {split}.lmdb ...")
+                LOG.info(f"packing {split} into {split}.lmdb ...")
                 imagenet.write_lmdb(root, items, os.path.join(tmp, f"{split}.lmdb"))
         with open(os.path.join(tmp, "classes.txt"), "w") as f:
             f.write("\n".join(classes) + "\n")

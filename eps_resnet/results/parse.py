@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 
 import pandas as pd
 
 from ..atomic import atomic_path
 from ..errors import EpsResnetError
+from ..logs import get_logger
 from ..training.runfolder import STATS_FILE, load_run_file
 from ..training.runlog import Anomalies, epoch_spans, log_files, read_log
+
+LOG = get_logger(__name__)
 
 COLUMNS = ["run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed",
            "epoch", "step", "metric", "block", "group", "value"]
@@ -206,10 +208,9 @@ def run_metadata(run_dir: str) -> dict:
     source = (f"its command line ({command[:60]}) is not one of the original's "
               f"{', '.join(ORIGINAL_SCRIPTS)}" if command else
               "its log has no Argv: line, the original's first line")
-    warnings.warn(f"{meta['run']}: {source}; "
-                  + (f"unknown: {', '.join(missing)}" if missing else "taken from the folder's name")
-                  + ("" if meta["depth"] else " (the paper's discarded ratio needs the depth)"),
-                  stacklevel=2)
+    LOG.warning(f"{meta['run']}: {source}; "
+                + (f"unknown: {', '.join(missing)}" if missing else "taken from the folder's name")
+                + ("" if meta["depth"] else " (the paper's discarded ratio needs the depth)"))
     return meta
 
 
@@ -265,10 +266,10 @@ def _check_logged_epsilon(df: pd.DataFrame, meta: dict) -> None:
     if logged.empty or not logged.iat[-1] or meta["epsilon"] is None:
         return
     if abs(float(logged.iat[-1]) - float(meta["epsilon"])) > 1e-6:
-        warnings.warn(f"{meta['run']}: its log's epsilon is {logged.iat[-1]:g} where its command "
-                      f"line says -e {meta['epsilon']:g}; kept ε = {meta['epsilon']:g}, the run's "
-                      "label (the original's ImageNet script gates with its constant EPSILON "
-                      "whatever -e says)", stacklevel=3)
+        LOG.warning(f"{meta['run']}: its log's epsilon is {logged.iat[-1]:g} where its command "
+                    f"line says -e {meta['epsilon']:g}; kept ε = {meta['epsilon']:g}, the run's "
+                    "label (the original's ImageNet script gates with its constant EPSILON "
+                    "whatever -e says)")
 
 
 def _with_original_ratio(df: pd.DataFrame, meta: dict) -> pd.DataFrame:

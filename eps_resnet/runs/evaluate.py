@@ -7,26 +7,23 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 
 import numpy as np
 
 from ..atomic import read_yaml, write_text
 from ..errors import EpsResnetError, first_line
+from ..logs import get_logger, progress
 from ..models.layouts import Layout, layout_from_structure, make_layout
 from ..training.runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, EVAL_FILE, choose_checkpoint,
                                   lock, read_checkpoint, read_record, reading, run_settings,
                                   settings_of)
 from ..training.settings import TrainSettings
 
+LOG = get_logger(__name__)
+
 
 class EvaluateError(EpsResnetError):
     """A model folder or checkpoint that cannot be evaluated; the message names it."""
-
-
-def notes(command: str):
-    """Where a command tells which checkpoint it reads: one line on stderr."""
-    return lambda message: print(f"eps-resnet {command}: {message}", file=sys.stderr)
 
 
 def model_variables(model) -> dict[str, tuple]:
@@ -82,18 +79,23 @@ def predictor(model, session_init, outputs):
             output_names=outputs, session_creator=NewSessionCreator(config=session_config(0))))
 
 
-def val_batches(settings: TrainSettings, limit: int | None):
-    """(images, labels) batches of the validation set, at most ``limit`` images."""
+def val_batches(settings: TrainSettings, limit: int | None, what: str):
+    """(images, labels) batches of the validation set, at most ``limit`` images, with a
+    progress bar named ``what``."""
     from ..data.dataflows import get_dataflow
 
-    df = get_dataflow(settings, "val", min(settings.batch, 128))
+    batch = min(settings.batch, 128)
+    df = get_dataflow(settings, "val", batch)
     df.reset_state()
-    n = 0
-    for x, y in df:
-        yield x, y
-        n += len(y)
-        if limit and n >= limit:
-            return
+    batches = min(len(df), -(-limit // batch)) if limit else len(df)
+    with progress(total=batches, what=what, unit="batch") as bar:
+        n = 0
+        for x, y in df:
+            yield x, y
+            n += len(y)
+            bar.update()
+            if limit and n >= limit:
+                return
 
 
 def run_kernels(settings: TrainSettings) -> None:
@@ -122,20 +124,20 @@ def model_folder(model_dir: str) -> tuple[TrainSettings, Layout, str, str]:
             raise EvaluateError(f"{model_dir} lacks its checkpoint {CHECKPOINT_PREFIX}")
         return settings, layout, ckpt, "compressed"
     settings = run_settings(model_dir)
-    ckpt, _ = choose_checkpoint(model_dir, None, say=notes("evaluate"))
+    ckpt, _ = choose_checkpoint(model_dir, None)
     return settings, make_layout(settings.resolved().family, settings.depth), ckpt, "full"
 
 
 def evaluate(model_dir: str, data_dir: str | None = None, dataset: str | None = None,
-             out: str | None = None, limit: int | None = None, log=print) -> dict:
+             out: str | None = None, limit: int | None = None) -> dict:
     """Top-1 (and top-5 with more than 10 classes) validation error of a run folder's newest
     checkpoint or of a compressed model folder; written to ``out`` (default MODEL_DIR/eval.json).
     The folder is held for reading throughout (training cannot replace the checkpoint)."""
     with reading(model_dir, "eps-resnet evaluate"):
-        return _evaluate_held(model_dir, data_dir, dataset, out, limit, log)
+        return _evaluate_held(model_dir, data_dir, dataset, out, limit)
 
 
-def _evaluate_held(model_dir, data_dir, dataset, out, limit, log) -> dict:
+def _evaluate_held(model_dir, data_dir, dataset, out, limit) -> dict:
     settings, layout, ckpt, kind = model_folder(model_dir)
     if dataset and dataset != settings.dataset:
         raise EvaluateError(f"--dataset {dataset} differs from the model's dataset {settings.dataset}")
@@ -145,10 +147,10 @@ def _evaluate_held(model_dir, data_dir, dataset, out, limit, log) -> dict:
     run_kernels(settings)
     out = out or os.path.join(model_dir, EVAL_FILE)
     with lock(os.path.dirname(os.path.abspath(out)), "eps-resnet evaluate"):
-        return _evaluate(model_dir, settings, layout, ckpt, kind, out, limit, log)
+        return _evaluate(model_dir, settings, layout, ckpt, kind, out, limit)
 
 
-def _evaluate(model_dir, settings, layout, ckpt, kind, out, limit, log) -> dict:
+def _evaluate(model_dir, settings, layout, ckpt, kind, out, limit) -> dict:
     from tensorpack.tfutils.sessinit import DictRestore
 
     from ..models.resnet import build_model
@@ -157,7 +159,7 @@ def _evaluate(model_dir, settings, layout, ckpt, kind, out, limit, log) -> dict:
     check_fits(model, values, ckpt, f"{model_dir} ({describe(settings)})")
     pred = predictor(model, DictRestore(values), ["logits"])
     top1 = top5 = n = 0
-    for x, y in val_batches(settings, limit):
+    for x, y in val_batches(settings, limit, "evaluate"):
         logits = pred(x, y)[0]
         order = np.argsort(-logits, axis=1)
         top1 += int(np.sum(order[:, 0] != y))
@@ -168,18 +170,18 @@ def _evaluate(model_dir, settings, layout, ckpt, kind, out, limit, log) -> dict:
     if settings.classes > 10:
         result["val_error_top5"] = top5 / n if n else None
     write_text(out, json.dumps(result, indent=1))
-    log(f"{model_dir} ({kind}): val_error {result['val_error']:.4f} on {n} images -> {out}")
+    LOG.info(f"{model_dir} ({kind}): val_error {result['val_error']:.4f} on {n} images -> {out}")
     if kind == "compressed":
-        _say_gating(model_dir, log)
+        _say_gating(model_dir)
     return result
 
 
-def _say_gating(model_dir: str, log) -> None:
+def _say_gating(model_dir: str) -> None:
     """How the full model's gates compared with the compressed network (compress measured it)."""
     checks = (read_yaml(os.path.join(model_dir, COMPRESSED_FILE)) or {}).get("checks") or {}
     if checks.get("validation_batches") is None:
         return
-    log(f"{model_dir}: the full model gated {checks['batches_gated_differently']} of "
+    LOG.info(f"{model_dir}: the full model gated {checks['batches_gated_differently']} of "
         f"{checks['validation_batches']} validation batches differently from this compressed one"
         + ("" if checks.get("equivalent", True) else
            f"; NOT equivalent (agreement {checks['agreement']:.4f} < {checks['min_agreement']})"))

@@ -12,10 +12,13 @@ import shutil
 
 import numpy as np
 
+from ..logs import get_logger
 from ..models.layouts import Layout, make_layout
 from ..training.runfolder import choose_checkpoint, lock, read_checkpoint, reading, run_settings
 from ..training.settings import TrainSettings
-from .evaluate import check_fits, describe, notes, run_kernels
+from .evaluate import check_fits, describe, run_kernels
+
+LOG = get_logger(__name__)
 
 
 def input_mean(settings: TrainSettings) -> np.ndarray | None:
@@ -64,8 +67,7 @@ def export_saved_model(settings: TrainSettings, layout: Layout, checkpoint: str,
             builder.save()
 
 
-def export(run_dir: str, out: str, step: int | None = None, data_dir: str | None = None,
-           log=print) -> str:
+def export(run_dir: str, out: str, step: int | None = None, data_dir: str | None = None) -> str:
     """The SavedModel of a trained run (any variant) at ``step`` (default: the newest)."""
     from ..models.resnet import build_model
 
@@ -75,13 +77,13 @@ def export(run_dir: str, out: str, step: int | None = None, data_dir: str | None
     settings = settings.resolved()
     run_kernels(settings)
     with reading(run_dir, "eps-resnet export"):
-        checkpoint, step = choose_checkpoint(run_dir, step, say=notes("export"))
+        checkpoint, step = choose_checkpoint(run_dir, step)
         layout = make_layout(settings.family, settings.depth)
         check_fits(build_model(settings, layout), read_checkpoint(checkpoint), checkpoint,
                    f"{run_dir} ({describe(settings)})")
         input_mean(settings)  # before anything is written: the mean must be there
         with lock(out, "eps-resnet export"):
             export_saved_model(settings, layout, checkpoint, out)
-    log(f"{out}: SavedModel of {run_dir} at step {step} (uint8 {settings.image_size}x"
-        f"{settings.image_size}x3 images in, prob and logits out)")
+    LOG.info(f"{out}: SavedModel of {run_dir} at step {step} (uint8 {settings.image_size}x"
+             f"{settings.image_size}x3 images in, prob and logits out)")
     return out

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import EpsResnetError
 from ..models.layouts import make_layout
 from ..training.runfolder import choose_checkpoint, read_stats, run_settings
-from .evaluate import notes, run_kernels, val_batches
+from .evaluate import run_kernels, val_batches
 
 #: the batch norms inside a branch that shape its response (the stem's block has no preact)
 BRANCH_NORMS = ("preact", "conv1")
@@ -68,7 +68,7 @@ def _measure(settings, path: str, blocks: list[str], training_mode: bool, limit:
         moving = {}
         with tf.Session(config=session_config(settings.threads)) as sess:
             SmartInit(path).init(sess)
-            for x, y in val_batches(settings, limit):
+            for x, y in val_batches(settings, limit, "gates"):
                 values = sess.run(fetches, {placeholders[0]: x, placeholders[1]: y})
                 for (b, what), v in values.items():
                     if what in BRANCH_NORMS:
@@ -101,7 +101,7 @@ def gate_responses(run_dir: str, limit: int | None = None) -> dict:
     if settings.variant != "epsilon":
         raise GatesError(f"{run_dir} is a {settings.variant} run, not an ε-ResNet: it has no gates")
     run_kernels(settings)
-    path, step = choose_checkpoint(run_dir, None, say=notes("gates"))
+    path, step = choose_checkpoint(run_dir, None)
     layout = make_layout(settings.family, settings.depth)
     blocks = [b.name for b in layout.blocks if not b.shortcut_only]
     rows = [r for r in read_stats(run_dir) if r.get("global_step", -1) <= step and "epsilon" in r]

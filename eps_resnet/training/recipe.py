@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .. import tables
+
 Points = tuple[tuple[int, float], ...]
 
 #: Learning-rate modes: the standard schedule, or the adaptive restarts of ε-ResNet.
@@ -123,13 +125,12 @@ def _weight_decay(r: Recipe) -> str:
 
 def markdown_table() -> str:
     """The recipe table as the README shows it (a test keeps the two equal)."""
-    rows = ["| recipe | batch | epochs (baseline / ε) | initial lr | baselines' epoch 1 | "
-            "standard: epoch: lr | adaptive: epoch: lr | weight decay | Nesterov | augmentation | "
-            "paper ε |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in RECIPES.values():
-        warmup = "" if r.baseline_warmup is None else f"{r.baseline_warmup:g}"
-        rows.append(f"| {r.name} | {r.batch} | {r.epochs_baseline} / {r.epochs_epsilon} | "
-                    f"{r.initial_lr:g} | {warmup} | {_points(r.lr_decays)} | {_points(r.adaptive_decays)} | "
-                    f"{_weight_decay(r)} | {'yes' if r.nesterov else 'no'} | {r.augmentation} | "
-                    f"{'' if r.epsilon is None else f'{r.epsilon:g}'} |")
-    return "\n".join(rows)
+    headers = ["recipe", "batch", "epochs (baseline / ε)", "initial lr", "baselines' epoch 1",
+               "standard: epoch: lr", "adaptive: epoch: lr", "weight decay", "Nesterov",
+               "augmentation", "paper ε"]
+    rows = [[r.name, r.batch, f"{r.epochs_baseline} / {r.epochs_epsilon}", f"{r.initial_lr:g}",
+             "" if r.baseline_warmup is None else f"{r.baseline_warmup:g}", _points(r.lr_decays),
+             _points(r.adaptive_decays), _weight_decay(r), "yes" if r.nesterov else "no",
+             r.augmentation, "" if r.epsilon is None else f"{r.epsilon:g}"]
+            for r in RECIPES.values()]
+    return tables.markdown_table(rows, headers).rstrip("\n")

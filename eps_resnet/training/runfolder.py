@@ -22,7 +22,10 @@ from contextlib import contextmanager
 from ..atomic import (PlantedLinkError, open_lock_file, read_json, read_yaml, write_text,
                       write_yaml)
 from ..errors import EpsResnetError, first_line
+from ..logs import NOTE, get_logger
 from .settings import NOT_IDENTITY, SettingsError, TrainSettings
+
+LOG = get_logger(__name__)
 
 RUN_FILE = "run.yaml"
 STATS_FILE = "stats.json"
@@ -266,10 +269,10 @@ def checkpoints(run_dir: str) -> dict[int, str]:
     return out
 
 
-def choose_checkpoint(run_dir: str, step: int | None, say=None) -> tuple[str, int]:
+def choose_checkpoint(run_dir: str, step: int | None) -> tuple[str, int]:
     """(path, step) of the checkpoint at ``step``, or else of the newest one that reads back
     (whatever the ``checkpoint`` index says: a stale index must not make a command report an
-    older model's numbers). ``say`` is told which one, and when the index names another."""
+    older model's numbers). Which one is noted, and when the index names another."""
     found = checkpoints(run_dir)
     if not found:
         raise RunFolderError(f"{run_dir} has no checkpoint ({CHECKPOINT_PREFIX}-<step>.index); "
@@ -287,14 +290,13 @@ def choose_checkpoint(run_dir: str, step: int | None, say=None) -> tuple[str, in
         problems.append(f"{CHECKPOINT_PREFIX}-{step}: {problem}")
     else:
         raise RunFolderError(f"{run_dir}: no checkpoint reads back ({'; '.join(problems)})")
-    if say is not None:
-        named = latest_checkpoint(run_dir)
-        skipped = f" ({'; '.join(problems)})" if problems else ""
-        if named is not None and named[1] != step:
-            say(f"{run_dir}: the checkpoint index names {CHECKPOINT_PREFIX}-{named[1]}; using "
-                f"{CHECKPOINT_PREFIX}-{step}, the newest that reads back{skipped}")
-        else:
-            say(f"{run_dir}: using checkpoint {CHECKPOINT_PREFIX}-{step}{skipped}")
+    named = latest_checkpoint(run_dir)
+    skipped = f" ({'; '.join(problems)})" if problems else ""
+    if named is not None and named[1] != step:
+        LOG.log(NOTE, f"{run_dir}: the checkpoint index names {CHECKPOINT_PREFIX}-{named[1]}; "
+                f"using {CHECKPOINT_PREFIX}-{step}, the newest that reads back{skipped}")
+    else:
+        LOG.log(NOTE, f"{run_dir}: using checkpoint {CHECKPOINT_PREFIX}-{step}{skipped}")
     return found[step], step
 
 
@@ -336,7 +338,7 @@ def _checkpoint_steps(out: str) -> dict[int, list[str]]:
     return found
 
 
-def resume_point(out: str, warn=print) -> tuple[str, int] | None:
+def resume_point(out: str) -> tuple[str, int] | None:
     """The newest checkpoint of a run folder that restores, as (path, step), repairing the
     folder on the way: newer checkpoints that lack a file or do not read back are set aside
     (renamed ``*.damaged-<time>``, never deleted), and a missing or damaged ``checkpoint``
@@ -367,14 +369,14 @@ def resume_point(out: str, warn=print) -> tuple[str, int] | None:
     for bad, problem in problems.items():
         for name in steps[bad]:
             os.replace(os.path.join(out, name), os.path.join(out, f"{name}.damaged-{stamp}"))
-        warn(f"{out}: set aside {CHECKPOINT_PREFIX}-{bad} ({problem}); resuming from "
+        LOG.warning(f"{out}: set aside {CHECKPOINT_PREFIX}-{bad} ({problem}); resuming from "
              f"{CHECKPOINT_PREFIX}-{step}")
     if named != path:
         if index_exists and not problems:
-            warn(f"{out}: the {CHECKPOINT_INDEX} index is damaged or out of date; rebuilt from "
+            LOG.warning(f"{out}: the {CHECKPOINT_INDEX} index is damaged or out of date; rebuilt from "
                  f"the model files ({CHECKPOINT_PREFIX}-{step})")
         elif not index_exists:
-            warn(f"{out}: the {CHECKPOINT_INDEX} index is missing; rebuilt from the model files "
+            LOG.warning(f"{out}: the {CHECKPOINT_INDEX} index is missing; rebuilt from the model files "
                  f"({CHECKPOINT_PREFIX}-{step})")
         write_index(out, [s for s in sorted(steps) if s not in problems])
     return path, step

@@ -13,12 +13,14 @@ import json
 import os
 import re
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
 from ..atomic import write_text
+from ..logs import get_logger
 from .runfolder import LOG_FILE, STATS_FILE, RunFolderError, read_stats
+
+LOG = get_logger(__name__)
 
 EPOCH_HEADER = re.compile(r"Epoch (\d+) \(global_step (\d+)\) finished")
 #: This project's one line of per-block values (callbacks.DiscardedBlocksPrinter).
@@ -39,7 +41,7 @@ class Anomalies:
     def warn(self, run: str):
         if self.counts:
             detail = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
-            warnings.warn(f"{run}: kept the readable data; {detail}", stacklevel=3)
+            LOG.warning(f"{run}: kept the readable data; {detail}")
 
 
 def read_log(paths, anomalies: Anomalies):
@@ -79,7 +81,7 @@ def log_files(run_dir: str) -> list[str]:
     return older + ([current] if os.path.exists(current) else [])
 
 
-def repair_stats(out: str, done: int = 0, warn=print) -> None:
+def repair_stats(out: str, done: int = 0) -> None:
     """Make stats.json hold epochs 1..``done`` (those of the checkpoint the run resumes from):
     an unreadable one is set aside (renamed, never deleted), and a missing or incomplete one is
     rebuilt from the run's log files, which print every epoch's metrics too. When the logs lack
@@ -110,7 +112,7 @@ def repair_stats(out: str, done: int = 0, warn=print) -> None:
         os.replace(path, aside)
         what += f": set aside as {os.path.basename(aside)}"
     write_text(path, json.dumps(list(entries.values())))
-    warn(f"{what}; rebuilt {len(entries)} epoch(s) from the log")
+    LOG.warning(f"{what}; rebuilt {len(entries)} epoch(s) from the log")
 
 
 def epoch_spans(numbers: list[int]) -> str:

@@ -6,7 +6,6 @@ newest checkpoint; on a finished run it does nothing.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,12 +13,15 @@ from dataclasses import dataclass, field
 from ..compat import cpu_kernels, session_config
 from ..data.dataflows import epoch_steps, get_dataflow, verified_data
 from ..errors import EpsResnetError, first_line, stop_on_signals
+from ..logs import get_logger
 from .devices import DevicePlan, decide
 from .provenance import cpu, environment
 from .runfolder import (check_same_run, load_run_file, lock, resume_point, truncate_stats,
                         write_run_file)
 from .runlog import repair_stats
 from .settings import SettingsError, TrainSettings, check_gpu_split
+
+LOG = get_logger(__name__)
 
 CHECKPOINTS_KEPT = 10
 
@@ -126,15 +128,15 @@ def check_out(out: str) -> None:
         raise SettingsError(f"--out {out}: {parent} is not writable by this user")
 
 
-def resume(p: Plan, warn=print) -> Plan:
+def resume(p: Plan) -> Plan:
     """Where the held run folder resumes: its newest checkpoint that restores (damaged newer
     ones are set aside, a damaged index is rebuilt; see runfolder.resume_point); stats.json
     is rebuilt from the log if unreadable, missing or short of the checkpoint's epochs."""
-    found = resume_point(p.settings.out, warn)
+    found = resume_point(p.settings.out)
     if found is not None:
         p.checkpoint, step = found
         p.start_epoch = step // p.steps_per_epoch + 1
-    repair_stats(p.settings.out, p.start_epoch - 1, warn)
+    repair_stats(p.settings.out, p.start_epoch - 1)
     return p
 
 
@@ -196,13 +198,13 @@ def _run_record(p: Plan, status: str, started: str) -> dict:
     }
 
 
-def train(settings: TrainSettings, log=print, extra_callbacks=()) -> Plan:
+def train(settings: TrainSettings, extra_callbacks=()) -> Plan:
     """Train (or resume, or recognise as finished) the run described by ``settings``.
 
     ``extra_callbacks`` (tensorpack callbacks) are added to the run's, e.g. by benchmarks."""
     p = plan(settings)
     with lock(p.settings.out, "eps-resnet train"), stop_on_signals():
-        return _train(resume(p, warn=_warn), log, extra_callbacks)
+        return _train(resume(p), extra_callbacks)
 
 
 def _record_end(p: Plan, record: dict) -> None:
@@ -223,7 +225,7 @@ def _record_end(p: Plan, record: dict) -> None:
             f.write(yaml.safe_dump(record, sort_keys=False))
             f.truncate()
     except OSError as e:
-        _warn(f"run.yaml could not record the stop ({e.strerror or e}); it still says running")
+        LOG.warning(f"run.yaml could not record the stop ({e.strerror or e}); it still says running")
 
 
 def _warn_gate_disagreements(out: str) -> None:
@@ -235,24 +237,19 @@ def _warn_gate_disagreements(out: str) -> None:
     rows = read_stats(out)
     for which, blocks in gate_disagreements(rows[-1] if rows else {}).items():
         if blocks:
-            _warn(f"gates closed {which.replace('_', ' ')} in the last epoch: {', '.join(blocks)}; "
+            LOG.warning(f"gates closed {which.replace('_', ' ')} in the last epoch: {', '.join(blocks)}; "
                   "with each batch's own gates at validation (--inference-gates batch), validation "
                   "errors measure another network than training pruned")
 
 
-def _warn(message: str) -> None:
-    # one write, line end included: a stop by a signal cannot fall between text and newline
-    sys.stderr.write(f"eps-resnet train: warning: {message}\n")
-
-
-def _train(p: Plan, log, extra_callbacks) -> Plan:
+def _train(p: Plan, extra_callbacks) -> Plan:
     s = p.settings
     previous = load_run_file(s.out) or {}
     started = previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if p.finished:
         if previous.get("status") != "finished":  # stopped after its last checkpoint
             write_run_file(s.out, _run_record(p, "finished", started))
-        log(f"{s.out}: already finished ({s.epochs} epochs, checkpoint {p.checkpoint}); nothing to do")
+        LOG.info(f"{s.out}: already finished ({s.epochs} epochs, checkpoint {p.checkpoint}); nothing to do")
         return p
     truncate_stats(s.out, p.start_epoch)
     p.environment = environment(s)
@@ -271,7 +268,7 @@ def _train(p: Plan, log, extra_callbacks) -> Plan:
         if isinstance(e, KeyboardInterrupt) or not p.train_flow.failure:
             raise
         raise p.train_flow.failure from None  # not the closed input queue it led to
-    log(f"{s.out}: finished {s.epochs} epochs")
+    LOG.info(f"{s.out}: finished {s.epochs} epochs")
     _warn_gate_disagreements(s.out)
     return p
 

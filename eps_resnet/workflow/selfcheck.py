@@ -17,6 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import first_line
+from ..logs import NOTE, get_logger
+from ..tables import markdown_table
+
+LOG = get_logger(__name__)
 
 
 @dataclass
@@ -141,7 +145,7 @@ def cpu_bits() -> Check:
     return Check("CPU bits", same, line)
 
 
-def throughput(found: dict, quick: bool, log=print) -> tuple[list[Check], dict]:
+def throughput(found: dict, quick: bool) -> tuple[list[Check], dict]:
     """img/s of ResNet-110 (CIFAR family) and ResNet-50 (ImageNet family) on synthetic data, on
     one device and on all devices, in fp32 and (where the hardware has it) mixed precision."""
     from ..results.estimate import flops
@@ -177,7 +181,7 @@ def throughput(found: dict, quick: bool, log=print) -> tuple[list[Check], dict]:
                 except Exception as e:  # noqa: BLE001 (a failed configuration is a failed check)
                     checks.append(Check("training", False,
                                         f"{what}: {type(e).__name__}: {first_line(e)[:160]}"))
-                log(checks[-1].detail)
+                LOG.log(NOTE, checks[-1].detail)
     return checks, rates
 
 
@@ -210,38 +214,39 @@ def device_hours(rates: dict, found: dict) -> Check:
     return Check("estimate", True, "; ".join(lines))
 
 
-def selfcheck(quick: bool = False, log=print) -> list[Check]:
+def selfcheck(quick: bool = False) -> list[Check]:
     """Every check, in order (tensorpack's own logging quietened: the report is the output)."""
     from tensorpack.utils import logger
 
     level = logging.getLogger("tensorpack").level  # tensorpack logs there
     logger.setLevel("ERROR")
     try:
-        return _selfcheck(quick, log)
+        return _selfcheck(quick)
     finally:
         logger.setLevel(level)
 
 
-def _selfcheck(quick: bool, log) -> list[Check]:
+def _selfcheck(quick: bool) -> list[Check]:
     start = time.time()
     check, found = devices()
     checks = [check]
-    log(check.detail)
+    LOG.log(NOTE, check.detail)
     for step in (lambda: layouts(bool(found["gpus"])), gate, cpu_bits):
         try:
             checks.append(step())
         except Exception as e:  # noqa: BLE001
             checks.append(Check(getattr(step, "__name__", "check"), False, f"{type(e).__name__}: {e}"))
-        log(f"{checks[-1].name}: {checks[-1].detail}")
-    more, rates = throughput(found, quick, log)
+        LOG.log(NOTE, f"{checks[-1].name}: {checks[-1].detail}")
+    more, rates = throughput(found, quick)
     checks += more + [device_hours(rates, found)]
     checks.append(Check("time", True, f"self-check took {time.time() - start:.0f} s"))
     return checks
 
 
 def report(checks: list[Check]) -> str:
-    lines = ["# eps-resnet self-check", "", "| check | result | detail |", "|---|---|---|"]
-    lines += [f"| {c.name} | {'ok' if c.ok else 'FAILED'} | {c.detail} |" for c in checks]
+    rows = [[c.name, "ok" if c.ok else "FAILED", c.detail] for c in checks]
+    lines = ["# eps-resnet self-check", "",
+             markdown_table(rows, ["check", "result", "detail"]).rstrip("\n")]
     failed = [c for c in checks if not c.ok]
     lines += ["", f"{len(failed)} check(s) failed: see the README, \"Running on GPUs\"." if failed
               else "All checks passed."]
