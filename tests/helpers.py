@@ -203,3 +203,18 @@ def gate_decisions_match_the_float32_formula(tf, eps: float, pooled: bool) -> in
                     assert got == literal_t(base), (eps, float(peak), sign, pooled)
                     checked += 1
     return checked
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of every row of the Markdown tables in ``text`` (separator rows left out)."""
+    return [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in text.splitlines()
+            if line.startswith("|") and not set(line.strip()) <= set("|-: ")]
+
+
+def has_row(text: str, *cells: str) -> bool:
+    """Whether a table row of ``text`` begins with ``cells`` (the last one may be the beginning
+    of its cell)."""
+    *whole, last = cells
+    n = len(whole)
+    return any(r[:n] == whole and len(r) > n and r[n].startswith(last) for r in table_rows(text))

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from helpers import BIN, ROOT, job_counts, load, open_report_results, snakemake, write
+from helpers import (BIN, ROOT, job_counts, load, open_report_results, snakemake, table_rows,
+                     write)
 
 
 def test_dry_run_of_the_paper_experiments(tmp_path):
@@ -410,10 +411,12 @@ def test_estimate_counts_what_remains(tmp_path):
     assert main(["estimate", "--config", str(cfg), "--out", str(tmp_path / "e.md")]) == 0
     text = (tmp_path / "e.md").read_text()
     # ε run: 18 - 4 = 14 epochs x 22 steps (1,433 // 64) x 64 images at 100 img/s
-    assert "| digits_cifar | digits-d14-epsilon-e8 | 1 | 14 | 308 | 19,712 | 100 | 0.1 | 0.1 |" in text
-    assert "digits-d14-standard |" not in text  # finished
+    rows = table_rows(text)
+    assert ["digits_cifar", "digits-d14-epsilon-e8", "1", "14", "308", "19,712", "100", "0.1", "0.1"] in rows
+    assert not [r for r in rows if r[1] == "digits-d14-standard"]  # finished
     # the ImageNet-family ResNet-18 runs (10 epochs x 15 steps x 32 images) at 50 img/s
-    assert "| digits_imagenet | digits-imagenet-d18-standard | 1 | 10 | 150 | 4,800 | 50 | 0.0 | 0.0 |" in text
+    assert ["digits_imagenet", "digits-imagenet-d18-standard", "1", "10", "150", "4,800", "50", "0.0",
+            "0.0"] in rows
     assert "3 run(s) to train, 0.00 M steps" in text
     r = snakemake(tmp_path / "results" / "estimate.md", "--cores", "1", "--directory", tmp_path,
                   "--configfile", cfg)
@@ -431,5 +434,32 @@ def test_estimate_of_resnet152_on_the_originals_six_gpus(tmp_path, capsys):
     assert main(["estimate", "imagenet152", "--config", str(write(tmp_path, config)),
                  "--throughput", "152=100"]) == 0
     # 110 epochs x 5,000 steps x 252 images at 100 img/s per GPU: 385 GPU-hours, 64.2 on six
-    assert ("| imagenet152 | imagenet-d152-epsilon-e1.8 | 6 | 110 | 550,000 | 138,600,000 | 100 | "
-            "385.0 | 64.2 |") in capsys.readouterr().out
+    assert ["imagenet152", "imagenet-d152-epsilon-e1.8", "6", "110", "550,000", "138,600,000", "100",
+            "385.0", "64.2"] in table_rows(capsys.readouterr().out)
+
+
+def test_the_snakemake_internals_the_workflow_reads(tmp_path):
+    """eps_resnet.workflow.snakemake_internals on a real Snakemake: each function answers what
+    the command line said (fails when a Snakemake version moves one of them)."""
+    import snakemake
+
+    from eps_resnet.workflow import snakemake_internals
+
+    assert snakemake.__version__.startswith(snakemake_internals.CHECKED_WITH + ".")
+    (tmp_path / "Snakefile").write_text(
+        "from eps_resnet.workflow.snakemake_internals import *\n"
+        "rule a:\n    output: 'a'\n    shell: 'touch {output}'\n"
+        "before = resource_limit(workflow, 'tpu')\n"
+        "set_resource_limit(workflow, 'tpu', 3)\n"
+        "print('seen', config_files_given(workflow), resource_limit(workflow, 'gpu'), before,\n"
+        "      resource_limit(workflow, 'tpu'), runs_locally(workflow), makes_report(),\n"
+        "      sorted(rule_names(workflow)))\n")
+    (tmp_path / "c.yaml").write_text("x: 1\n")
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"])
+    for args, seen in (([], "seen False None None 3 True False ['a']"),
+                       (["--configfile", "c.yaml", "--resources", "gpu=2"],
+                        "seen True 2 None 3 True False ['a']")):
+        r = subprocess.run([os.path.join(BIN, "snakemake"), "-n", "--cores", "1", *args],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert seen in r.stdout.splitlines(), r.stdout[-2000:]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..data.svhn import PUBLISHED as SVHN_IMAGES
 from ..errors import EpsResnetError
 from ..models.layouts import count_flops, make_layout
+from ..tables import markdown_table
 from ..training.runfolder import read_stats
 
 #: Training images per epoch by dataset (the digits demo: its prepared split; SVHN: train +
@@ -121,15 +122,13 @@ def parse_throughput(values) -> dict[int, float]:
 def markdown(costs: list[Cost], what: str, device: str = "GPU") -> str:
     """The table of :func:`estimate`'s costs: per run its devices, what remains, the img/s of one
     device, the device-hours and the hours on the run's own devices."""
-    lines = [f"# Estimate: {what}", "",
-             f"| experiment | run | {device}s | epochs left | steps | images | img/s per {device} | "
-             f"{device}-hours | hours on its {device}s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for c in costs:
-        lines.append(f"| {c.experiment} | {c.run} | {c.devices} | {c.epochs_left} | {c.steps:,} | "
-                     f"{c.images:,} | {'' if c.img_per_s is None else f'{c.img_per_s:,.0f}'} | "
-                     f"{'' if c.hours is None else f'{c.hours:,.1f}'} | "
-                     f"{'' if c.wall_hours is None else f'{c.wall_hours:,.1f}'} |")
+    headers = ["experiment", "run", f"{device}s", "epochs left", "steps", "images",
+               f"img/s per {device}", f"{device}-hours", f"hours on its {device}s"]
+    rows = [[c.experiment, c.run, c.devices, c.epochs_left, f"{c.steps:,}", f"{c.images:,}",
+             "" if c.img_per_s is None else f"{c.img_per_s:,.0f}",
+             "" if c.hours is None else f"{c.hours:,.1f}",
+             "" if c.wall_hours is None else f"{c.wall_hours:,.1f}"] for c in costs]
+    lines = [f"# Estimate: {what}", "", markdown_table(rows, headers).rstrip("\n")]
     known = [c.hours for c in costs if c.hours is not None]
     total = (f"{len(costs)} run(s) to train, {sum(c.steps for c in costs) / 1e6:.2f} M steps, "
              f"{sum(c.images for c in costs) / 1e6:,.1f} M images")

@@ -13,6 +13,7 @@ from ..errors import EpsResnetError, first_line
 from ..data import DATASETS
 from ..models.gate import CLOSED_AT, DISCARDED_AT, gate_disagreements
 from ..models.layouts import check_depth, count_parameters, make_layout
+from ..tables import MARKDOWN
 from ..training.runfolder import COMPRESSED_FILE, EVAL_FILE
 
 #: the agreement compress requires (runs.compress.MIN_AGREEMENT; results sit above runs in the
@@ -271,9 +272,7 @@ def setting_table(groups: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+    return frame.astype(str).to_markdown(index=False, **MARKDOWN) + "\n"
 
 
 def settings_markdown(groups: pd.DataFrame) -> str:
