@@ -310,3 +310,46 @@ def test_svhn_trains_on_extra_unless_the_config_turns_it_off():
     with pytest.raises(SettingsError, match="--svhn-extra is only for --dataset svhn, not cifar10"):
         TrainSettings(dataset="cifar10", depth=8, variant="standard", svhn_extra=False,
                       out="x").resolved()
+
+
+def test_no_function_is_longer_than_a_reader_can_hold():
+    import ast
+    import pathlib
+
+    root = pathlib.Path(ROOT)
+    long = []
+    for path in sorted((root / "eps_resnet").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long
+
+
+def test_every_import_of_the_package_is_a_declared_dependency():
+    """What eps_resnet/ imports (at the top or inside a function) is the standard library, the
+    package itself, or a distribution pyproject.toml declares, not one that merely arrives with
+    another."""
+    import ast
+    import importlib.metadata
+    import pathlib
+    import tomllib
+
+    project = tomllib.loads((pathlib.Path(ROOT) / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0].lower().replace("_", "-")
+                for d in project["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for path in sorted((pathlib.Path(ROOT) / "eps_resnet").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "eps_resnet":
+                    continue
+                dists = {d.lower().replace("_", "-") for d in providers.get(top, [top])}
+                if not dists & declared:
+                    undeclared.setdefault(top, f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not undeclared, undeclared

@@ -108,31 +108,44 @@ def _check_paths(config: dict) -> None:
 
 
 def validate_config(config: dict, schema_path: str = SCHEMA) -> dict:
-    """Check ``config`` against the schema and fill in the schema's defaults (in place), with
-    strings from Snakemake's command line turned into the numbers and booleans the schema
-    wants. The first problem becomes one line naming the key (``experiments.cifar10.depths:
-    ...``)."""
+    """Check ``config`` against the schema with ``snakemake.utils.validate`` and fill in the
+    schema's defaults (in place), with strings from Snakemake's command line first turned into
+    the numbers and booleans the schema wants. A problem becomes one line naming the key
+    (``experiments.cifar10.depths: ...``), not Snakemake's message, which prints the schema."""
     import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
 
-    schema = read_yaml(schema_path)
-    base = jsonschema.validators.validator_for(schema)
-
-    def properties_with_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for key, sub in properties.items():
-                if "default" in sub and key not in instance:
-                    instance[key] = sub["default"]
-                elif key in instance:
-                    instance[key] = _as_schema_type(instance[key], sub)
-        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
-
-    validator = jsonschema.validators.extend(base, {"properties": properties_with_defaults})(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
+    _as_schema_types(config, read_yaml(schema_path))
+    try:
+        validate(config, schema_path, set_default=True)
+    except WorkflowError as e:
+        # Snakemake raises its WorkflowError while handling jsonschema's error, which it
+        # formats into its message: the error itself is the WorkflowError's context
+        error = e.__context__
+        if not isinstance(error, jsonschema.ValidationError):
+            raise
         key = ".".join(str(p) for p in error.absolute_path) or "config"
-        raise WorkflowConfigError(f"{key}: {error.message}")
+        raise WorkflowConfigError(f"{key}: {error.message}") from None
     _check_paths(config)
     return config
+
+
+def _as_schema_types(instance, schema: dict) -> None:
+    """:func:`_as_schema_type` on every value of a config mapping, following the schema's
+    ``properties``, ``patternProperties`` and ``additionalProperties`` down (in place)."""
+    if not isinstance(instance, dict):
+        return
+    for key, value in instance.items():
+        sub = (schema.get("properties") or {}).get(key)
+        if sub is None:
+            sub = next((s for pattern, s in (schema.get("patternProperties") or {}).items()
+                        if re.search(pattern, str(key))), None)
+        if sub is None and isinstance(schema.get("additionalProperties"), dict):
+            sub = schema["additionalProperties"]
+        if isinstance(sub, dict):
+            instance[key] = _as_schema_type(value, sub)
+            _as_schema_types(instance[key], sub)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,15 @@ from eps_resnet.training.runfolder import (
 )
 from eps_resnet.workflow.config import RunTable, WorkflowConfigError, validate_config
 from eps_resnet.workflow.gpus import machine_gpus, visible_pool
+from eps_resnet.workflow.snakemake_internals import (
+    makes_report,
+    resource_limit,
+    runs_locally,
+    set_resource_limit,
+)
 
-# One line naming the key for a config that is wrong (snakemake.utils.validate would print the
-# whole schema); the schema's defaults are filled in.
+# snakemake.utils.validate, with one line naming the key for a config that is wrong (its own
+# message prints the whole schema); the schema's defaults are filled in.
 try:
     validate_config(
         config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
@@ -35,7 +41,7 @@ PAPER = "paper"  # results/paper/, figures/paper/: the whole grid's summary and 
 
 # `--report` collects results: before the workflow has made them, say what to run first (the
 # report would stop on the first missing file, with a traceback).
-if "--report" in sys.argv and not os.path.exists(os.path.join(RESULTS, "summary.csv")):
+if makes_report() and not os.path.exists(os.path.join(RESULTS, "summary.csv")):
     print(
         f"Error: --report collects the workflow's results, and {RESULTS} has none yet "
         "(no summary.csv): run the workflow first (the same command without --report; "
@@ -135,19 +141,18 @@ def paper_targets(wildcards):
 
 def gpu_cap():
     """The --resources gpu=N of this Snakemake run (None: not limited)."""
-    cap = workflow.global_resources.get("gpu")
-    return getattr(cap, "value", cap)
+    return resource_limit(workflow, "gpu")
 
 
 # Running locally without --resources gpu=N: the GPUs this machine has (those of an existing
 # CUDA_VISIBLE_DEVICES, else the driver's) limit the training jobs that run at once, as
 # --resources gpu=N would. A cluster's scheduler counts them itself.
 GPUS_FOUND = None
-if workflow.local_exec and gpu_cap() is None:
+if runs_locally(workflow) and gpu_cap() is None:
     POOL = visible_pool()
     GPUS_FOUND = len(POOL) if POOL is not None else machine_gpus()
     if GPUS_FOUND:
-        workflow.register_resource("gpu", GPUS_FOUND)
+        set_resource_limit(workflow, "gpu", GPUS_FOUND)
 
 
 def prepared(wildcards):
