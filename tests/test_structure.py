@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from eps_resnet.cli import train_settings
-from eps_resnet.data import DATASETS, PREPARABLE
+from eps_resnet.data import DATASETS, preparable
 from eps_resnet.models import FAMILIES, VARIANTS
 from eps_resnet.models.resnet import build_model
 from eps_resnet.training.recipe import LR_MODES, RECIPES, markdown_table
@@ -101,9 +101,9 @@ def test_a_config_that_cannot_train_names_its_key(edit, message):
 def test_the_schema_takes_its_lists_and_defaults_from_the_package():
     s = schema()
     exp = s["properties"]["experiments"]["patternProperties"]["^[A-Za-z0-9_]+$"]["properties"]
-    assert tuple(exp["dataset"]["enum"]) == PREPARABLE
+    assert tuple(exp["dataset"]["enum"]) == preparable()
     pattern = next(iter(s["properties"]["datasets"]["patternProperties"]))
-    assert pattern == f"^({'|'.join(PREPARABLE)})$"
+    assert pattern == f"^({'|'.join(preparable())})$"
     assert tuple(exp["family"]["enum"]) == FAMILIES
     assert tuple(exp["variants"]["items"]["enum"]) == tuple(v for v in VARIANTS if v != "epsilon")
     assert tuple(exp["lr_schedule"]["enum"]) == LR_MODES

@@ -5,13 +5,13 @@ import argparse
 
 
 def add_prepare(sub) -> None:
-    from ..data.prepare import PREPARABLE
+    from ..data import preparable
 
     p = sub.add_parser("prepare", help="download or take, verify and convert a dataset",
                        description="Prepare a dataset for `eps-resnet train --data-dir`. Archives are "
                        "checked against their published MD5 before anything in them is read; a "
                        "finished prepare rerun does nothing.")
-    p.add_argument("dataset", metavar="DATASET", help=f"one of {', '.join(PREPARABLE)}")
+    p.add_argument("dataset", metavar="DATASET", help=f"one of {', '.join(preparable())}")
     p.add_argument("--out", required=True, metavar="DIR", help="where the prepared dataset goes")
     p.add_argument("--source", metavar="PATH",
                    help="local copy instead of downloading: the CIFAR archive or its extracted "

@@ -98,12 +98,14 @@ def read_folder(path: str, dataset: str):
     return _read_members(get, folder, train, key, base), _read_members(get, folder, test, key, base)
 
 
-def prepare(dataset: str, out: str, source: str | None, md5: str | None) -> tuple[dict, dict]:
-    """Read CIFAR from ``source`` (archive or folder) or the official URL.
+def prepare(dataset: str, out: str, source: str | None, md5: str | None,
+            extra: bool = True) -> tuple[dict, dict]:
+    """Read CIFAR from ``source`` (archive or folder) or the official URL (the dataset
+    registry's reader; ``md5`` overrides the published sum, ``extra`` means nothing here).
 
     Returns ({split: (images, labels)}, provenance)."""
     archive, published_md5, *_ = ARCHIVES[dataset]
-    expected = md5 or published_md5
+    expected = (md5 if isinstance(md5, str) else None) or published_md5
     if source and os.path.isdir(source):
         train, test = read_folder(source, dataset)
         prov = {"source": os.path.abspath(source),

@@ -28,7 +28,7 @@ def delivers_uint8(settings) -> bool:
     recipe = settings.recipe
     if recipe.input_format == "rgb8":
         return True
-    return settings.dataset != "synthetic" and recipe.augmentation in UINT8_AUGMENTATIONS
+    return settings.info.storage != "generated" and recipe.augmentation in UINT8_AUGMENTATIONS
 
 
 def training_mean(settings) -> "np.ndarray":
@@ -79,7 +79,7 @@ def in_graph_mean(settings) -> "np.ndarray | None":
 def files_read(settings, meta: dict, splits=("train", "val")) -> list[str]:
     """The prepared files a run's dataflows of ``splits`` read (ImageNet: its index files; the
     images stay where they are and are checked by their decoder)."""
-    if settings.recipe.augmentation == "imagenet":
+    if settings.info.storage == "files":
         return [f"{split}.txt" for split in splits]
     _, mean_file = training_part(settings, meta)
     return [f"{split}_{kind}.npy" for split in splits for kind in ("images", "labels")] + [mean_file]
@@ -89,7 +89,7 @@ def verified_data(settings, splits=("train", "val")) -> dict[str, str]:
     """Check the prepared files a run reads against prepared.yaml (size and MD5, see
     :func:`.files.verify_prepared`) before any of them is read; {file: MD5} ({} for synthetic
     data). A damaged file is a DataError naming it and the `eps-resnet prepare` that rebuilds it."""
-    if settings.dataset == "synthetic":
+    if settings.info.storage == "generated":
         return {}
     from .files import verify_prepared
     from .prepare import open_prepared
@@ -107,7 +107,7 @@ def get_dataflow(settings, split: str, batch: int):
     from .ordered import OrderedBatches
 
     recipe, seed = settings.recipe, settings.seed
-    if settings.dataset == "synthetic":
+    if settings.info.storage == "generated":
         from .synthetic import source
 
         src = source(split, batch, settings.image_size, settings.classes, seed,
@@ -117,7 +117,7 @@ def get_dataflow(settings, split: str, batch: int):
 
         meta = open_prepared(settings.data_dir, settings.dataset)
         verified_data(settings, (split,))
-        if recipe.augmentation == "imagenet":
+        if settings.info.storage == "files":
             from .imagenet import dataflow
 
             return dataflow(settings.data_dir, meta, split, batch, settings.data_workers,
@@ -127,7 +127,8 @@ def get_dataflow(settings, split: str, batch: int):
             src = memory_source(settings.data_dir, split, batch, recipe.augmentation, seed, rows,
                                 mean_file, subtract_mean=not delivers_uint8(settings))
     # Synthetic batches are ready-made arrays: worker processes would only add copies.
-    workers = settings.data_workers if split == "train" and settings.dataset != "synthetic" else 0
+    generated = settings.info.storage == "generated"
+    workers = settings.data_workers if split == "train" and not generated else 0
     return OrderedBatches(src, workers)
 
 

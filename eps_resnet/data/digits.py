@@ -29,5 +29,10 @@ def load():
     return {"train": (images[~val], labels[~val]), "val": (images[val], labels[val])}
 
 
-def prepare():
+def prepare(dataset: str, out: str, source: str | None, md5=None, extra: bool = True):
+    """The dataset registry's reader: scikit-learn ships the images, so there is no source."""
+    from .files import DataError
+
+    if source:
+        raise DataError("--source is not used for digits (scikit-learn ships the images)")
     return load(), {"source": "sklearn.datasets.load_digits (shipped with scikit-learn)"}

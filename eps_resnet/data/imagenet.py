@@ -20,9 +20,11 @@ import re
 import numpy as np
 
 from ..logs import progress
+from . import DATASETS
 from .files import DataError
 
-EXPECTED = {"classes": 1000, "train": 1_281_167, "val": 50_000}
+_ILSVRC = DATASETS["imagenet"]
+EXPECTED = {"classes": _ILSVRC.num_classes, "train": _ILSVRC.train_images, "val": _ILSVRC.val_images}
 IMAGE_EXT = (".jpeg", ".jpg", ".png")
 WNID = re.compile(r"^n\d{8}$")
 # PCA of ImageNet RGB pixels (Krizhevsky et al. 2012), for the lighting noise. The eigenvalues are

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from ..logs import NOTE, get_logger
-from . import DATASETS, PREPARABLE
+from . import DATASETS, preparable
 from .files import (MARKER, DataError, clean_leftovers, read_marker, save_arrays, staging_dir,
                     verify_prepared, write_marker)
 
@@ -28,8 +28,8 @@ def prepare(dataset: str, out: str, source: str | None = None, md5=None, svhn_ex
     """Prepare ``dataset`` into ``out``; returns the marker's content. SVHN includes the extra
     images unless ``svhn_extra`` is False; a folder prepared without them is prepared again when
     they are asked for (one prepared with them serves runs without them too)."""
-    if dataset not in PREPARABLE:
-        raise DataError(f"cannot prepare {dataset!r}; expected one of {', '.join(PREPARABLE)}")
+    if dataset not in preparable():
+        raise DataError(f"cannot prepare {dataset!r}; expected one of {', '.join(preparable())}")
     if source is not None and not os.path.exists(source):
         raise DataError(f"--source {source} does not exist")
     out = os.path.abspath(out)
@@ -73,10 +73,10 @@ def _remove_empty_tree(path: str) -> None:
 
 def _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_check):
     started = time.time()
-    if dataset == "imagenet":
+    if DATASETS[dataset].storage == "files":
         info = _prepare_imagenet(out, source, lmdb, val_labels, decode_check)
     else:
-        splits, provenance = _read(dataset, out, source, md5, svhn_extra)
+        splits, provenance = DATASETS[dataset].read(out, source, md5, svhn_extra)
         classes = DATASETS[dataset].num_classes
         for split, (_, labels) in splits.items():
             bad = np.unique(labels[(labels < 0) | (labels >= classes)])
@@ -99,22 +99,6 @@ def _prepare(dataset, out, source, md5, svhn_extra, lmdb, val_labels, decode_che
             write_marker(tmp, info)
     LOG.info(f"prepared {dataset} in {out} ({_counts(info)}) in {time.time() - started:.1f} s")
     return info
-
-
-def _read(dataset, out, source, md5, svhn_extra):
-    if dataset in ("cifar10", "cifar100"):
-        from . import cifar
-
-        return cifar.prepare(dataset, out, source, md5 if isinstance(md5, str) else None)
-    if dataset == "svhn":
-        from . import svhn
-
-        return svhn.prepare(out, source, md5 if isinstance(md5, dict) else {}, svhn_extra)
-    from . import digits
-
-    if source:
-        raise DataError("--source is not used for digits (scikit-learn ships the images)")
-    return digits.prepare()
 
 
 def _prepare_imagenet(out, source, lmdb, val_labels, decode_check):

@@ -60,10 +60,11 @@ def _get(split: str, out: str, source: str | None, md5: dict) -> str:
     return download(URL.format(name), path, expected, "--source DIR (config key datasets.svhn.path)")
 
 
-def prepare(out: str, source: str | None, md5: dict, extra: bool = True):
-    """Train (followed by extra, unless ``extra`` is False) and test splits; ``md5`` may
-    override the published sums. The provenance records ``parts``: the images of each file in
-    the stored training array, in order."""
+def prepare(dataset: str, out: str, source: str | None, md5: dict | None, extra: bool = True):
+    """Train (followed by extra, unless ``extra`` is False) and test splits (the dataset
+    registry's reader); ``md5`` may override the published sums. The provenance records
+    ``parts``: the images of each file in the stored training array, in order."""
+    md5 = md5 if isinstance(md5, dict) else {}
     splits = ["train", "test"] + (["extra"] if extra else [])
     paths = {s: _get(s, out, source, md5) for s in splits}  # every file verified before reading
     data = {s: read_mat(p) for s, p in paths.items()}

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import DATASETS
 from .arrays import ArrayBatches
 
-TRAIN_IMAGES = 2048
-VAL_IMAGES = 512
+TRAIN_IMAGES = DATASETS["synthetic"].train_images
+VAL_IMAGES = DATASETS["synthetic"].val_images
 MAX_FLOATS = 2 ** 26  # 256 MB per split: at 224 px the pool holds ~400 images
 
 

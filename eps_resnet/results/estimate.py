@@ -12,18 +12,11 @@ import math
 import os
 from dataclasses import dataclass
 
-from ..data.svhn import PUBLISHED as SVHN_IMAGES
+from ..data import DATASETS
 from ..errors import EpsResnetError
 from ..models.layouts import count_flops, make_layout
 from ..tables import markdown_table
 from ..training.runfolder import read_stats
-
-#: Training images per epoch by dataset (the digits demo: its prepared split; SVHN: train +
-#: extra, also for a run on train alone, whose epoch keeps that many steps: see data.svhn).
-TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000,
-                "svhn": SVHN_IMAGES["train"] + SVHN_IMAGES["extra"], "imagenet": 1_281_167,
-                "digits": 1_433, "synthetic": 2_048}
-
 
 class EstimateError(EpsResnetError):
     """A target or throughput that cannot be estimated; the message names it."""
@@ -49,7 +42,9 @@ class Cost:
 
 
 def steps_per_epoch(settings) -> int:
-    return settings.steps_per_epoch or max(1, TRAIN_IMAGES[settings.dataset] // settings.batch)
+    # (SVHN: train + extra, also for a run on train alone, whose epoch keeps that many steps)
+    images = DATASETS[settings.dataset].train_images
+    return settings.steps_per_epoch or max(1, images // settings.batch)
 
 
 def epochs_done(run_dir: str) -> int:

@@ -27,7 +27,7 @@ def input_mean(settings: TrainSettings) -> np.ndarray | None:
     the ImageNet pipeline delivers it)."""
     if settings.recipe.input_format == "rgb8":
         return None
-    if settings.dataset == "synthetic":  # generated around 0: raw pixels are value + 128
+    if settings.info.storage == "generated":  # generated around 0: raw pixels are value + 128
         return np.full((settings.image_size,) * 2 + (3,), 128.0, np.float32)
     from ..data.dataflows import training_mean
 

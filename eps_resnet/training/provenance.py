@@ -79,8 +79,8 @@ def git_commit() -> str | None:
 def dataset(settings) -> dict:
     """The prepared dataset a run reads: its marker's identity, and the checksums of the files
     the run reads, each checked against the marker (so: of the bytes it read)."""
-    if settings.dataset == "synthetic":
-        return {"name": "synthetic", "generated_from_seed": settings.seed}
+    if settings.info.storage == "generated":
+        return {"name": settings.dataset, "generated_from_seed": settings.seed}
     from ..data.dataflows import verified_data
     from ..data.files import read_marker
 

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from eps_resnet.data import DATASETS, PREPARABLE
+from eps_resnet.data import DATASETS, preparable
 from eps_resnet.results.captions import figure_caption, grid_caption
 from eps_resnet.results import GRID_KINDS
 from eps_resnet.results import KINDS as PLOT_KINDS
@@ -54,7 +54,7 @@ if makes_report() and not os.path.exists(os.path.join(RESULTS, "summary.csv")):
 wildcard_constraints:
     experiment="[A-Za-z0-9_]+",
     run="[A-Za-z0-9_.+-]+",
-    dataset="|".join(PREPARABLE),
+    dataset="|".join(preparable()),
     kind="|".join(PLOT_KINDS),
     grid_kind="|".join(GRID_KINDS),
 
