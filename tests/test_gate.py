@@ -184,3 +184,42 @@ def test_inference_gates_settings():
         TrainSettings(**base, variant="side", closed_gates="stay").resolved()
     with pytest.raises(SettingsError, match="^--closed-gates 'never' is unknown"):
         TrainSettings(**base, variant="epsilon", epsilon=1.0, closed_gates="never").resolved()
+
+
+def test_a_gate_added_through_the_registry_trains(tmp_path):
+    """A gate is one registered function: this one never cuts, so with an ε no response
+    reaches, the paper's gate discards every block and it none."""
+    from eps_resnet.cli import main
+    from eps_resnet.compat import import_tf
+    from eps_resnet.models.gate import GATES, register_gate
+    from eps_resnet.training.runfolder import load_run_file, read_stats
+    from eps_resnet.training.settings import SettingsError, TrainSettings
+
+    @register_gate("never_cuts")
+    def never_cuts(shortcut, branch, epsilon, verdict=None, stays_closed=False, pooled=False):
+        tf = import_tf()
+        with tf.name_scope("gate"):
+            tf.reduce_max(tf.abs(tf.cast(branch, tf.float32)), name="peak")
+        return tf.add(shortcut, branch, name="output"), tf.constant(0.0, name="is_discarded")
+
+    try:
+        discarded = {}
+        for gate in ("strict_identity", "never_cuts"):
+            out = tmp_path / gate
+            assert main(["train", "--dataset", "synthetic", "--depth", "8", "--variant", "epsilon",
+                         "--epsilon", "1e9", "--gate", gate, "--epochs", "1", "--steps-per-epoch",
+                         "1", "--batch", "8", "--out", str(out)]) == 0
+            assert load_run_file(str(out))["settings"]["gate"] == gate
+            row = read_stats(str(out))[-1]
+            discarded[gate] = {k: v for k, v in row.items() if k.endswith("/is_discarded")}
+        # (moving averages of is_discarded, debiased: 1 - 2e-7 after one step)
+        assert discarded["strict_identity"] and min(discarded["strict_identity"].values()) > 0.999
+        assert discarded["never_cuts"].keys() == discarded["strict_identity"].keys()
+        assert max(discarded["never_cuts"].values()) < 0.001
+        with pytest.raises(SettingsError, match="^--gate never_cuts is only for --variant epsilon"):
+            TrainSettings("synthetic", 8, "standard", "x", gate="never_cuts").resolved()
+    finally:
+        GATES.pop("never_cuts")
+    with pytest.raises(SettingsError, match="^--gate 'never_cuts' is unknown; expected one of "
+                                            "strict_identity$"):
+        TrainSettings("synthetic", 8, "epsilon", "x", epsilon=1.0, gate="never_cuts").resolved()

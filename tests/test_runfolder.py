@@ -1,5 +1,6 @@
 """Run folders that survive damage, concurrency and bad values: each case done for real to a real
 run folder (files deleted, truncated, garbled; two processes racing; a trainer killed)."""
+import dataclasses
 import glob
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from eps_resnet.cli import main
+from eps_resnet.training.settings import SettingsError, TrainSettings
 from helpers import eps_resnet_cmd
 
 pytestmark = pytest.mark.slow
@@ -546,3 +548,14 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_left_alone(tmp_pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and ".lock is a symbolic link" in err, err
     assert target.read_text() == "keep me\n"
+
+
+def test_a_record_written_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    from eps_resnet.training.runfolder import check_same_run
+
+    settings = TrainSettings("synthetic", 8, "epsilon", str(tmp_path), epsilon=2.0).resolved()
+    record = {k: v for k, v in settings.to_dict().items() if k != "gate"}  # before --gate
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"settings": record}))
+    check_same_run(settings)
+    with pytest.raises(SettingsError, match="gate: 'strict_identity' there, 'other' now"):
+        check_same_run(dataclasses.replace(settings, gate="other"))

@@ -15,6 +15,7 @@ import yaml
 from eps_resnet.cli import train_settings
 from eps_resnet.data import DATASETS, preparable
 from eps_resnet.models import FAMILIES, VARIANTS
+from eps_resnet.models.gate import GATES
 from eps_resnet.models.resnet import build_model
 from eps_resnet.training.recipe import LR_MODES, RECIPES, markdown_table
 from eps_resnet.training.settings import PRECISIONS, SettingsError, TrainSettings, default_of
@@ -107,6 +108,7 @@ def test_the_schema_takes_its_lists_and_defaults_from_the_package():
     assert tuple(exp["family"]["enum"]) == FAMILIES
     assert tuple(exp["variants"]["items"]["enum"]) == tuple(v for v in VARIANTS if v != "epsilon")
     assert tuple(exp["lr_schedule"]["enum"]) == LR_MODES
+    assert tuple(exp["gate"]["enum"]) == tuple(GATES)
     assert tuple(exp["precision"]["enum"]) == PRECISIONS
     assert exp["seeds"]["default"] == [default_of("seed")]
     assert exp["precision"]["default"] == default_of("precision")

@@ -57,6 +57,9 @@ def add_train(sub) -> None:
                    help="ε-ResNet in training: reopen (every batch decides anew, the original's; "
                    "default) or stay (a gate stays closed once training's moving average says "
                    "discarded, as weight decay makes it in the paper's long runs)")
+    p.add_argument("--gate", default=default_of("gate"), metavar="NAME",
+                   help="ε-ResNet: the gate of eps_resnet.models.gate.GATES that joins each block "
+                   "(default %(default)s, the paper's four-ReLU gate)")
     p.add_argument("--cpu-kernels", metavar="K",
                    help="portable: the same numbers on every x86-64 CPU kind (oneDNN's kernels held "
                    "to AVX2, cache sizes pinned); native: TensorFlow's choice for this CPU, "

@@ -10,5 +10,8 @@ from .layouts import FAMILIES, IMAGENET_DEPTHS, Block, Layout, check_depth, make
 #: output, or every block gated with the side output (ε-ResNet).
 VARIANTS = ("standard", "side", "epsilon")
 
-__all__ = ["FAMILIES", "IMAGENET_DEPTHS", "VARIANTS", "Block", "Layout", "check_depth",
+#: The ε-ResNet's gate unless ``--gate`` names another of :data:`.gate.GATES` (the paper's).
+DEFAULT_GATE = "strict_identity"
+
+__all__ = ["DEFAULT_GATE", "FAMILIES", "IMAGENET_DEPTHS", "VARIANTS", "Block", "Layout", "check_depth",
            "make_layout"]

@@ -85,6 +85,26 @@ def float32_fence(x, name: str = "float32_fence"):
     return tf.bitcast(tf.bitcast(x, tf.int32), tf.float32, name=name)
 
 
+#: The gates an ε-ResNet can use (``--gate``, config key ``gate``), by name: see :func:`register_gate`.
+GATES: dict = {}
+
+
+def register_gate(name: str):
+    """Add the decorated function to :data:`GATES` as the gate ``name``.
+
+    A gate joins one block's ``shortcut`` and residual ``branch`` (tensors of one shape, in the
+    block's variable scope) given ``epsilon`` (a float32 scalar variable) and the keywords of
+    :func:`gated_residual` (``verdict``, ``stays_closed``, ``pooled``), and returns ``(output,
+    is_discarded)``, is_discarded a float32 scalar (1.0: the branch was cut on this batch), which
+    monitoring, the adaptive learning rate and compression read. It must also name the float32
+    scalar its decision compares with ε ``gate/peak`` (logged per block as ``gate/peak``)."""
+    def add(gate):
+        GATES[name] = gate
+        return gate
+    return add
+
+
+@register_gate("strict_identity")
 def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None,
                    stays_closed: bool = False, pooled: bool = False):
     """``shortcut + S(branch)`` with the strict-identity gate.

@@ -23,9 +23,9 @@ from tensorpack.tfutils.tower import get_current_tower_context
 from tensorpack.models.regularize import regularize_cost
 
 from ..compat import import_tf
-from . import VARIANTS
+from . import DEFAULT_GATE, VARIANTS
 from .blocks import BLOCK_FUNCTIONS
-from .gate import DISCARDED_AT, gated_residual
+from .gate import DISCARDED_AT, GATES
 from .layouts import Layout, make_layout
 
 if TYPE_CHECKING:  # the recipe is training's: it arrives here as an argument
@@ -90,6 +90,7 @@ class ModelSpec:
     mixed_kind: str | None = None  # devices.MIXED_KINDS; the GPU's needs loss scaling here
     inference_gates: str = "batch"  # settings.INFERENCE_GATES
     closed_gates: str = "reopen"  # settings.CLOSED_GATES
+    gate: str = DEFAULT_GATE  # gate.GATES
     #: per-pixel training mean (float32, H x W x 3) that the network subtracts from the uint8
     #: pixels the dataflow delivers (data.dataflows.in_graph_mean); None: the input arrives
     #: ready (centred float32) or is ImageNet's uint8 RGB
@@ -111,7 +112,7 @@ def build_model(settings, layout: Layout | None = None, data_format: str = "NHWC
         epsilon=settings.epsilon or 0.0, data_format=data_format, mixed_kind=mixed_kind,
         inference_gates=getattr(settings, "inference_gates", "batch"),
         closed_gates=getattr(settings, "closed_gates", "reopen"),
-        pixel_mean=in_graph_mean(settings)))
+        gate=getattr(settings, "gate", DEFAULT_GATE), pixel_mean=in_graph_mean(settings)))
 
 
 def graph_scalar(name: str, value: float, summary: bool = True):
@@ -202,6 +203,8 @@ class ResNetModel(ModelDesc):
         super().__init__()
         if spec.variant not in VARIANTS:
             raise ValueError(f"unknown variant {spec.variant!r}; expected one of {', '.join(VARIANTS)}")
+        if spec.gate not in GATES:
+            raise ValueError(f"unknown gate {spec.gate!r}; expected one of {', '.join(GATES)}")
         self.spec = spec
 
     @property
@@ -283,7 +286,7 @@ class ResNetModel(ModelDesc):
                 if block.shortcut_only:
                     x = tf.identity(shortcut, name="output")
                 elif self.gated:
-                    x, is_discarded = gated_residual(
+                    x, is_discarded = GATES[spec.gate](
                         shortcut, branch, epsilon, stays_closed=stays,
                         verdict=_closed_for_good(block.name) if stays else self._verdict(block.name),
                         pooled=pooled)

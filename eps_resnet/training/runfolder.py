@@ -23,7 +23,7 @@ from ..atomic import (PlantedLinkError, open_lock_file, read_json, read_yaml, wr
                       write_yaml)
 from ..errors import EpsResnetError, first_line
 from ..logs import NOTE, get_logger
-from .settings import NOT_IDENTITY, SettingsError, TrainSettings
+from .settings import NOT_IDENTITY, SettingsError, TrainSettings, default_of
 
 LOG = get_logger(__name__)
 
@@ -132,6 +132,8 @@ def check_same_run(settings: TrainSettings) -> None:
         check_setting_types(existing["settings"], os.path.join(settings.out, RUN_FILE))
     old = {k: v for k, v in (existing.get("settings") or {}).items() if k not in NOT_IDENTITY}
     new = settings.identity()
+    # a setting added since the record was written: the record's run had its default
+    old.update({k: default_of(k) for k in new if k not in old and default_of(k) is not None})
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         detail = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in diff)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from ..compat import CPU_KERNELS, default_cpu_kernels
 from ..data import DATASETS, dataset_info
 from ..errors import EpsResnetError
-from ..models import FAMILIES, VARIANTS, check_depth
+from ..models import DEFAULT_GATE, FAMILIES, VARIANTS, check_depth
+from ..models.gate import GATES
 from .recipe import LR_MODES, RECIPES, Recipe
 from .schedules import epsilon_schedule
 
@@ -84,6 +85,7 @@ class TrainSettings:
     cpu_kernels: str | None = None
     inference_gates: str = "batch"  # INFERENCE_GATES; ε runs only
     closed_gates: str = "reopen"  # CLOSED_GATES; ε runs only
+    gate: str = DEFAULT_GATE  # models.gate.GATES; ε runs only
 
     def resolved(self) -> "TrainSettings":
         """A validated copy with every default filled in (except ``gpus`` and
@@ -145,10 +147,11 @@ class TrainSettings:
 #: The settings whose value is one of a fixed set, and that set.
 CHOICES = {"dataset": DATASETS, "family": FAMILIES, "variant": VARIANTS,
            "inference_gates": INFERENCE_GATES, "closed_gates": CLOSED_GATES,
-           "lr_schedule": LR_MODES, "precision": PRECISIONS, "cpu_kernels": CPU_KERNELS}
+           "lr_schedule": LR_MODES, "precision": PRECISIONS, "cpu_kernels": CPU_KERNELS,
+           "gate": GATES}
 
 #: The ε-only settings and their value in every other variant (their default).
-EPSILON_ONLY = ("inference_gates", "closed_gates")
+EPSILON_ONLY = ("inference_gates", "closed_gates", "gate")
 
 #: The integer settings with a lower bound, and that bound (None: the default, not checked).
 LOWER_BOUNDS = {"epochs": 1, "batch": 1, "steps_per_epoch": 1, "gpus": 0, "towers": 1,

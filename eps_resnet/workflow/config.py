@@ -27,9 +27,9 @@ from ..training.settings import SettingsError, TrainSettings, default_of
 SETTINGS_KEYS = {"dataset": "dataset", "family": "family", "lr_schedule": "lr_schedule",
                  "epsilon_start_epoch": "epsilon_start_epoch", "steps_per_epoch": "steps_per_epoch",
                  "batch": "batch", "precision": "precision", "inference_gates": "inference_gates",
-                 "closed_gates": "closed_gates", "cpu_kernels": "cpu_kernels"}
+                 "closed_gates": "closed_gates", "cpu_kernels": "cpu_kernels", "gate": "gate"}
 #: Of those, the keys that only the ε runs of an experiment take.
-EPSILON_ONLY = ("lr_schedule", "epsilon_start_epoch", "inference_gates", "closed_gates")
+EPSILON_ONLY = ("lr_schedule", "epsilon_start_epoch", "inference_gates", "closed_gates", "gate")
 #: The config key to name when a settings field is refused.
 KEY_OF_FIELD = {**{v: k for k, v in SETTINGS_KEYS.items()}, "depth": "depths", "seed": "seeds",
                 "svhn_extra": "datasets.svhn.svhn_extra",
