@@ -17,13 +17,15 @@ import fcntl
 import glob
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
 
 from ..atomic import PlantedLinkError, open_lock_file
 from ..errors import EpsResnetError
+from ..logs import NOTE, get_logger
+
+LOG = get_logger(__name__)
 
 DEFAULT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "eps-resnet-gpu-slots")
 
@@ -137,13 +139,12 @@ def run_with_gpus(n: int, command: list[str], lock_dir: str = DEFAULT_LOCK_DIR) 
     code. Under SLURM the allocation is used as is; with ``n = 0`` the command sees no GPU."""
     env = dict(os.environ)
     if under_slurm():
-        print(f"[gpu slots] under SLURM job {env['SLURM_JOB_ID']}: CUDA_VISIBLE_DEVICES="
-              f"{env.get('CUDA_VISIBLE_DEVICES', '(unset)')} (the scheduler's)", file=sys.stderr, flush=True)
+        LOG.log(NOTE, f"[gpu slots] under SLURM job {env['SLURM_JOB_ID']}: CUDA_VISIBLE_DEVICES="
+                f"{env.get('CUDA_VISIBLE_DEVICES', '(unset)')} (the scheduler's)")
         return subprocess.call(command, env=env)
     with hold(n, lock_dir=lock_dir, pool=visible_pool()) as ids:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids))
-        print(f"[gpu slots] CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES'] or '(none)'}",
-              file=sys.stderr, flush=True)
+        LOG.log(NOTE, f"[gpu slots] CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES'] or '(none)'}")
         proc = subprocess.Popen(command, env=env)
         try:
             return proc.wait()
