@@ -20,6 +20,7 @@ import numpy as np
 import eps_resnet  # noqa: F401
 from eps_resnet.compat import import_tf, visible_gpus
 from eps_resnet.models.layouts import compress_layout, count_flops, make_layout
+from eps_resnet.tables import markdown_table
 from eps_resnet.training.recipe import RECIPES
 
 DEFAULT_DISCARD = [f"res2.{i}" for i in (11, 13, 15, 17)] + [f"res3.{i}" for i in range(10, 18)]
@@ -77,10 +78,9 @@ def main():
     print(f"\nInference, CIFAR ResNet-{args.depth}, batch {args.batch}, {fmt}, {cpu()['model']}, "
           f"{len(args.discard)} of {len(full.blocks)} blocks discarded "
           f"(ratio {len(args.discard) / len(full.blocks):.2f})")
-    print("| network | img/s | GFLOPs/img |")
-    print("|---|---|---|")
-    print(f"| full | {full_ips:.1f} | {count_flops(full, 32, 10) / 1e9:.3f} |")
-    print(f"| compressed | {small_ips:.1f} | {count_flops(small, 32, 10) / 1e9:.3f} |")
+    print(markdown_table([["full", f"{full_ips:.1f}", f"{count_flops(full, 32, 10) / 1e9:.3f}"],
+                          ["compressed", f"{small_ips:.1f}", f"{count_flops(small, 32, 10) / 1e9:.3f}"]],
+                         ["network", "img/s", "GFLOPs/img"]), end="")
     print(f"speedup {speedup:.3f}; FLOP ratio {flop_ratio:.3f}; target >= {0.9 * flop_ratio:.3f} "
           f"({'met' if speedup >= 0.9 * flop_ratio else 'NOT met'})")
 

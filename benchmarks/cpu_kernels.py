@@ -56,19 +56,19 @@ def main():
             best[name] = max(best[name], ips)
             print(f"round {r + 1}: {name:<8s} {ips:8.1f} img/s", file=sys.stderr)
 
+    from eps_resnet.tables import markdown_table
     from eps_resnet.training.provenance import cpu
 
     info = cpu()
     print(f"\nCPU kernels, ResNet-{6 * args.units + 2} {args.variant}, batch {args.batch}, synthetic "
           f"data, CPU ({os.cpu_count()} cores) {info['model']} [{' '.join(info['flags'])}]; "
           f"median step after {args.warmup} warm-up steps, best of {args.rounds} round(s)")
-    print("| portable img/s | native img/s | portable / native |"
-          + (" Eigen img/s | Eigen / native |" if args.with_eigen else "")
-          + "\n|---|---|---|" + ("---|---|" if args.with_eigen else ""))
-    print(f"| {best['portable']:.1f} | {best['native']:.1f} | "
-          f"{best['portable'] / best['native']:.3f} |"
-          + (f" {best['eigen']:.1f} | {best['eigen'] / best['native']:.3f} |"
-             if args.with_eigen else ""))
+    headers = ["portable img/s", "native img/s", "portable / native"]
+    row = [f"{best['portable']:.1f}", f"{best['native']:.1f}", f"{best['portable'] / best['native']:.3f}"]
+    if args.with_eigen:
+        headers += ["Eigen img/s", "Eigen / native"]
+        row += [f"{best['eigen']:.1f}", f"{best['eigen'] / best['native']:.3f}"]
+    print(markdown_table([row], headers), end="")
 
 
 if __name__ == "__main__":

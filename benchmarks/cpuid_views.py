@@ -145,11 +145,15 @@ def main():
         library = build_library(tmp)
         args = a.train_args or golden_run(tmp)
         trace = os.path.join(tmp, "trace.txt") if a.trace else None
-        print("| CPU as cpuid describes it | stats.json | weights |\n|---|---|---|")
+        from eps_resnet.tables import markdown_table
+
+        rows = []
         for i, name in enumerate(a.views):
             stats, weights = train(library, VIEWS[name], args, os.path.join(tmp, f"run{i}"),
                                    trace if i == 0 else None)
-            print(f"| {name} | {stats} | {weights} |", flush=True)
+            rows.append([name, stats, weights])
+            print(f"{name}: stats.json {stats}, weights {weights}", file=sys.stderr, flush=True)
+        print(markdown_table(rows, ["CPU as cpuid describes it", "stats.json", "weights"]), end="")
         if trace:
             print(f"\ncode that executed cpuid ({a.views[0]}):")
             for row in readers(trace):

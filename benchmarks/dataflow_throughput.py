@@ -27,6 +27,7 @@ import numpy as np
 import eps_resnet  # noqa: F401
 from eps_resnet.data.dataflows import delivers_uint8, get_dataflow
 from eps_resnet.data.files import save_arrays, write_marker
+from eps_resnet.tables import markdown_table
 from eps_resnet.training.settings import TrainSettings, default_data_workers
 
 
@@ -224,12 +225,11 @@ def main(argv=None):
     print(f"\nDataflow throughput, {cpu()['model']}, {cores} cores: batches computed by "
           f"{args.workers} worker process(es), and delivered into a training graph (input "
           "only) by 1 or 2")
-    print("| pipeline | computed img/s | per worker | "
-          + " | ".join(f"into the graph, {w} worker(s)" for w in args.graph_workers) + " |")
-    print("|---|---|---|" + "---|" * len(args.graph_workers))
-    for name, computed, fed in rows:
-        print(f"| {name} | {computed:.0f} | {computed / args.workers:.0f} | "
-              + " | ".join(f"{fed[w]:.0f}" for w in args.graph_workers) + " |")
+    headers = ["pipeline", "computed img/s", "per worker",
+               *(f"into the graph, {w} worker(s)" for w in args.graph_workers)]
+    print(markdown_table([[name, f"{computed:.0f}", f"{computed / args.workers:.0f}",
+                           *(f"{fed[w]:.0f}" for w in args.graph_workers)]
+                          for name, computed, fed in rows], headers), end="")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ def main():
 
     use_cpu_kernels("native")
     from eps_resnet.training.kernels import onednn_rewrites_on
+    from eps_resnet.tables import markdown_table
     from eps_resnet.training.provenance import cpu
 
     if onednn_rewrites_on():
@@ -122,19 +123,21 @@ def main():
     print(f"\nConv2DBackpropInput on the CPU ({os.cpu_count()} cores) {info['model']} "
           f"[{' '.join(info['flags'])}], {cpu_kernels()['kind']} kernels, 1 thread; best of "
           f"{args.rounds} round(s) of {args.repeat}")
-    print("| batch | input map | channels in -> out | filter, stride | custom ms | eigen ms | "
-          "custom / eigen |\n|---|---|---|---|---|---|---|")
+    rows = []
     for shape in shapes:
         b, hw, ci, co, k, stride = shape
         custom, eigen = ops[(shape, "custom")], ops[(shape, "eigen")]
-        print(f"| {b} | {hw}x{hw} | {ci} -> {co} | {k}x{k}, {stride} | {custom:.1f} | "
-              f"{eigen:.1f} | {custom / eigen:.2f} |")
+        rows.append([b, f"{hw}x{hw}", f"{ci} -> {co}", f"{k}x{k}, {stride}", f"{custom:.1f}",
+                     f"{eigen:.1f}", f"{custom / eigen:.2f}"])
+    print(markdown_table(rows, ["batch", "input map", "channels in -> out", "filter, stride",
+                                "custom ms", "eigen ms", "custom / eigen"]), end="")
     print(f"\nTraining steps, {args.family}-family ResNet-{args.depth} standard, "
           f"{args.image_size}x{args.image_size} synthetic images, batch {args.batch}, "
           f"median of {args.steps} steps after {args.warmup}")
-    print("| custom everywhere img/s | eigen on small maps img/s | speed-up |\n|---|---|---|")
     a, b = net["custom everywhere"], net["eigen on small maps"]
-    print(f"| {a:.1f} | {b:.1f} | {b / a:.2f} |")
+    print(markdown_table([[f"{a:.1f}", f"{b:.1f}", f"{b / a:.2f}"]],
+                         ["custom everywhere img/s", "eigen on small maps img/s", "speed-up"]),
+          end="")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default 0: all)")
     args = p.parse_args(argv)
 
+    from eps_resnet.tables import markdown_table
     from eps_resnet.training.provenance import cpu
 
     full, bare = [], []
@@ -104,9 +105,10 @@ def main(argv=None) -> None:
     print(f"\nTraining loop overhead: CIFAR-family depth {args.depth}, {args.variant}, batch "
           f"{args.batch}, synthetic data, CPU ({cpu()['model']}, {os.cpu_count()} cores), median "
           f"of {args.rounds} alternating round(s) of {args.steps} steps")
-    print("| path | steps/s | ms/step |\n|---|---|---|")
-    print(f"| full (trainer, callbacks, monitors, ordered input) | {f:.1f} | {1000 / f:.2f} |")
-    print(f"| bare session.run(train_op) | {b:.1f} | {1000 / b:.2f} |")
+    print(markdown_table([["full (trainer, callbacks, monitors, ordered input)", f"{f:.1f}",
+                           f"{1000 / f:.2f}"],
+                          ["bare session.run(train_op)", f"{b:.1f}", f"{1000 / b:.2f}"]],
+                         ["path", "steps/s", "ms/step"]), end="")
     print(f"\nfull / bare: {f / b:.3f}; overhead {1000 / f - 1000 / b:.2f} ms per step")
 
 

@@ -20,6 +20,7 @@ import tempfile
 
 import eps_resnet  # noqa: F401
 from eps_resnet.models.gate import DISCARDED_AT
+from eps_resnet.tables import markdown_table
 
 
 def final(run: str) -> tuple[float, list[str]]:
@@ -67,19 +68,20 @@ def main():
 
     print(f"\nDigits, CIFAR-family ResNet-{args.depth}, {args.epochs} epochs, batch 64; final "
           f"validation error (%) per seed; ε = {args.epsilon:g}")
-    print("| variant | precision | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean |")
-    print("|---" * (len(args.seeds) + 3) + "|")
+    rows = []
     for variant in ("standard", "epsilon"):
         for precision in ("fp32", "mixed"):
             errs = [results[(variant, precision, s)][0] for s in args.seeds]
-            print(f"| {variant} | {precision} | " + " | ".join(f"{e:.2f}" for e in errs)
-                  + f" | {statistics.mean(errs):.2f} |")
-    print("\n| seed | ε blocks discarded, fp32 | mixed | same |\n|---|---|---|---|")
-    same = 0
+            rows.append([variant, precision, *(f"{e:.2f}" for e in errs),
+                         f"{statistics.mean(errs):.2f}"])
+    print(markdown_table(rows, ["variant", "precision", *(f"seed {s}" for s in args.seeds),
+                                "mean"]))
+    rows, same = [], 0
     for s in args.seeds:
         a, b = results[("epsilon", "fp32", s)][1], results[("epsilon", "mixed", s)][1]
         same += a == b
-        print(f"| {s} | {', '.join(a) or '-'} | {', '.join(b) or '-'} | {'yes' if a == b else 'no'} |")
+        rows.append([s, ", ".join(a) or "-", ", ".join(b) or "-", "yes" if a == b else "no"])
+    print(markdown_table(rows, ["seed", "ε blocks discarded, fp32", "mixed", "same"]), end="")
     for variant in ("standard", "epsilon"):
         gap = statistics.mean(results[(variant, "mixed", s)][0] - results[(variant, "fp32", s)][0]
                               for s in args.seeds)

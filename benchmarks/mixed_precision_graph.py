@@ -24,6 +24,7 @@ import sys
 import time
 
 from eps_resnet.compat import use_cpu_kernels
+from eps_resnet.tables import markdown_table
 
 FULL_SIZE = 1000
 #: dtype enum values of TensorFlow's DataType
@@ -168,17 +169,15 @@ def main():
           "TensorFlow's oneDNN bfloat16 rewrite (grappler, offline); ops and casts on tensors of "
           f"more than {FULL_SIZE:,} elements, as count / million elements")
     kinds = ("bfloat16 ops", "float32 ops", "casts to bfloat16", "casts to float32")
-    print("| variant | " + " | ".join(kinds) + " |\n|---|---|---|---|---|")
-    for variant, found in work.items():
-        print(f"| {variant} | " + " | ".join(
-            f"{found[k][0]} / {found[k][1] / 1e6:.2f}" for k in kinds) + " |")
+    print(markdown_table([[variant, *(f"{found[k][0]} / {found[k][1] / 1e6:.2f}" for k in kinds)]
+                          for variant, found in work.items()], ["variant", *kinds]), end="")
     print(f"\nThe gate's reduction over 2.1 M elements, one thread, best of 3 rounds of "
           f"{args.repeat}, CPU ({os.cpu_count()} cores) {info['model']} "
           f"[{' '.join(info['flags'])}]")
-    print("| reduction | float32 ms | bfloat16 ms | bfloat16 / float32 |\n|---|---|---|---|")
-    for form in REDUCTIONS:
-        f32, bf16 = ms[form, "float32"], ms[form, "bfloat16"]
-        print(f"| {form} | {f32:.2f} | {bf16:.2f} | {bf16 / f32:.2f} |")
+    rows = [[form, f"{ms[form, 'float32']:.2f}", f"{ms[form, 'bfloat16']:.2f}",
+             f"{ms[form, 'bfloat16'] / ms[form, 'float32']:.2f}"] for form in REDUCTIONS]
+    print(markdown_table(rows, ["reduction", "float32 ms", "bfloat16 ms", "bfloat16 / float32"]),
+          end="")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import sys
 import time
 
 from eps_resnet.compat import use_cpu_kernels
+from eps_resnet.tables import markdown_table
 
 VARIANTS = ("standard", "epsilon")
 PARTS = ("gate", "block selection", "side output", "rest")
@@ -141,28 +142,27 @@ def main():
     print(f"\nResNet-{6 * args.units + 2}, batch {args.batch}, {args.precision}, CPU "
           f"({len(times)} networks alternated step by step, {args.steps} steps each) "
           f"{info['model']} [{' '.join(info['flags'])}]")
-    print("| standard ms/step | epsilon ms/step | standard / epsilon (median steps) | "
-          "median of the pairs' ratios |\n|---|---|---|---|")
-    print(f"| {median['standard']:.1f} | {median['epsilon']:.1f} | "
-          f"{median['standard'] / median['epsilon']:.3f} | {pairs:.3f} |")
+    print(markdown_table([[f"{median['standard']:.1f}", f"{median['epsilon']:.1f}",
+                           f"{median['standard'] / median['epsilon']:.3f}", f"{pairs:.3f}"]],
+                         ["standard ms/step", "epsilon ms/step",
+                          "standard / epsilon (median steps)", "median of the pairs' ratios"]),
+          end="")
     std, eps = profile["standard"], profile["epsilon"]
     print(f"\nTraced op time per step by part (mean of {args.traces} traced steps, ms)")
-    print("| part | standard | epsilon | added |\n|---|---|---|---|")
-    for part in PARTS:
-        print(f"| {part} | {std[1][part]:.2f} | {eps[1][part]:.2f} | "
-              f"{eps[1][part] - std[1][part]:+.2f} |")
+    rows = [[part, f"{std[1][part]:.2f}", f"{eps[1][part]:.2f}",
+             f"{eps[1][part] - std[1][part]:+.2f}"] for part in PARTS]
     total = (sum(std[1].values()), sum(eps[1].values()))
-    print(f"| all | {total[0]:.2f} | {total[1]:.2f} | {total[1] - total[0]:+.2f} |")
+    rows.append(["all", f"{total[0]:.2f}", f"{total[1]:.2f}", f"{total[1] - total[0]:+.2f}"])
+    print(markdown_table(rows, ["part", "standard", "epsilon", "added"]), end="")
     print(f"\nOp types by time added (top {args.top}, ms per step)")
-    print("| op | standard | epsilon | added |\n|---|---|---|---|")
     ops = sorted(set(std[0]) | set(eps[0]), key=lambda op: std[0][op] - eps[0][op])
-    for op in ops[:args.top]:
-        print(f"| {op} | {std[0][op]:.2f} | {eps[0][op]:.2f} | {eps[0][op] - std[0][op]:+.2f} |")
+    print(markdown_table([[op, f"{std[0][op]:.2f}", f"{eps[0][op]:.2f}",
+                           f"{eps[0][op] - std[0][op]:+.2f}"] for op in ops[:args.top]],
+                         ["op", "standard", "epsilon", "added"]), end="")
     print("\nThe ε network's own parts by op type (ms per step, ops above 0.05 ms)")
-    print("| part | op | ms |\n|---|---|---|")
-    for (part, op), ms in sorted(eps[2].items(), key=lambda kv: (PARTS.index(kv[0][0]), -kv[1])):
-        if part != "rest" and ms > 0.05:
-            print(f"| {part} | {op} | {ms:.2f} |")
+    own = sorted(eps[2].items(), key=lambda kv: (PARTS.index(kv[0][0]), -kv[1]))
+    print(markdown_table([[part, op, f"{ms:.2f}"] for (part, op), ms in own
+                          if part != "rest" and ms > 0.05], ["part", "op", "ms"]), end="")
     graph = runs["epsilon"][0].graph
     branches = {op.name.split("/")[0]: op.inputs[0] for op in graph.get_operations()
                 if op.name.endswith("/gate/StopGradient")}
@@ -170,13 +170,15 @@ def main():
                      tf.bfloat16 if mixed else tf.float32)
     print(f"\nPer gated block: the gate's traced time against a copy of the block's branch "
           f"({'bfloat16' if mixed else 'float32'}, timed alone), ms per step")
-    print("| block | branch | gate | copy of the branch | gate / copy |\n|---|---|---|---|---|")
+    rows = []
     for block in sorted(branches):
         gate, copy = eps[3][block, "gate"], copies[block]
-        print(f"| {block} | {'x'.join(map(str, branches[block].shape.as_list()))} | "
-              f"{gate:.2f} | {copy:.2f} | {gate / copy:.2f} |")
+        rows.append([block, "x".join(map(str, branches[block].shape.as_list())), f"{gate:.2f}",
+                     f"{copy:.2f}", f"{gate / copy:.2f}"])
     gate, copy = sum(eps[3][b, "gate"] for b in branches), sum(copies.values())
-    print(f"| all | | {gate:.2f} | {copy:.2f} | {gate / copy:.2f} |")
+    rows.append(["all", "", f"{gate:.2f}", f"{copy:.2f}", f"{gate / copy:.2f}"])
+    print(markdown_table(rows, ["block", "branch", "gate", "copy of the branch", "gate / copy"]),
+          end="")
 
 
 if __name__ == "__main__":

@@ -70,34 +70,34 @@ def main():
 
     device = f"{len(visible_gpus())} GPU(s), NCHW" if args.gpus != 0 and visible_gpus() else \
         f"CPU ({os.cpu_count()} cores), NHWC"
+    from eps_resnet.tables import markdown_table
     from eps_resnet.training.provenance import cpu
 
     print(f"\nTraining throughput, batch {args.batch}, synthetic data, {device}, "
           f"{cpu()['model']}; median step after {args.warmup} warm-up steps, best of "
           f"{args.rounds} round(s)")
     both = {"standard", "epsilon"} <= set(args.variants)
-    print("| depth (n) | determinism | precision | " + " | ".join(f"{v} img/s" for v in args.variants)
-          + (" | epsilon / standard |" if both else " |"))
-    print("|---" * (len(args.variants) + 3 + both) + "|")
     best = {k: max(v) for k, v in results.items()}
+    rows = []
     for n in args.units:
         for det, prec in configs:
-            row = f"| {6 * n + 2} ({n}) | {det} | {prec} | " + " | ".join(
-                f"{best[(n, v, det, prec)]:.1f}" for v in args.variants)
-            if both:
-                row += f" | {best[(n, 'epsilon', det, prec)] / best[(n, 'standard', det, prec)]:.3f}"
-            print(row + " |")
+            rows.append([f"{6 * n + 2} ({n})", det, prec,
+                         *(f"{best[(n, v, det, prec)]:.1f}" for v in args.variants)]
+                        + ([f"{best[(n, 'epsilon', det, prec)] / best[(n, 'standard', det, prec)]:.3f}"]
+                           if both else []))
+    print(markdown_table(rows, ["depth (n)", "determinism", "precision",
+                                *(f"{v} img/s" for v in args.variants)]
+                         + (["epsilon / standard"] if both else [])), end="")
     for axis, (a, b), pick in (("determinism on / off", ("on", "off"), lambda x, p: (x, p)),
                                ("mixed / fp32", ("mixed", "fp32"), lambda x, d: (d, x))):
         values = args.determinism if axis.startswith("determinism") else args.precision
         other = args.precision if axis.startswith("determinism") else args.determinism
         if {a, b} <= set(values):
-            print(f"\n| depth (n) | variant | {axis} |\n|---|---|---|")
-            for n in args.units:
-                for v in args.variants:
-                    for o in other:
-                        ratio = best[(n, v, *pick(a, o))] / best[(n, v, *pick(b, o))]
-                        print(f"| {6 * n + 2} ({n}) | {v} | {ratio:.3f} |")
+            rows = [[f"{6 * n + 2} ({n})", v,
+                     f"{best[(n, v, *pick(a, o))] / best[(n, v, *pick(b, o))]:.3f}"]
+                    for n in args.units for v in args.variants for o in other]
+            print()
+            print(markdown_table(rows, ["depth (n)", "variant", axis]), end="")
 
 
 if __name__ == "__main__":

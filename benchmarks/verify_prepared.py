@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from eps_resnet.data.files import save_arrays, write_marker
+from eps_resnet.tables import markdown_table
 from eps_resnet.training.provenance import cpu
 
 CHECK = """
@@ -54,9 +55,9 @@ def main() -> None:
         time.sleep(0.01)
     print(f"CPU: {cpu()['model']}")
     print(f"CIFAR-sized prepared folder: {files} files read by a run, {megabytes:.0f} MB")
-    print("| check | seconds |\n|---|---|")
-    print(f"| first (size + MD5 of every file) | {first:.2f} |")
-    print(f"| later, files unchanged (size + mtime) | {later:.3f} |")
+    print(markdown_table([["first (size + MD5 of every file)", f"{first:.2f}"],
+                          ["later, files unchanged (size + mtime)", f"{later:.3f}"]],
+                         ["check", "seconds"]), end="")
 
 
 if __name__ == "__main__":
