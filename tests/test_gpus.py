@@ -58,6 +58,8 @@ def test_gpu_run_sets_cuda_visible_devices(tmp_path):
                         "--lock-dir", str(tmp_path), "--", sys.executable, "-c", code],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "0,1"
+    # the note goes to stderr, named by the subcommand (not by the command it runs)
+    assert r.stderr.strip().splitlines()[-1] == "eps-resnet gpu-run: [gpu slots] CUDA_VISIBLE_DEVICES=0,1"
     # under SLURM the scheduler's CUDA_VISIBLE_DEVICES is left alone
     env.update(SLURM_JOB_ID="7", CUDA_VISIBLE_DEVICES="3")
     r = subprocess.run([sys.executable, "-m", "eps_resnet.cli", "gpu-run", "--gpus", "1",

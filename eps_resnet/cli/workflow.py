@@ -14,14 +14,16 @@ def add_gpu_run(sub) -> None:
     p.add_argument("--gpus", type=int, required=True, metavar="N", help="GPUs the command needs (0: none)")
     p.add_argument("--lock-dir", help="where the slot lock files live (default: a folder in the "
                    "system's temporary directory, shared by every job of this machine)")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    # (not "command": that is the subcommand's name, which messages are prefixed with)
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="command",
+                   help="-- COMMAND [ARGS...]")
     p.set_defaults(func=_cmd_gpu_run)
 
 
 def _cmd_gpu_run(args) -> int:
     from ..workflow.gpus import DEFAULT_LOCK_DIR, SlotError, run_with_gpus
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not command:
         raise SettingsError("gpu-run needs a command after --")
     try:
