@@ -12,5 +12,6 @@ modules ``compat``, ``errors`` and ``atomic``, which import nothing of the packa
     cli/       the ``eps-resnet`` command line, a module per stage
 """
 from . import compat  # noqa: F401  (must run before anything imports TensorFlow)
+from . import logs  # noqa: F401  (the package logger's NullHandler and NOTE level)
 
 __version__ = "0.1.0"

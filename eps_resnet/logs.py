@@ -1,5 +1,5 @@
-"""How the package speaks: every module logs through :mod:`logging` under ``eps_resnet``, and
-long loops over a dataset show a tqdm progress bar.
+"""How the package speaks: every module logs through :mod:`logging` under ``eps_resnet``
+(``logging.getLogger(__name__)``), and long loops over a dataset show a tqdm progress bar.
 
 A library stays silent until a program says where its records go. ``eps-resnet`` does, for the
 command it runs (:func:`to_console`): what a command made (INFO) goes to stdout, so that it can be
@@ -21,11 +21,6 @@ NOTE = logging.INFO + 5
 logging.addLevelName(NOTE, "NOTE")
 
 logging.getLogger(ROOT).addHandler(logging.NullHandler())
-
-
-def get_logger(name: str) -> logging.Logger:
-    """The logger of a package module (``get_logger(__name__)``)."""
-    return logging.getLogger(name)
 
 
 class _Console(logging.Handler):

@@ -2,13 +2,13 @@
 and handlers."""
 from __future__ import annotations
 
+import logging
 import os
 
 from ..errors import first_line
-from ..logs import get_logger
 from ..training.settings import SettingsError
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 
 def add_parse(sub) -> None:

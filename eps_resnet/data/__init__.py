@@ -12,6 +12,7 @@ import importlib
 from dataclasses import dataclass, field
 
 from . import digits as _digits
+from . import svhn as _svhn
 
 #: How a dataset is kept on disk and fed: "arrays", uint8 image arrays in memory (prepared by
 #: its reader); "files", an index of the source's JPEG files (ImageNet); "generated", no files
@@ -73,8 +74,9 @@ for _info in (
                 reader="eps_resnet.data.cifar:prepare"),
     DatasetInfo("cifar100", 100, 32, {"cifar": "cifar"}, "CIFAR-100", 50_000, 10_000,
                 reader="eps_resnet.data.cifar:prepare"),
-    # train + extra (73,257 + 531,131): also the epoch of a run on train alone (data.svhn)
-    DatasetInfo("svhn", 10, 32, {"cifar": "svhn"}, "SVHN cropped digits", 604_388, 26_032,
+    # train + extra: also the epoch of a run on train alone (data.svhn)
+    DatasetInfo("svhn", 10, 32, {"cifar": "svhn"}, "SVHN cropped digits",
+                _svhn.PUBLISHED["train"] + _svhn.PUBLISHED["extra"], _svhn.PUBLISHED["test"],
                 reader="eps_resnet.data.svhn:prepare"),
     DatasetInfo("imagenet", 1000, 224, {"imagenet": "imagenet"}, "ILSVRC-2012", 1_281_167,
                 50_000, storage="files"),

@@ -8,17 +8,18 @@ moved in place only when everything succeeded, so an interrupted prepare leaves 
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 import numpy as np
 
-from ..logs import NOTE, get_logger
+from ..logs import NOTE
 from . import DATASETS, preparable
 from .files import (MARKER, DataError, clean_leftovers, read_marker, save_arrays, staging_dir,
                     verify_prepared, write_marker)
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 

@@ -9,6 +9,7 @@ of metric ``is_discarded`` with the block's name and group as columns.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 
@@ -16,11 +17,10 @@ import pandas as pd
 
 from ..atomic import atomic_path
 from ..errors import EpsResnetError
-from ..logs import get_logger
 from ..training.runfolder import STATS_FILE, load_run_file
 from ..training.runlog import Anomalies, epoch_spans, log_files, read_log
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 COLUMNS = ["run", "experiment", "dataset", "family", "depth", "variant", "epsilon", "seed",
            "epoch", "step", "metric", "block", "group", "value"]

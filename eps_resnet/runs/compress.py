@@ -10,6 +10,7 @@ run or a compressed model on the validation set.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ import numpy as np
 
 from ..atomic import write_yaml
 from ..errors import EpsResnetError
-from ..logs import get_logger
 from ..models.gate import CLOSED_AT, DISCARDED_AT
 from ..models.layouts import (Layout, compress_layout, count_flops, count_parameters, make_layout,
                               structure_of)
@@ -29,7 +29,7 @@ from .evaluate import (check_fits, describe, model_variables, predictor, run_ker
                        val_batches)
 from .export import export_saved_model
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 #: The agreement the compressed model must reach with the full one on validation images.
 MIN_AGREEMENT = 0.999
@@ -108,7 +108,8 @@ def _compress(settings, run_dir, out, path, step, values, limit, rule) -> dict:
     discarded = [b.name for b in full.blocks if values.get(b.name, 0.0) >= RULES[rule]]
     small, mapping = compress_layout(full, discarded)
     if not discarded:
-        LOG.info(f"{run_dir}: no block is discarded at step {step}; the compressed model equals the full one")
+        LOG.info(f"{run_dir}: no block is discarded at step {step}; the compressed model equals "
+                 "the full one")
     full_pred, small_pred = _predictors(settings, run_dir, path, checkpoint, full, small, mapping)
     seen = _compare_on_validation(settings, full, discarded, full_pred, small_pred, limit)
     _save(settings, small, small_pred, out)
@@ -116,9 +117,10 @@ def _compress(settings, run_dir, out, path, step, values, limit, rule) -> dict:
                    discarded, seen)
     write_yaml(os.path.join(out, COMPRESSED_FILE), info)
     LOG.info(f"{out}: {len(discarded)} of {len(full.blocks)} blocks discarded; parameters "
-        f"{info['params']['full']:,} -> {info['params']['compressed']:,}; agreement with the full "
-        f"model {seen.agree}/{seen.total}, max logit difference {seen.max_diff:.2e}; the full model "
-        f"gated {seen.gated_differently} of {seen.batches} validation batches differently")
+             f"{info['params']['full']:,} -> {info['params']['compressed']:,}; agreement with the "
+             f"full model {seen.agree}/{seen.total}, max logit difference {seen.max_diff:.2e}; the "
+             f"full model gated {seen.gated_differently} of {seen.batches} validation batches "
+             "differently")
     if not info["checks"]["equivalent"]:
         LOG.warning(f"{out} is NOT equivalent to the full model: agreement {seen.agree}/"
                     f"{seen.total} is below {MIN_AGREEMENT:.1%} (compressed.yaml and the summary "

@@ -5,6 +5,7 @@ predictor, validation batches).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 
@@ -12,14 +13,14 @@ import numpy as np
 
 from ..atomic import read_yaml, write_text
 from ..errors import EpsResnetError, first_line
-from ..logs import get_logger, progress
+from ..logs import progress
 from ..models.layouts import Layout, layout_from_structure, make_layout
 from ..training.runfolder import (CHECKPOINT_PREFIX, COMPRESSED_FILE, EVAL_FILE, choose_checkpoint,
                                   lock, read_checkpoint, read_record, reading, run_settings,
                                   settings_of)
 from ..training.settings import TrainSettings
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 
 class EvaluateError(EpsResnetError):

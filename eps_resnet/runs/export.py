@@ -7,18 +7,18 @@ the graph, so a caller needs nothing from this package or from the prepared data
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
 import numpy as np
 
-from ..logs import get_logger
 from ..models.layouts import Layout, make_layout
 from ..training.runfolder import choose_checkpoint, lock, read_checkpoint, reading, run_settings
 from ..training.settings import TrainSettings
 from .evaluate import check_fits, describe, run_kernels
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 
 def input_mean(settings: TrainSettings) -> np.ndarray | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import glob
 import json
+import logging
 import os
 import re
 import time
@@ -22,10 +23,10 @@ from contextlib import contextmanager
 from ..atomic import (PlantedLinkError, open_lock_file, read_json, read_yaml, write_text,
                       write_yaml)
 from ..errors import EpsResnetError, first_line
-from ..logs import NOTE, get_logger
+from ..logs import NOTE
 from .settings import NOT_IDENTITY, SettingsError, TrainSettings, default_of
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 RUN_FILE = "run.yaml"
 STATS_FILE = "stats.json"

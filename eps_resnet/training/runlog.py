@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import re
 import time
@@ -17,10 +18,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..atomic import write_text
-from ..logs import get_logger
 from .runfolder import LOG_FILE, STATS_FILE, RunFolderError, read_stats
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 EPOCH_HEADER = re.compile(r"Epoch (\d+) \(global_step (\d+)\) finished")
 #: This project's one line of per-block values (callbacks.DiscardedBlocksPrinter).

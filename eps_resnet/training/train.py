@@ -5,6 +5,7 @@ newest checkpoint; on a finished run it does nothing.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 from ..compat import cpu_kernels, session_config
 from ..data.dataflows import epoch_steps, get_dataflow, verified_data
 from ..errors import EpsResnetError, first_line, stop_on_signals
-from ..logs import get_logger
 from .devices import DevicePlan, decide
 from .provenance import cpu, environment
 from .runfolder import (check_same_run, load_run_file, lock, resume_point, truncate_stats,
@@ -21,7 +21,7 @@ from .runfolder import (check_same_run, load_run_file, lock, resume_point, trunc
 from .runlog import repair_stats
 from .settings import SettingsError, TrainSettings, check_gpu_split
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 CHECKPOINTS_KEPT = 10
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import logging
 import os
 import subprocess
 import tempfile
@@ -23,9 +24,9 @@ from contextlib import contextmanager
 
 from ..atomic import PlantedLinkError, open_lock_file
 from ..errors import EpsResnetError
-from ..logs import NOTE, get_logger
+from ..logs import NOTE
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 DEFAULT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "eps-resnet-gpu-slots")
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import first_line
-from ..logs import NOTE, get_logger
+from ..logs import NOTE
 from ..tables import markdown_table
 
-LOG = get_logger(__name__)
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
