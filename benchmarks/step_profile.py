@@ -31,7 +31,7 @@ PARTS = ("gate", "block selection", "side output", "rest")
 
 
 def part_of(node: str) -> str:
-    if "/gate/" in node or node.endswith("is_discarded"):
+    if "/gate/" in node or "/first_image/" in node or node.endswith("is_discarded"):
         return "gate"
     if "/case/" in node:
         return "block selection"
@@ -165,7 +165,7 @@ def main():
                           if part != "rest" and ms > 0.05], ["part", "op", "ms"]), end="")
     graph = runs["epsilon"][0].graph
     branches = {op.name.split("/")[0]: op.inputs[0] for op in graph.get_operations()
-                if op.name.endswith("/gate/StopGradient")}
+                if op.name.endswith("/gate/StopGradient") and op.name.count("/") == 2}
     copies = copy_ms(tf, {b: t.shape.as_list() for b, t in branches.items()},
                      tf.bfloat16 if mixed else tf.float32)
     print(f"\nPer gated block: the gate's traced time against a copy of the block's branch "

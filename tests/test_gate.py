@@ -115,6 +115,26 @@ def test_fast_form_matches_literal_formula_at_and_next_to_epsilon(gate_graph):
     assert gate_graph(f, float(eps))["disc"] == 1.0
 
 
+def test_whichever_image_holds_the_peak_the_gate_decides_as_the_formula(gate_graph):
+    """Under the bfloat16 rewrite an open gate is known from the first image alone: the batch's
+    decision must be the formula's when the first image opens it, when only a later one does,
+    when a later one sits in the 1/L band and when none does (both forms, same cases)."""
+    # with ε = 0, a peak of 9.999995e-7 is in the band (s just under 1/L): T = 0.523
+    for eps, base, where, peak, disc in ((2.5, 0.5, (0, 1, 2, 0), 3.0, 0.0),
+                                         (2.5, 0.5, (2, 3, 0, 2), -3.0, 0.0),
+                                         (0.0, 1e-8, (1, 0, 0, 1), 9.999995e-7, None),
+                                         (2.5, 0.5, (0, 0, 0, 0), 2.0, 1.0)):
+        f = np.full((3, 4, 4, 3), base, np.float32)
+        f[where] = peak
+        sc = np.full_like(f, 0.25)
+        r = gate_graph(f, eps, sc)
+        assert r["disc"] == r["ref_disc"], (where, peak)
+        assert disc is None and 0 < r["disc"] < 1 or r["disc"] == disc, (where, peak)
+        np.testing.assert_array_equal(r["out"], r["ref_out"])
+        if disc is not None:  # in the band the formula's T has a gradient, the gate's none
+            np.testing.assert_array_equal(r["grad"], r["ref_grad"])
+
+
 def test_a_fixed_verdict_decides_the_output_and_is_discarded_reports_the_batch(tf):
     """--inference-gates training: the verdict of training's moving average (1 = discarded)
     decides the block's output whatever this batch's max|F|; is_discarded still says what the
