@@ -31,7 +31,7 @@ PARTS = ("gate", "block selection", "side output", "rest")
 
 
 def part_of(node: str) -> str:
-    if "/gate/" in node or "/first_image/" in node or node.endswith("is_discarded"):
+    if "/gate/" in node or "/first_images/" in node or node.endswith("is_discarded"):
         return "gate"
     if "/case/" in node:
         return "block selection"

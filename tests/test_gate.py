@@ -116,9 +116,9 @@ def test_fast_form_matches_literal_formula_at_and_next_to_epsilon(gate_graph):
 
 
 def test_whichever_image_holds_the_peak_the_gate_decides_as_the_formula(gate_graph):
-    """Under the bfloat16 rewrite an open gate is known from the first image alone: the batch's
-    decision must be the formula's when the first image opens it, when only a later one does,
-    when a later one sits in the 1/L band and when none does (both forms, same cases)."""
+    """Under the bfloat16 rewrite an open gate is known from the batch's first images: the
+    batch's decision must be the formula's when the first image opens it, when only a later one
+    does, when a later one sits in the 1/L band and when none does (both forms, same cases)."""
     # with ε = 0, a peak of 9.999995e-7 is in the band (s just under 1/L): T = 0.523
     for eps, base, where, peak, disc in ((2.5, 0.5, (0, 1, 2, 0), 3.0, 0.0),
                                          (2.5, 0.5, (2, 3, 0, 2), -3.0, 0.0),
