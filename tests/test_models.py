@@ -143,3 +143,23 @@ def test_parameters_freed_by_discarded_blocks(tf):
     full = count_parameters(layout, 10)
     assert count_parameters(layout, 10, discarded=["res2.0", "res4.1"]) == \
         full - block_parameters(layout, 2)[0] - block_parameters(layout, 7)[0]
+
+
+@pytest.mark.parametrize("data_format, shape", [("NHWC", (3, 7, 7, 5)), ("NHWC", (2, 8, 8, 4)),
+                                                ("NCHW", (3, 5, 7, 7))])
+def test_global_average_is_tensorflows_mean_with_the_same_gradient_bits(tf, data_format, shape):
+    """The classifiers' global average divides its gradient before spreading it over the maps:
+    the mean and its gradient must be TensorFlow's, bit for bit (7 x 7: 1/49 is not exact)."""
+    from eps_resnet.models.resnet import global_average
+
+    rng = np.random.RandomState(0)
+    axes = [1, 2] if data_format == "NHWC" else [2, 3]
+    with tf.Graph().as_default(), tf.Session() as sess:
+        x = tf.constant(rng.normal(size=shape).astype(np.float32))
+        ours, theirs = global_average(x, data_format), tf.reduce_mean(x, axes)
+        up = tf.constant(rng.normal(size=ours.shape.as_list()).astype(np.float32))
+        grads = tf.gradients(ours, x, up)[0], tf.gradients(theirs, x, up)[0]
+        (a, b), (ga, gb) = sess.run([(ours, theirs), grads])
+    np.testing.assert_array_equal(a, b)
+    assert ga.shape == shape and not np.all(ga == 0)
+    np.testing.assert_array_equal(ga, gb)
