@@ -24,6 +24,7 @@ import sys
 import time
 
 from eps_resnet.compat import use_cpu_kernels
+from eps_resnet.models import DEFAULT_GATE
 from eps_resnet.tables import markdown_table
 
 FULL_SIZE = 1000
@@ -35,10 +36,10 @@ NOT_ACTIVATIONS = {"Const", "Identity", "VariableV2", "VarHandleOp", "ReadVariab
 
 
 def training_graph(tf, variant: str, units: int, batch: int,
-                   mixed_kind: str | None = "onednn_bfloat16"):
+                   mixed_kind: str | None = "onednn_bfloat16", gate: str = DEFAULT_GATE):
     """(meta graph, graph) of a CIFAR-family model's training step (its train op in the graph's
     TRAIN_OP collection), built for ``mixed_kind`` (default the oneDNN bfloat16 rewrite) as
-    training builds it."""
+    training builds it; ``gate``: a name in the gate registry (models.gate.GATES)."""
     from tensorpack.tfutils.tower import TowerContext
 
     from eps_resnet.models import make_layout
@@ -49,7 +50,7 @@ def training_graph(tf, variant: str, units: int, batch: int,
     with g.as_default():
         model = ResNetModel(ModelSpec(make_layout("cifar", 6 * units + 2), variant, 10, 32,
                                       RECIPES["synthetic"], epsilon=2.5,
-                                      mixed_kind=mixed_kind))
+                                      mixed_kind=mixed_kind, gate=gate))
         inputs = [tf.placeholder(s.dtype, [batch, *s.shape[1:]], s.name) for s in model.inputs()]
         with TowerContext("", is_training=True):
             cost = model.build_graph(*inputs)

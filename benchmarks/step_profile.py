@@ -24,6 +24,7 @@ import sys
 import time
 
 from eps_resnet.compat import use_cpu_kernels
+from eps_resnet.models import DEFAULT_GATE
 from eps_resnet.tables import markdown_table
 
 VARIANTS = ("standard", "epsilon")
@@ -40,15 +41,17 @@ def part_of(node: str) -> str:
     return "rest"
 
 
-def training_step(tf, variant: str, units: int, batch: int, mixed: bool):
-    """A session and a training step of a synthetic-data ResNet of depth 6n+2, and its feed."""
+def training_step(tf, variant: str, units: int, batch: int, mixed: bool,
+                  gate: str = DEFAULT_GATE):
+    """A session and a training step of a synthetic-data ResNet of depth 6n+2 (an ε one with
+    the registered gate ``gate``), and its feed."""
     import numpy as np
 
     from eps_resnet.compat import session_config
     from mixed_precision_graph import training_graph
 
     kind = "onednn_bfloat16" if mixed else None
-    _, g = training_graph(tf, variant, units, batch, mixed_kind=kind)
+    _, g = training_graph(tf, variant, units, batch, mixed_kind=kind, gate=gate)
     with g.as_default():
         step = tf.group(*tf.get_collection(tf.GraphKeys.TRAIN_OP),
                         *tf.get_collection(tf.GraphKeys.UPDATE_OPS))

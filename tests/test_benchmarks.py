@@ -135,3 +135,12 @@ def test_step_profile_alternates_both_networks_and_splits_the_added_time_by_part
     assert all(float(gate) > 0 and float(copy) > 0 and float(ratio) > 0
                for _, gate, copy, ratio in blocks)
     assert any(r[:2] == ["Min", "0.00"] for r in rows)  # the gate's min F (fp32)
+
+
+def test_gate_cost_times_the_probe_gates_against_both_baselines():
+    out = run("gate_cost.py", "--units", "1", "--batch", "8", "--steps", "4")
+    rows = {r[0]: r[1:] for r in table_rows(out) if r[0] != "network"}
+    assert list(rows) == ["standard", "side (no gate)", "the paper's gate",
+                          "probe: read one value", "probe: max F, first eighth", "probe: max F"]
+    assert rows["standard"][1] == "1.000" and rows["side (no gate)"][2] == "1.000"
+    assert all(float(ms) > 0 and float(a) > 0 and float(b) > 0 for ms, a, b in rows.values())

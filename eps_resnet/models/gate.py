@@ -67,11 +67,16 @@ def gate_value(branch, epsilon, L: float = GATE_L, pooled: bool = False):
         else:
             # two reductions reading F, no full-size |F| temporary
             peak = tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name="Max")
-        peak = float32_fence(peak, name="peak")
-        eps = tf.cast(epsilon, tf.float32)
-        s = tf.nn.relu(peak - eps)
-        r3 = tf.nn.relu(-L * s + 1.0)
-        return tf.nn.relu(-L * r3 + 1.0, name="T")
+        return gate_step(float32_fence(peak, name="peak"), epsilon, L)
+
+
+def gate_step(peak, epsilon, L: float = GATE_L):
+    """T from a float32 max|F|: the formula's ε arithmetic, relu(-L relu(-L relu(peak - ε) + 1)
+    + 1), in float32."""
+    tf = import_tf()
+    s = tf.nn.relu(peak - tf.cast(epsilon, tf.float32))
+    r3 = tf.nn.relu(-L * s + 1.0)
+    return tf.nn.relu(-L * r3 + 1.0, name="T")
 
 
 def float32_fence(x, name: str = "float32_fence"):
@@ -140,6 +145,13 @@ def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None,
     else:
         decision = sooner if verdict is None else 1.0 - verdict
         is_discarded = tf.subtract(1.0, t, name="is_discarded")
+    return select_output(shortcut, branch, t, decision), is_discarded
+
+
+def select_output(shortcut, branch, t, decision):
+    """``shortcut + T * branch`` for a decision equal to T (or to a verdict that overrides it):
+    ``shortcut + branch`` when it is 1, ``shortcut`` when 0, the product only in between."""
+    tf = import_tf()
 
     def open_gate():
         return shortcut + branch
@@ -155,7 +167,7 @@ def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None,
         [(tf.equal(decision, 1.0), open_gate), (tf.equal(decision, 0.0), closed_gate)],
         default=band, exclusive=False)
     output.set_shape(shortcut.shape)
-    return output, is_discarded
+    return output
 
 
 #: Under the bfloat16 rewrite an open gate is first looked for in this share of the batch
