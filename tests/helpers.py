@@ -171,10 +171,12 @@ def build(tf, family, depth, variant, classes=10, size=32, data_format="NHWC", t
 def gate_decisions_match_the_float32_formula(tf, eps: float, pooled: bool) -> int:
     """The gate's T on bfloat16 branches whose peak sits at ε and at the bfloat16 numbers next
     to it (ε itself is mostly not one), against the paper's four-ReLU formula in float32 on the
-    same values; asserts each and returns how many were checked."""
+    same values, and the gated block's is_discarded and output (the early decision of the
+    bfloat16 rewrite with ``pooled``: the peak is in any of the images); asserts each and
+    returns how many were checked."""
     import numpy as np
 
-    from eps_resnet.models.gate import GATE_L, gate_value
+    from eps_resnet.models.gate import GATE_L, gate_value, gated_residual
 
     def literal_t(values: np.ndarray) -> float:
         f, e = values.astype(np.float32), np.float32(eps)
@@ -194,13 +196,17 @@ def gate_decisions_match_the_float32_formula(tf, eps: float, pooled: bool) -> in
         e = tf.placeholder(tf.float32, [])
         t = gate_value(x, e, pooled=pooled)
         assert t.dtype == tf.float32
+        out, disc = gated_residual(tf.zeros_like(x), x, e, pooled=pooled)
         with tf.Session() as sess:
             for peak in list(grid) + [c[0] for c in candidates]:
                 for sign in (1, -1):
                     base = (rng.uniform(-0.5, 0.5, (4, 3, 3, 8)) * eps).astype(bf16)
                     base.flat[rng.randint(base.size)] = bf16(sign * float(peak))
-                    got = sess.run(t, {x: base, e: eps})
-                    assert got == literal_t(base), (eps, float(peak), sign, pooled)
+                    got, o, d = sess.run([t, out, disc], {x: base, e: eps})
+                    want = literal_t(base)
+                    assert got == want and d == 1 - want, (eps, float(peak), sign, pooled)
+                    if want in (0.0, 1.0):  # the zero shortcut plus T times the branch
+                        np.testing.assert_array_equal(o, base if want else np.zeros_like(base))
                     checked += 1
     return checked
 
