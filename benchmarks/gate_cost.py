@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import time
 
-from eps_resnet.compat import use_cpu_kernels
 from eps_resnet.models import DEFAULT_GATE
 from eps_resnet.tables import markdown_table
+from step_profile import alternated, network_arguments, start_tensorflow, training_step
 
 #: probe name: how its peak is read from the branch F (stop-gradient'ed)
 PROBES = {
@@ -56,31 +54,14 @@ def register_probes(tf) -> None:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--units", type=int, default=5, help="n (depth 6n+2), default %(default)s")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--precision", choices=["fp32", "mixed"], default="fp32")
-    p.add_argument("--steps", type=int, default=50, help="timed steps per network, alternated")
-    p.add_argument("--cpu-kernels", choices=["native", "portable"], default="native",
-                   help="fp32's kernels (default native, training's default; mixed is native)")
+    network_arguments(p, steps=50)
     args = p.parse_args()
-    mixed = args.precision == "mixed"
-    from eps_resnet.training.devices import BF16_CPU_FLAGS, has_bfloat16
-    from eps_resnet.training.provenance import cpu
-
-    info = cpu()
-    if mixed and not has_bfloat16(info["flags"]):
-        sys.exit(f"gate_cost.py: --precision mixed needs a CPU with "
-                 f"{' or '.join(BF16_CPU_FLAGS)}; this {info['model']} has neither")
-    use_cpu_kernels("native" if mixed else args.cpu_kernels)
-    from eps_resnet.compat import import_tf
-    from step_profile import training_step
-
-    tf = import_tf()
+    tf, info = start_tensorflow(args, "gate_cost.py")
     register_probes(tf)
     networks = {"standard": ("standard", DEFAULT_GATE), "side (no gate)": ("side", DEFAULT_GATE),
                 "the paper's gate": ("epsilon", DEFAULT_GATE),
                 **{f"probe: {name}": ("epsilon", name) for name in PROBES}}
-    runs = {k: training_step(tf, v, args.units, args.batch, mixed, gate)
+    runs = {k: training_step(tf, v, args.units, args.batch, args.precision == "mixed", gate)
             for k, (v, gate) in networks.items()}
     times = alternated(runs, args.steps)
 
@@ -95,23 +76,6 @@ def main():
                            f"{side[k]:.3f}"] for k in runs],
                          ["network", "ms/step (median)", "standard / network (pairs)",
                           "side / network (pairs)"]), end="")
-
-
-def alternated(runs: dict, steps: int) -> dict:
-    """Seconds of ``steps`` single steps of each network, the networks' order reversed every
-    other round (after 3 warm-up steps each)."""
-    for sess, step, feed in runs.values():
-        for _ in range(3):
-            sess.run(step, feed)
-    names = list(runs)
-    times = {k: [] for k in names}
-    for i in range(steps):
-        for k in (names if i % 2 == 0 else names[::-1]):
-            sess, step, feed = runs[k]
-            start = time.perf_counter()
-            sess.run(step, feed)
-            times[k].append(time.perf_counter() - start)
-    return times
 
 
 if __name__ == "__main__":

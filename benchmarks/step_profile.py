@@ -104,40 +104,61 @@ def copy_ms(tf, shapes: dict, dtype, repeat: int = 20) -> dict:
             return best_ms(sess, fetches, repeat)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def network_arguments(p: argparse.ArgumentParser, steps: int) -> None:
+    """The options that choose the networks and their timing (this script's and gate_cost's)."""
     p.add_argument("--units", type=int, default=5, help="n (depth 6n+2), default %(default)s")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--precision", choices=["fp32", "mixed"], default="fp32")
-    p.add_argument("--steps", type=int, default=60, help="timed steps per network, alternated")
-    p.add_argument("--traces", type=int, default=5, help="traced steps per network")
-    p.add_argument("--top", type=int, default=12, help="op types listed, by added time")
+    p.add_argument("--steps", type=int, default=steps, help="timed steps per network, alternated")
     p.add_argument("--cpu-kernels", choices=["native", "portable"], default="native",
                    help="fp32's kernels (default native, training's default; mixed is native)")
-    args = p.parse_args()
-    mixed = args.precision == "mixed"
+
+
+def start_tensorflow(args, prog: str):
+    """(tf, this CPU's description) with the CPU kernels that ``args`` ask for; exits with a
+    message when --precision mixed asks for bfloat16 units this CPU lacks."""
     from eps_resnet.training.devices import BF16_CPU_FLAGS, has_bfloat16
     from eps_resnet.training.provenance import cpu
 
     info = cpu()
+    mixed = args.precision == "mixed"
     if mixed and not has_bfloat16(info["flags"]):
-        sys.exit(f"step_profile.py: --precision mixed needs a CPU with "
+        sys.exit(f"{prog}: --precision mixed needs a CPU with "
                  f"{' or '.join(BF16_CPU_FLAGS)}; this {info['model']} has neither")
     use_cpu_kernels("native" if mixed else args.cpu_kernels)
     from eps_resnet.compat import import_tf
 
-    tf = import_tf()
-    runs = {v: training_step(tf, v, args.units, args.batch, mixed) for v in VARIANTS}
+    return import_tf(), info
+
+
+def alternated(runs: dict, steps: int) -> dict:
+    """Seconds of ``steps`` single steps of each of ``runs`` ({name: (session, step, feed)}),
+    after 3 warm-up steps each (the rewrite and oneDNN's kernel choice happen there), the
+    order reversed every other round so that a drifting machine slows all alike."""
     for sess, step, feed in runs.values():
-        for _ in range(3):  # warm-up: the rewrite and oneDNN's kernel choice happen here
+        for _ in range(3):
             sess.run(step, feed)
-    times = {v: [] for v in VARIANTS}
-    for i in range(args.steps):
-        for v in (VARIANTS if i % 2 == 0 else VARIANTS[::-1]):
-            sess, step, feed = runs[v]
+    names = list(runs)
+    times = {k: [] for k in names}
+    for i in range(steps):
+        for k in (names if i % 2 == 0 else names[::-1]):
+            sess, step, feed = runs[k]
             start = time.perf_counter()
             sess.run(step, feed)
-            times[v].append(time.perf_counter() - start)
+            times[k].append(time.perf_counter() - start)
+    return times
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    network_arguments(p, steps=60)
+    p.add_argument("--traces", type=int, default=5, help="traced steps per network")
+    p.add_argument("--top", type=int, default=12, help="op types listed, by added time")
+    args = p.parse_args()
+    mixed = args.precision == "mixed"
+    tf, info = start_tensorflow(args, "step_profile.py")
+    runs = {v: training_step(tf, v, args.units, args.batch, mixed) for v in VARIANTS}
+    times = alternated(runs, args.steps)
     profile = {v: traced(tf, *runs[v], args.traces) for v in VARIANTS}
 
     median = {v: statistics.median(t) * 1000 for v, t in times.items()}
