@@ -186,11 +186,11 @@ def first_images_open(t, branch, epsilon, L: float = GATE_L):
     batch's, and the value returned is t for every branch without NaNs. An open block's output
     then waits for a reduction of part of its branch; the whole branch's, which
     ``is_discarded`` and ``gate/peak`` still read, runs beside the following block. Under
-    oneDNN's bfloat16 rewrite on an AMX Xeon that took the gated step from 0.951 to 0.96-0.97
-    of the time of one without the gate (``benchmarks/step_profile.py``); in float32 it gained
-    nothing (there the reductions' work, not the wait for them, is what they cost), and on a
-    GPU each ``tf.cond`` copies its predicate to the host, so the gate uses it under the
-    rewrite only.
+    oneDNN's bfloat16 rewrite on an AMX Xeon that took the ε-ResNet-32 from 0.948-0.952 of the
+    standard network's speed to 0.957-0.959 (``benchmarks/step_profile.py``). In float32 it
+    gained nothing: there a reduction over an eighth of the branch costs about what one over
+    all of it does (``benchmarks/gate_cost.py``). On a GPU each ``tf.cond`` copies its
+    predicate to the host. So the gate uses it under the bfloat16 rewrite only.
     """
     tf = import_tf()
     with tf.name_scope("first_images"):
