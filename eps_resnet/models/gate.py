@@ -134,8 +134,10 @@ def gated_residual(shortcut, branch, epsilon, L: float = GATE_L, verdict=None,
     """
     tf = import_tf()
     t = gate_value(branch, epsilon, L, pooled)
-    # the same value as t; under the bfloat16 rewrite, known sooner when the gate is open
-    sooner = first_images_open(t, branch, epsilon, L) if pooled else t
+    # the same value as t; under the bfloat16 rewrite, known sooner when the gate is open (not
+    # built where a fixed verdict alone decides)
+    decides = verdict is None or stays_closed
+    sooner = first_images_open(t, branch, epsilon, L) if pooled and decides else t
     if stays_closed:
         # this step's decision must read the average before this step's update of it, which
         # takes is_discarded as its input
