@@ -8,12 +8,15 @@ The probes are added through the gate registry (``models.gate.register_gate``), 
 would be. They compute the block's output as the paper's gate does (``tf.case`` on T, the ε
 arithmetic) but take T from:
 
+* ``max F, min F``: max|F| by TensorFlow's two reductions, the paper's gate where its CPU
+  kernel (``models/peak_op.cc``) is not built: the same decisions as the paper's gate;
 * ``read one value``: one element of the branch (the selection and the arithmetic, no reading);
 * ``max F, first eighth``: max F over the batch's first eighth;
 * ``max F``: max F over the whole branch (one of the paper's gate's two reductions);
 
-so their decisions are not the paper's: for timing only. fp32 runs the native CPU kernels
-unless ``--cpu-kernels portable``; mixed, oneDNN's bfloat16 rewrite (a CPU with bfloat16 only).
+so the decisions of the last three are not the paper's: for timing only. fp32 runs the native
+CPU kernels unless ``--cpu-kernels portable``; mixed, oneDNN's bfloat16 rewrite (a CPU with
+bfloat16 only).
 
     python benchmarks/gate_cost.py                       # ResNet-32, batch 128, fp32
     python benchmarks/gate_cost.py --precision mixed
@@ -30,6 +33,7 @@ from step_profile import alternated, network_arguments, start_tensorflow, traini
 
 #: probe name: how its peak is read from the branch F (stop-gradient'ed)
 PROBES = {
+    "max F, min F": lambda tf, f: tf.maximum(tf.reduce_max(f), -tf.reduce_min(f)),
     "read one value": lambda tf, f: f[0, 0, 0, 0],
     "max F, first eighth": lambda tf, f: tf.reduce_max(f[:max(1, f.shape[0] // 8)]),
     "max F": lambda tf, f: tf.reduce_max(f),

@@ -1,4 +1,8 @@
 """The gate against the paper's literal four-ReLU formula, which stays here as the reference."""
+import contextlib
+import os
+import shutil
+
 import numpy as np
 import pytest
 
@@ -13,18 +17,41 @@ def literal_gate(tf, F, eps, L=GATE_L):
     return T * F, 1.0 - T
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["max-min", "pooled"])
+def compiler_here() -> bool:
+    return shutil.which(os.environ.get("CXX") or "g++") is not None
+
+
+@contextlib.contextmanager
+def peak_op_switched(on: bool):
+    """Gates built inside use the max|F| kernel (where it can be built) or TensorFlow's
+    reductions (``EPS_RESNET_PEAK_OP=off``)."""
+    from eps_resnet.models import peak_op
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(peak_op.SWITCH, "on" if on else "off")
+        peak_op._loaded.cache_clear()
+        try:
+            yield
+        finally:
+            peak_op._loaded.cache_clear()
+
+
+@pytest.fixture(scope="module", params=["kernel", "reductions", "pooled"])
 def gate_graph(tf, request):
-    """One graph with the fast gate (both ways to max|F|) and the literal formula on the same
-    inputs."""
+    """One graph with the fast gate (each way to max|F|: the CPU kernel where a compiler is,
+    TensorFlow's max and min, the pooling of |F|) and the literal formula on the same inputs."""
     from eps_resnet.models.gate import gated_residual
 
     g = tf.Graph()
-    with g.as_default():
+    with g.as_default(), peak_op_switched(request.param == "kernel"):
         F = tf.placeholder(tf.float32, [None, 4, 4, 3])
         shortcut = tf.placeholder(tf.float32, [None, 4, 4, 3])
         eps = tf.placeholder(tf.float32, [])
-        out, disc = gated_residual(shortcut, F, eps, pooled=request.param)
+        out, disc = gated_residual(shortcut, F, eps, pooled=request.param == "pooled")
+        types = {op.type for op in g.get_operations()}
+        kernel = request.param == "kernel" and compiler_here()
+        assert ("PeakMagnitude" in types) == kernel and ("Min" in types) == (
+            request.param == "reductions" or request.param == "kernel" and not kernel)
         ref_s, ref_disc = literal_gate(tf, F, eps)
         ref_out = shortcut + ref_s
         up = tf.placeholder(tf.float32, [None, 4, 4, 3])  # upstream gradient
@@ -133,6 +160,59 @@ def test_whichever_image_holds_the_peak_the_gate_decides_as_the_formula(gate_gra
         np.testing.assert_array_equal(r["out"], r["ref_out"])
         if disc is not None:  # in the band the formula's T has a gradient, the gate's none
             np.testing.assert_array_equal(r["grad"], r["ref_grad"])
+
+
+def peak_cases():
+    """(name, float32 array) on which max|x| is easy to get wrong."""
+    rng = np.random.RandomState(7)
+    big = rng.normal(0, 2, (128, 32, 32, 16)).astype(np.float32)  # 64 chunks of the kernel
+    odd = rng.normal(0, 2, 70001).astype(np.float32)  # 3 chunks, the last one short
+    last_negative = odd.copy()
+    last_negative[-1] = -50.0
+    with_nan, with_inf = big.copy(), odd.copy()
+    with_nan.flat[-1], with_inf.flat[12345] = np.nan, -np.inf
+    subnormal = np.array([1e-45, -3e-40, 0.0], np.float32)  # TensorFlow's threads flush them
+    smallest_normal = np.array([np.finfo(np.float32).tiny, -1e-40], np.float32)
+    return [("big", big), ("odd", odd), ("last negative", last_negative), ("nan", with_nan),
+            ("-inf", with_inf), ("subnormal", subnormal), ("smallest normal", smallest_normal),
+            ("zeros", np.zeros((2, 3), np.float32)), ("one", np.array([-3.0], np.float32)),
+            ("empty", np.zeros((0, 4), np.float32))]
+
+
+def test_the_max_abs_kernel_equals_tensorflows_two_reductions(tf):
+    """The gate's one-pass max|F| (models/peak_op.cc, on the session's 2 threads) against
+    max(max F, -min F) by TensorFlow's ops: the same bits but for the sign of a zero; where
+    there is no C++ compiler, no kernel (and the gate keeps the reductions)."""
+    from eps_resnet.models.peak_op import peak_magnitude_op
+
+    with peak_op_switched(True):
+        op = peak_magnitude_op()
+    assert (op is not None) == compiler_here()
+    if op is None:
+        return
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32)
+        kernel, reductions = op(x), tf.maximum(tf.reduce_max(x), -tf.reduce_min(x))
+        with tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=2)) as sess:
+            for name, value in peak_cases():
+                got, expected = sess.run([kernel, reductions], {x: value})
+                if np.isnan(expected):
+                    assert np.isnan(got), name
+                else:
+                    assert got == expected and (got == 0 or got.view(np.uint32) ==
+                                                expected.view(np.uint32)), (name, got, expected)
+
+
+def test_a_kernel_that_cannot_be_built_says_why_and_leaves_nothing(tmp_path, monkeypatch):
+    from eps_resnet.models.peak_op import BuildError, NoCompiler, build
+
+    monkeypatch.setenv("CXX", shutil.which("false"))  # a compiler that fails
+    with pytest.raises(BuildError, match=r"false failed: exit status 1$"):
+        build(tmp_path)
+    monkeypatch.setenv("CXX", str(tmp_path / "c++"))
+    with pytest.raises(NoCompiler, match=r"^no C\+\+ compiler \(.*c\+\+\) on PATH$"):
+        build(tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_fixed_verdict_decides_the_output_and_is_discarded_reports_the_batch(tf):

@@ -14,7 +14,9 @@ formula is kept in ``tests/test_gate.py`` as the reference):
 
 * ``relu(F - ε) + relu(-F - ε) == relu(|F| - ε)`` element-wise, and relu is monotone, so
   ``s = relu(max|F| - ε)``, with ``max|F| = max(max F, -min F)``: two reductions over F instead
-  of four full-size temporaries. Under oneDNN's bfloat16 rewrite on CPUs, whose reductions
+  of four full-size temporaries. In float32 on CPUs, one pass of the package's own kernel
+  (:mod:`.peak_op`, compiled on first use where a C++ compiler is) reads F once for the same
+  value. Under oneDNN's bfloat16 rewrite on CPUs, whose reductions
   convert every element to float32, max|F| is taken by oneDNN's max pooling of |F| (one window
   per image and channel, bfloat16 compared as such) and a reduction of the N x C maxima
   (``pooled``): the same value, at 0.65 against 1.69 ms for 2.1 M elements on an AMX Xeon.
@@ -31,6 +33,7 @@ formula is kept in ``tests/test_gate.py`` as the reference):
 from __future__ import annotations
 
 from ..compat import import_tf
+from .peak_op import peak_magnitude_op
 
 #: The slope of the gate's ReLUs; the original implementation uses 1e6.
 GATE_L = 1e6
@@ -47,7 +50,9 @@ def gate_value(branch, epsilon, L: float = GATE_L, pooled: bool = False):
     """The scalar T of the gate for a branch output (0: discarded, 1: open), float32.
 
     ``pooled``: max|F| as the max of the max pooling of |F| over each NHWC map rather than
-    max(max F, -min F) (for the oneDNN bfloat16 rewrite, see the module's docstring).
+    max(max F, -min F) (for the oneDNN bfloat16 rewrite, see the module's docstring). A float32
+    branch on a machine without GPUs takes max|F| from :func:`.peak_op.peak_magnitude_op`'s
+    kernel where it could be built: the same value (but for the sign of a zero).
 
     The decision is exact whatever precision the branch is computed in: the reductions read
     the branch in its own dtype (the max, min and magnitudes of bfloat16 or float16 values are
@@ -65,8 +70,11 @@ def gate_value(branch, epsilon, L: float = GATE_L, pooled: bool = False):
             maxima = tf.nn.max_pool2d(tf.abs(f), side, side, "VALID", data_format="NHWC")
             peak = tf.reduce_max(maxima, name="Max")
         else:
-            # two reductions reading F, no full-size |F| temporary
-            peak = tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name="Max")
+            peak_op = peak_magnitude_op() if f.dtype == tf.float32 else None
+            if peak_op is not None:  # one pass over F on the CPU (models/peak_op.cc)
+                peak = peak_op(f, name="Max")
+            else:  # two reductions reading F, no full-size |F| temporary
+                peak = tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name="Max")
         return gate_step(float32_fence(peak, name="peak"), epsilon, L)
 
 
