@@ -10,6 +10,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 
 
+def compiler_here() -> bool:
+    """Whether the gate's max|F| kernel (eps_resnet/models/peak_op.cc) can be compiled here."""
+    import shutil
+
+    return shutil.which(os.environ.get("CXX") or "g++") is not None
+
+
 def eps_resnet_cmd(*args):
     """The command line of the installed ``eps-resnet`` (the venv's, whatever PATH says)."""
     return [sys.executable, "-m", "eps_resnet.cli", *map(str, args)]

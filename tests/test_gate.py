@@ -1,10 +1,10 @@
 """The gate against the paper's literal four-ReLU formula, which stays here as the reference."""
 import contextlib
-import os
 import shutil
 
 import numpy as np
 import pytest
+from helpers import compiler_here
 
 from eps_resnet.models.gate import GATE_L
 
@@ -15,10 +15,6 @@ def literal_gate(tf, F, eps, L=GATE_L):
     r3 = tf.nn.relu(-L * s + 1.0)
     T = tf.nn.relu(-L * r3 + 1.0)
     return T * F, 1.0 - T
-
-
-def compiler_here() -> bool:
-    return shutil.which(os.environ.get("CXX") or "g++") is not None
 
 
 @contextlib.contextmanager

@@ -15,10 +15,12 @@ directory), in about 7 seconds, once per TensorFlow version and source. Where th
 possible (no compiler, another TensorFlow ABI) or ``EPS_RESNET_PEAK_OP=off``, the gate keeps
 TensorFlow's two reductions and says why once: the decisions, the values and the golden files
 are the same either way. On machines with GPUs the gate uses TensorFlow's ops (the kernel is
-CPU-only).
+CPU-only), and so do exported SavedModels (:func:`tensorflow_ops_only`), which must load in a
+plain TensorFlow; the graph files tensorpack writes beside the checkpoints name the op.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -126,12 +128,28 @@ def _load(path: str):
     return library
 
 
+_tensorflow_only = False
+
+
+@contextlib.contextmanager
+def tensorflow_ops_only():
+    """Gates built inside take max|F| by TensorFlow's own ops: for graphs that leave the
+    package (SavedModels), which other programs load without this kernel."""
+    global _tensorflow_only
+    before, _tensorflow_only = _tensorflow_only, True
+    try:
+        yield
+    finally:
+        _tensorflow_only = before
+
+
 def peak_magnitude_op():
     """``PeakMagnitude`` (float32 tensor -> its max|x|, a float32 scalar), or None where it
-    cannot be built or a GPU is visible (the gate then uses TensorFlow's reductions)."""
+    cannot be built, a GPU is visible or inside :func:`tensorflow_ops_only` (the gate then
+    uses TensorFlow's reductions)."""
     from ..compat import visible_gpus
 
-    if visible_gpus():
+    if _tensorflow_only or visible_gpus():
         return None
     library = _loaded()
     return None if library is None else library.peak_magnitude

@@ -39,6 +39,7 @@ def export_saved_model(settings: TrainSettings, layout: Layout, checkpoint: str,
     from tensorpack.tfutils.tower import TowerContext
 
     from ..compat import import_tf
+    from ..models.peak_op import tensorflow_ops_only
     from ..models.resnet import build_model
 
     tf = import_tf()
@@ -53,7 +54,8 @@ def export_saved_model(settings: TrainSettings, layout: Layout, checkpoint: str,
         # the network takes raw pixels where training fed it uint8 (and subtracts the mean)
         image = raw if model.takes_uint8 else tf.cast(raw, tf.float32) - tf.constant(mean)
         label = tf.zeros(tf.shape(raw)[:1], tf.int32)  # the graph's loss wants one; unused
-        with TowerContext("", is_training=False):
+        # a plain TensorFlow graph: the gate's max|F| without the package's own CPU kernel
+        with TowerContext("", is_training=False), tensorflow_ops_only():
             model.build_graph(image, label)
         g = tf.get_default_graph()
         outputs = {k: g.get_tensor_by_name(f"{k}:0") for k in ("prob", "logits")}
