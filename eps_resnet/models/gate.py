@@ -73,9 +73,16 @@ def gate_value(branch, epsilon, L: float = GATE_L, pooled: bool = False):
             peak_op = peak_magnitude_op() if f.dtype == tf.float32 else None
             if peak_op is not None:  # one pass over F on the CPU (models/peak_op.cc)
                 peak = peak_op(f, name="Max")
-            else:  # two reductions reading F, no full-size |F| temporary
-                peak = tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name="Max")
+            else:
+                peak = peak_by_reductions(f)
         return gate_step(float32_fence(peak, name="peak"), epsilon, L)
+
+
+def peak_by_reductions(f, name: str = "Max"):
+    """max|F| by TensorFlow's ops: two reductions reading F, no full-size |F| temporary (the
+    gate's form where its CPU kernel is not used)."""
+    tf = import_tf()
+    return tf.maximum(tf.reduce_max(f), -tf.reduce_min(f), name=name)
 
 
 def gate_step(peak, epsilon, L: float = GATE_L):
